@@ -1,0 +1,152 @@
+"""``tunebridge.tune``: the one entry point; the spec file and the CLI are thin layers over it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tunebridge._compat import versions
+from tunebridge.backends.optuna import StudyOptions, open_study, run_trials, trial_config
+from tunebridge.errors import SchemaError
+from tunebridge.lightning import Builder, LightningObjective, TrialSettings, import_builder
+from tunebridge.results import TuneResult, counts, trials_table
+from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
+
+__all__ = ["TuneResult", "make_result", "tune"]
+
+
+def _as_list(value: str | Sequence[str], what: str) -> list[str]:
+    out = [value] if isinstance(value, str) else list(value)
+    if not out or not all(isinstance(v, str) and v for v in out):
+        raise SchemaError(f"`{what}` must be a name or a list of names", path=what, value=repr(value))
+    return out
+
+
+def tune(
+    build: Builder | str,
+    space: Space,
+    *,
+    metric: str | Sequence[str],
+    mode: str | Sequence[str] = "min",
+    backend: str = "optuna",
+    trials: int = 20,
+    search: str = "tpe",
+    pruner: PruningSpec | Mapping[str, Any] | str | None = None,
+    early_stopping: EarlyStoppingSpec | Mapping[str, Any] | bool | None = None,
+    max_epochs: int = 20,
+    storage: str | None = None,
+    study: str | None = None,
+    seed: int | None = 0,
+    progress: bool = True,
+    accelerator: str = "auto",
+    threads: int | None = None,
+    spec_hash: str | None = None,
+    force: bool = False,
+    ray: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    stop: threading.Event | None = None,
+) -> TuneResult:
+    """Tune a LightningModule over ``space``.
+
+    Args:
+        build: ``build(config) -> (LightningModule, LightningDataModule)``, or ``"module:function"``.
+        space: The search space.
+        metric: The validation metric(s) to optimise; several make a multi-objective study
+            (``n_params``, the trainable parameter count, is always available).
+        mode: ``min`` or ``max`` (one per metric).
+        backend: ``optuna`` or ``ray``.
+        trials: The trial budget, counted across every worker of the study.
+        search: ``grid``, ``random``, ``tpe``, ``gp``, ``cmaes``, ``qmc`` or ``nsga2``.
+        pruner: A :class:`PruningSpec` (or its dict / policy name); epochs are the budget unit.
+        early_stopping: Lightning ``EarlyStopping`` settings within a trial (True for defaults).
+        max_epochs: The most epochs a trial trains.
+        storage: Where the study lives: None (memory), ``sqlite:///file.db``, a database URL,
+            ``redis://…`` or a journal file path. Resume = same ``study`` + same ``storage``.
+        study: The study name.
+        seed: Seeds the search algorithm and every trial's model.
+        progress: Show one progress bar for the study.
+        accelerator: Lightning accelerator for every trial.
+        threads: ``torch.set_num_threads`` inside trials.
+        spec_hash: Recorded on the study; a resume with another hash is refused unless ``force``.
+        ray: Ray options (``address``, ``cpus_per_trial``, ``gpus_per_trial``, ``max_concurrent``, …).
+        resume: Ray backend only: restore an interrupted Ray run.
+        stop: Set this event to stop after the running trial.
+
+    Returns:
+        A :class:`TuneResult`.
+
+    Raises:
+        SchemaError: Bad options. ConversionError: the space cannot be expressed in the backend.
+    """
+    metrics = _as_list(metric, "metric")
+    modes = _as_list(mode, "mode")
+    if len(modes) == 1 and len(metrics) > 1:
+        modes = modes * len(metrics)
+    if len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
+        raise SchemaError("`mode` must be min or max, one per metric", path="mode", value=repr(mode),
+                          fix="Write e.g. mode='max', or ['min', 'min'] for two metrics.")
+    if not isinstance(space, Space):
+        raise SchemaError("`space` must be a tunebridge Space", path="space", value=type(space).__name__,
+                          fix="Build it with Space(...), Space.from_yaml(...) or a preset.")
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise SchemaError("`trials` must be an integer >= 1", path="trials", value=repr(trials))
+    if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 1:
+        raise SchemaError("`max_epochs` must be an integer >= 1", path="max_epochs", value=repr(max_epochs))
+    pruning = pruner if isinstance(pruner, PruningSpec) else PruningSpec.from_dict(pruner)
+    es = early_stopping if isinstance(early_stopping, EarlyStoppingSpec) or early_stopping is None \
+        else EarlyStoppingSpec.from_dict(early_stopping)
+    if isinstance(build, str):
+        build = import_builder(build)
+    settings = TrialSettings(metric=metrics[0], mode=modes[0], max_epochs=max_epochs, early_stopping=es,
+                             seed=seed, accelerator=accelerator, threads=threads)
+    objective = LightningObjective(build, settings)
+    opts = StudyOptions(
+        space=space, metrics=metrics, modes=modes, search=search, seed=seed, pruning=pruning, max_epochs=max_epochs,
+        storage=storage, study=study, spec_hash=spec_hash, force=force,
+        attrs={"versions": versions(), "backend": backend},
+    )
+    started = time.perf_counter()
+    if backend == "optuna":
+        optuna_study = open_study(opts)
+        run_trials(optuna_study, opts, objective, n_trials=trials, progress=progress, stop=stop)
+    elif backend == "ray":
+        from tunebridge.backends.ray import run_ray
+
+        optuna_study = run_ray(opts, objective, n_trials=trials, options=dict(ray or {}), resume=resume,
+                               progress=progress)
+    else:
+        raise SchemaError("`backend` must be optuna or ray", path="backend", value=repr(backend),
+                          fix="Use backend='optuna' or backend='ray'.")
+    return make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
+
+
+def make_result(study: Any, opts: StudyOptions, *, wall_time: float, backend: str, trials: int) -> TuneResult:
+    """The :class:`TuneResult` of a finished study (any backend writes its trials into an Optuna study)."""
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best_config = best_value = None
+    best_metrics: dict[str, Any] = {}
+    front: list[dict[str, Any]] = []
+    if complete:
+        if len(opts.metrics) == 1:
+            best = study.best_trial
+            best_value = best.value
+        else:
+            pareto = study.best_trials
+            best = pareto[0]
+            best_value = list(best.values)
+            front = [{"number": t.number, "values": list(t.values), "config": trial_config(opts.space, t)} for t in pareto]
+        best_config = trial_config(opts.space, best)
+        best_metrics = {k[len("final_"):]: v for k, v in best.user_attrs.items() if k.startswith("final_")}
+        best_metrics["epochs"] = best.user_attrs.get("epochs")
+    record = {
+        "study": study.study_name, "storage": opts.storage, "backend": backend, "search": opts.search,
+        "seed": opts.seed, "spec_hash": opts.spec_hash, "metrics": opts.metrics, "modes": opts.modes,
+        "trials_budget": trials, "wall_time_s": round(wall_time, 3), "counts": counts(study),
+        "versions": versions(),
+    }
+    return TuneResult(best_config=best_config, best_value=best_value, best_metrics=best_metrics,
+                      trials=trials_table(study, opts.space), record=record, study=study, best_trials=front)

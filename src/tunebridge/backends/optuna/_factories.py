@@ -1,0 +1,168 @@
+"""Search algorithms, pruners and storages by name: the user's vocabulary -> Optuna objects."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from tunebridge.errors import ConversionError, SchemaError
+from tunebridge.schema import PruningSpec, Space
+from tunebridge.schema._codec import suggest
+
+__all__ = ["SEARCH_ALGORITHMS", "make_pruner", "make_sampler", "make_storage", "normalize_db_url"]
+
+SEARCH_ALGORITHMS = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
+BACKEND = "optuna"
+
+
+def make_sampler(search: str, *, seed: int | None, space: Space, n_objectives: int = 1) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler for a search algorithm name; the same seed gives the same configs.
+
+    ``grid`` returns a seeded random sampler: the grid itself is enqueued as waiting trials (see
+    :func:`tunebridge.backends.optuna.enqueue_grid`), which several workers claim atomically, and
+    the random sampler only fills parameters the queue does not fix (none, for a complete grid).
+    """
+    if search not in SEARCH_ALGORITHMS:
+        hint = suggest(search, SEARCH_ALGORITHMS)
+        raise SchemaError("unknown search algorithm", path="search", value=repr(search),
+                          fix=(hint + " " if hint else "") + f"Known: {', '.join(SEARCH_ALGORITHMS)}.")
+    if n_objectives > 1 and search == "cmaes":
+        raise ConversionError(backend=BACKEND, param="search", option="cmaes with several objectives",
+                              fix="Use nsga2, tpe or random for multi-objective studies.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if search in ("grid", "random"):
+            return optuna.samplers.RandomSampler(seed=seed)
+        if search == "tpe":
+            conditional = space.is_conditional()
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=conditional, constant_liar=True, n_startup_trials=10,
+            )
+        if search == "gp":
+            return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+        if search == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        if search == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False, scramble=True)
+        return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+def make_pruner(spec: PruningSpec, *, max_epochs: int, n_objectives: int = 1) -> optuna.pruners.BasePruner:
+    """Optuna's pruner for the backend-neutral spec; steps are epochs counted from 1."""
+    if spec.policy != "none" and n_objectives > 1:
+        raise ConversionError(backend=BACKEND, param="pruner", option=f"policy={spec.policy} with several objectives",
+                              fix="Optuna cannot prune multi-objective trials: set `pruner: none`.")
+    budget = spec.budget(max_epochs)
+    if spec.policy == "none":
+        return optuna.pruners.NopPruner()
+    if spec.policy == "median":
+        # A trial can be pruned from the end of epoch `grace_period` on (n_warmup_steps is exclusive).
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=spec.grace_period - 1)
+    if spec.policy == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=spec.grace_period, reduction_factor=spec.reduction_factor, min_early_stopping_rate=0
+        )
+    if spec.policy == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=spec.grace_period, max_resource=budget, reduction_factor=spec.reduction_factor
+        )
+    return optuna.pruners.PatientPruner(None, patience=spec.patience, min_delta=spec.min_delta)
+
+
+_DB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+
+
+def normalize_db_url(url: str) -> str:
+    """Give bare ``postgresql://``/``mysql://`` URLs an installed driver.
+
+    SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3 but older releases to psycopg2; tunebridge ships
+    psycopg 3 (the ``[postgres]`` extra), so a bare URL is pinned to it. ``postgresql+psycopg2://``
+    and other explicit drivers are kept as they are.
+    """
+    from tunebridge._compat import has_module
+
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):
+        if has_module("psycopg"):
+            return f"postgresql+psycopg://{rest}"
+        if has_module("psycopg2"):
+            return f"postgresql+psycopg2://{rest}"
+        from tunebridge.errors import MissingDependencyError
+
+        raise MissingDependencyError("PostgreSQL storage", "postgres", "psycopg[binary]")
+    if scheme in ("mysql", "mariadb") and has_module("pymysql") and not has_module("MySQLdb"):
+        return f"mysql+pymysql://{rest}"
+    return url
+
+
+def storage_kind(url: str | None) -> str:
+    """``memory``, ``rdb``, ``journal-file`` or ``journal-redis``."""
+    if url is None or url in ("memory", ":memory:", ""):
+        return "memory"
+    scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
+    if scheme in _DB_SCHEMES:
+        return "rdb"
+    if scheme in ("redis", "rediss", "unix"):
+        return "journal-redis"
+    if scheme in ("journal", "file") or re.search(r"\.(log|journal|jsonl)$", url):
+        return "journal-file"
+    raise SchemaError("unknown storage URL", path="storage", value=repr(url),
+                      fix="Use sqlite:///study.db, postgresql://user@host/db, redis://host:6379, "
+                          "journal:///path/study.log (or a path ending in .log) or 'memory'.")
+
+
+def journal_path(url: str) -> str:
+    """The file of a journal URL: ``journal:///abs/path.log``, ``journal://rel.log`` or a bare path."""
+    for prefix in ("journal://", "file://"):
+        if url.startswith(prefix):
+            return url[len(prefix):]
+    return url
+
+
+def make_storage(url: str | None, *, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None, max_retry: int | None = None) -> Any:
+    """An Optuna storage for a URL: memory, any SQLAlchemy database URL, a journal file, or Redis.
+
+    Args:
+        heartbeat_interval: Seconds between heartbeats of running trials (RDB and journal storages);
+            a trial whose heartbeat stops for ``grace_period`` seconds is marked failed.
+        max_retry: With heartbeats, re-queue a dead worker's trial up to this many times.
+    """
+    kind = storage_kind(url)
+    if kind == "memory":
+        return optuna.storages.InMemoryStorage()
+    assert url is not None
+    callback = None
+    if heartbeat_interval is not None and max_retry is not None:
+        callback = optuna.storages.RetryFailedTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
+    if kind == "rdb":
+        url = normalize_db_url(url)
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs: dict[str, Any] = {"pool_pre_ping": True} if not url.startswith("sqlite") else {}
+        if url.startswith("sqlite"):
+            engine_kwargs = {"connect_args": {"timeout": 60}}
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+            failed_trial_callback=callback,
+        )
+    from optuna.storages.journal import JournalFileBackend, JournalRedisBackend, JournalStorage
+
+    if kind == "journal-redis":
+        from tunebridge._compat import require
+
+        require("redis", "Redis journal storage")
+        backend: Any = JournalRedisBackend(url)
+    else:
+        path = journal_path(url)
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileOpenLock
+
+        backend = JournalFileBackend(os.path.expanduser(path), lock_obj=JournalFileOpenLock(os.path.expanduser(path)))
+    # Optuna's heartbeat is RDB-only; tunebridge's worker loop keeps its own heartbeat for journals.
+    return JournalStorage(backend)

@@ -1,0 +1,235 @@
+"""The run spec file: model builder, data, space (or presets + overrides), metric, budget, policies.
+
+Standard library (+ PyYAML) only, so ``tunebridge check`` never imports torch. Nothing in a spec is
+executed except importing the named ``module:function`` builder, and that only when a run starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tunebridge import presets
+from tunebridge.errors import SchemaError
+from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
+from tunebridge.schema._codec import check_keys, load_yaml, suggest
+
+__all__ = ["BUILTIN_DATA", "BUILTIN_MODELS", "SEARCH", "RunSpec", "load_spec", "space_from_spec"]
+
+BUILTIN_MODELS = ("mlp", "cnn")
+BUILTIN_DATA = ("digits", "breast_cancer", "wine")
+SEARCH = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
+BACKENDS = ("optuna", "ray")
+_BUILDER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_KEYS = (
+    "study", "model", "data", "builder", "space", "metric", "mode", "max_epochs", "early_stopping", "pruner",
+    "search", "trials", "seed", "storage", "backend", "accelerator", "threads", "ray", "description",
+)
+_SPACE_FORM = ("presets", "preset", "override", "remove", "params")
+_RAY_KEYS = ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "checkpoint_frequency",
+             "checkpoint_keep", "reuse_actors", "pbt_interval", "pbt_mutate", "storage_path")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A validated spec file: the same options as :func:`tunebridge.tune` takes."""
+
+    space: Space
+    metrics: tuple[str, ...]
+    modes: tuple[str, ...]
+    model: str | None = None
+    data: str | None = None
+    builder: str | None = None
+    study: str | None = None
+    max_epochs: int = 20
+    early_stopping: EarlyStoppingSpec | None = None
+    pruner: PruningSpec = field(default_factory=PruningSpec)
+    search: str = "tpe"
+    trials: int = 20
+    seed: int = 0
+    storage: str | None = None
+    backend: str = "optuna"
+    accelerator: str = "auto"
+    threads: int | None = None
+    ray: Mapping[str, Any] = field(default_factory=dict)
+    base_dir: str = "."
+
+    @property
+    def metric(self) -> str | list[str]:
+        return self.metrics[0] if len(self.metrics) == 1 else list(self.metrics)
+
+    @property
+    def mode(self) -> str | list[str]:
+        return self.modes[0] if len(self.modes) == 1 else list(self.modes)
+
+    def meaning(self) -> dict[str, Any]:
+        """What decides the results of a run (not how many trials, where or on what)."""
+        return {
+            "space": self.space.to_dict(), "metrics": list(self.metrics), "modes": list(self.modes),
+            "model": self.model, "data": self.data, "builder": self.builder, "max_epochs": self.max_epochs,
+            "early_stopping": None if self.early_stopping is None else self.early_stopping.to_dict(),
+            "pruner": self.pruner.to_dict(), "search": self.search, "seed": self.seed,
+        }
+
+    def hash(self) -> str:
+        """SHA-256 of :meth:`meaning` in canonical JSON; a resume with another hash is refused."""
+        return hashlib.sha256(json.dumps(self.meaning(), sort_keys=True).encode()).hexdigest()
+
+    def with_overrides(self, **changes: Any) -> RunSpec:
+        """A copy with CLI overrides applied (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def space_from_spec(data: Any) -> Space:
+    """The ``space:`` section: either parameters, or ``{presets: [...], override: {...}, remove: [...], params: {...}}``."""
+    if isinstance(data, str):
+        return presets.get(data)
+    if isinstance(data, Mapping) and ("presets" in data or "preset" in data):
+        check_keys("space", data, _SPACE_FORM)
+        names = data.get("presets", data.get("preset"))
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise SchemaError("`presets` must be a list of preset names", path="space.presets", value=repr(names),
+                              fix=f"Use some of: {', '.join(presets.PRESETS)}.")
+        space = presets.get(names[0])
+        for name in names[1:]:
+            space = space + presets.get(name)
+        remove = data.get("remove") or []
+        if not isinstance(remove, list) or not all(isinstance(n, str) for n in remove):
+            raise SchemaError("`remove` must be a list of parameter names", path="space.remove", value=repr(remove))
+        if remove:
+            try:
+                space = space.without(*remove)
+            except SchemaError as e:
+                raise e.at("space.remove") from None
+        for section in ("override", "params"):
+            extra = data.get(section)
+            if extra is None:
+                continue
+            if section == "override":
+                for key in extra if isinstance(extra, Mapping) else ():
+                    if key not in space:
+                        raise SchemaError("`override` names a parameter the presets do not have",
+                                          path="space.override", value=repr(key),
+                                          fix=suggest(key, space.names) or "Put new parameters under `params:`.")
+            added = Space.from_dict(extra, where=f"space.{section}")
+            try:
+                space = space.replace(**dict(added.items()))
+            except SchemaError as e:
+                raise e.at("space") from None
+        return space
+    return Space.from_dict(data, where="space")
+
+
+def _pair(data: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    metric, mode = data.get("metric"), data.get("mode")
+    metrics = [metric] if isinstance(metric, str) else metric
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) and m for m in metrics):
+        raise SchemaError("`metric` must name the validation metric to optimise (or list several)", path="metric",
+                          value=repr(metric), fix="Write e.g. metric: val_acc.")
+    modes = [mode] * len(metrics) if isinstance(mode, str) else mode
+    if not isinstance(modes, list) or len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
+        raise SchemaError("`mode` must be min or max, one per metric", path="mode", value=repr(mode),
+                          fix="Write e.g. mode: max, or [min, min] for two metrics.")
+    if len(set(metrics)) != len(metrics):
+        raise SchemaError("metrics must be unique", path="metric", value=repr(metrics))
+    return tuple(metrics), tuple(modes)
+
+
+def _int(data: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int | None:
+    value = data.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise SchemaError(f"`{key}` must be an integer >= {minimum}", path=key, value=repr(value))
+    return value
+
+
+def _choice(data: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = data.get(key, default)
+    if value not in allowed:
+        hint = suggest(str(value), allowed)
+        raise SchemaError(f"`{key}` must be one of {', '.join(allowed)}", path=key, value=repr(value),
+                          fix=hint or f"Use e.g. {key}: {default}.")
+    return str(value)
+
+
+def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = None) -> RunSpec:
+    """Validate a spec document (already parsed) into a :class:`RunSpec`."""
+    if data is None:
+        raise SchemaError("the spec is empty", path="spec", value="nothing", fix="See recipes/digits_mlp.yaml.")
+    if not isinstance(data, Mapping):
+        raise SchemaError("a spec must be a mapping", path="spec", value=type(data).__name__,
+                          fix="See recipes/digits_mlp.yaml.")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise SchemaError("spec keys must be strings", path="spec", value=repr(bad[0]))
+    check_keys("spec", data, _KEYS)
+    if "space" not in data:
+        raise SchemaError("a spec needs a `space`", path="space", value="nothing",
+                          fix="Add `space: {presets: [mlp_full]}` or list parameters.")
+    model, dataset, builder = data.get("model"), data.get("data"), data.get("builder")
+    if builder is not None:
+        if not isinstance(builder, str) or not _BUILDER.match(builder):
+            raise SchemaError("`builder` must be 'module:function'", path="builder", value=repr(builder),
+                              fix="Write e.g. builder: my_models:build (a function config -> (module, datamodule)).")
+        if model is not None:
+            raise SchemaError("give either `builder` or `model` + `data`", path="model", value=repr(model),
+                              fix="Remove one of them.")
+    else:
+        if model is None:
+            raise SchemaError("a spec needs `model` (built-in) or `builder` (module:function)", path="model",
+                              value="nothing", fix="Write e.g. model: mlp and data: digits.")
+        _choice(data, "model", "mlp", BUILTIN_MODELS)
+        _choice(data, "data", "digits", BUILTIN_DATA)
+        if model == "cnn" and dataset != "digits":
+            raise SchemaError("the built-in CNN needs image data", path="data", value=repr(dataset),
+                              fix="Use data: digits, or model: mlp for tabular data.")
+    study = data.get("study", default_study)
+    if study is not None and (not isinstance(study, str) or not re.match(r"^[\w.\-]{1,128}$", study)):
+        raise SchemaError("`study` must be a name of letters, digits, '_', '.', '-'", path="study", value=repr(study))
+    storage = data.get("storage")
+    if storage is not None and not isinstance(storage, str):
+        raise SchemaError("`storage` must be a URL string", path="storage", value=repr(storage))
+    ray = data.get("ray") or {}
+    if not isinstance(ray, Mapping):
+        raise SchemaError("`ray` must be a mapping", path="ray", value=repr(ray))
+    check_keys("ray", ray, _RAY_KEYS)
+    metrics, modes = _pair(data)
+    max_epochs = _int(data, "max_epochs", 20, 1)
+    threads = _int(data, "threads", None, 1)
+    accelerator = data.get("accelerator", "auto")
+    if not isinstance(accelerator, str):
+        raise SchemaError("`accelerator` must be a string", path="accelerator", value=repr(accelerator),
+                          fix="Use auto, cpu or gpu.")
+    try:
+        pruner = PruningSpec.from_dict(data.get("pruner"))
+        early = EarlyStoppingSpec.from_dict(data.get("early_stopping"))
+    except TypeError as e:
+        raise SchemaError("malformed policy", path="pruner", value=str(e)) from None
+    return RunSpec(
+        space=space_from_spec(data["space"]), metrics=metrics, modes=modes, model=model, data=dataset,
+        builder=builder, study=study, max_epochs=max_epochs or 20, early_stopping=early, pruner=pruner,
+        search=_choice(data, "search", "tpe", SEARCH), trials=_int(data, "trials", 20, 1) or 20,
+        seed=_int(data, "seed", 0, 0) or 0, storage=storage, backend=_choice(data, "backend", "optuna", BACKENDS),
+        accelerator=accelerator, threads=threads, ray=dict(ray), base_dir=base_dir,
+    )
+
+
+def load_spec(path: str | os.PathLike[str]) -> RunSpec:
+    """Read and validate a spec file; the study name defaults to the file's stem."""
+    p = Path(path)
+    if not p.is_file():
+        raise SchemaError("the spec file does not exist", path=str(p), value=repr(str(p)),
+                          fix="Check the path; `tunebridge recipes` lists the bundled recipes.")
+    data = load_yaml(p.read_bytes(), where=str(p))
+    try:
+        return parse_spec(data, base_dir=str(p.resolve().parent), default_study=p.stem)
+    except SchemaError as e:
+        raise SchemaError(e.rule, path=f"{p.name}: {e.path}" if e.path else p.name, value=e.value, fix=e.fix) from None
