@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tunebridge._compat import versions
+from tunebridge.backends._base import Objective
 from tunebridge.backends.optuna import StudyOptions, open_study, run_trials, trial_config
 from tunebridge.errors import SchemaError
 from tunebridge.lightning import Builder, LightningObjective, TrialSettings, import_builder
 from tunebridge.results import TuneResult, counts, trials_table
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
 
-__all__ = ["TuneResult", "make_result", "tune"]
+__all__ = ["TuneResult", "make_result", "run_study", "tune"]
 
 
 def _as_list(value: str | Sequence[str], what: str) -> list[str]:
@@ -108,18 +109,29 @@ def tune(
         attrs={"versions": versions(), "backend": backend},
     )
     started = time.perf_counter()
+    optuna_study = run_study(opts, objective, backend=backend, n_trials=trials, progress=progress, ray=ray,
+                             resume=resume, stop=stop)
+    return make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
+
+
+def run_study(opts: StudyOptions, objective: Objective, *, backend: str = "optuna", n_trials: int,
+              progress: bool = False, ray: Mapping[str, Any] | None = None, resume: bool = False,
+              stop: threading.Event | None = None) -> Any:
+    """Run ``objective`` over ``opts.space`` with a backend; returns the Optuna study holding every trial.
+
+    This is the backend-neutral seam the conformance suite tests: ``objective(config, reporter)``
+    may be any callable returning a :class:`~tunebridge.backends._base.TrialOutcome`.
+    """
     if backend == "optuna":
-        optuna_study = open_study(opts)
-        run_trials(optuna_study, opts, objective, n_trials=trials, progress=progress, stop=stop)
-    elif backend == "ray":
+        study = open_study(opts)
+        run_trials(study, opts, objective, n_trials=n_trials, progress=progress, stop=stop)
+        return study
+    if backend == "ray":
         from tunebridge.backends.ray import run_ray
 
-        optuna_study = run_ray(opts, objective, n_trials=trials, options=dict(ray or {}), resume=resume,
-                               progress=progress)
-    else:
-        raise SchemaError("`backend` must be optuna or ray", path="backend", value=repr(backend),
-                          fix="Use backend='optuna' or backend='ray'.")
-    return make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
+        return run_ray(opts, objective, n_trials=n_trials, options=dict(ray or {}), resume=resume, progress=progress)
+    raise SchemaError("`backend` must be optuna or ray", path="backend", value=repr(backend),
+                      fix="Use backend='optuna' or backend='ray'.")
 
 
 def make_result(study: Any, opts: StudyOptions, *, wall_time: float, backend: str, trials: int) -> TuneResult:
