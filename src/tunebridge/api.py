@@ -48,6 +48,8 @@ def tune(
     ray: Mapping[str, Any] | None = None,
     resume: bool = False,
     stop: threading.Event | None = None,
+    trial_timeout: float | None = None,
+    heartbeat: float | None = None,
 ) -> TuneResult:
     """Tune a LightningModule over ``space``.
 
@@ -74,6 +76,9 @@ def tune(
         ray: Ray options (``address``, ``cpus_per_trial``, ``gpus_per_trial``, ``max_concurrent``, …).
         resume: Ray backend only: restore an interrupted Ray run.
         stop: Set this event to stop after the running trial.
+        trial_timeout: Seconds after which a trial is stopped and marked failed.
+        heartbeat: Seconds between heartbeats of the running trial; a trial whose worker died (no
+            heartbeat for 3 intervals) is marked failed and its config re-queued by the other workers.
 
     Returns:
         A :class:`TuneResult`.
@@ -110,13 +115,14 @@ def tune(
     )
     started = time.perf_counter()
     optuna_study = run_study(opts, objective, backend=backend, n_trials=trials, progress=progress, ray=ray,
-                             resume=resume, stop=stop)
+                             resume=resume, stop=stop, trial_timeout=trial_timeout, heartbeat=heartbeat)
     return make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
 
 
 def run_study(opts: StudyOptions, objective: Objective, *, backend: str = "optuna", n_trials: int,
               progress: bool = False, ray: Mapping[str, Any] | None = None, resume: bool = False,
-              stop: threading.Event | None = None) -> Any:
+              stop: threading.Event | None = None, trial_timeout: float | None = None,
+              heartbeat: float | None = None) -> Any:
     """Run ``objective`` over ``opts.space`` with a backend; returns the Optuna study holding every trial.
 
     This is the backend-neutral seam the conformance suite tests: ``objective(config, reporter)``
@@ -124,7 +130,8 @@ def run_study(opts: StudyOptions, objective: Objective, *, backend: str = "optun
     """
     if backend == "optuna":
         study = open_study(opts)
-        run_trials(study, opts, objective, n_trials=n_trials, progress=progress, stop=stop)
+        run_trials(study, opts, objective, n_trials=n_trials, progress=progress, stop=stop,
+                   trial_timeout=trial_timeout, heartbeat=heartbeat)
         return study
     if backend == "ray":
         from tunebridge.backends.ray import run_ray

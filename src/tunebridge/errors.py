@@ -17,6 +17,7 @@ __all__ = [
     "MissingDependencyError",
     "SchemaError",
     "SpecMismatchError",
+    "TrialTimeoutError",
     "TunebridgeError",
 ]
 
@@ -118,3 +119,7 @@ class MissingDependencyError(TunebridgeError, ImportError):
 
 class SpecMismatchError(TunebridgeError, ValueError):
     """A study is resumed with a spec that differs from the one it was started with."""
+
+
+class TrialTimeoutError(TunebridgeError, TimeoutError):
+    """A trial ran past its ``trial_timeout`` and was stopped; it is marked failed."""

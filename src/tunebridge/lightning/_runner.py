@@ -72,8 +72,7 @@ class TrialSettings:
 def quiet_lightning() -> Iterator[None]:
     """No banners, tips or worker warnings from Lightning while a trial trains."""
     saved = [(name, logging.getLogger(name).level) for name in _QUIET_LOGGERS]
-    for name, _ in saved:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _silence_loggers()
     try:
         with warnings.catch_warnings():
             for pattern in _NOISY_WARNINGS:
@@ -82,6 +81,11 @@ def quiet_lightning() -> Iterator[None]:
     finally:
         for name, level in saved:
             logging.getLogger(name).setLevel(level)
+
+
+def _silence_loggers() -> None:
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -176,6 +180,7 @@ def fit_trial(build: Builder, config: dict[str, Scalar], reporter: Reporter | No
         torch.set_num_threads(settings.threads)
     with quiet_lightning():
         module, datamodule = build(dict(config))
+        _silence_loggers()  # again: the first import of a Lightning package resets its logger to INFO
         ns = lightning_namespace_of(module)
         _check_datamodule(ns, module, datamodule)
         if settings.seed is not None:

@@ -36,23 +36,13 @@ from tunebridge.errors import SchemaError
 from tunebridge.presets import ACTIVATIONS, OPTIMIZERS, SCHEDULES
 
 __all__ = [
-    "ACTIVATION_LAYERS",
-    "NAMESPACES",
-    "ConvNetClassifier",
-    "MLPClassifier",
-    "TrainingConfig",
-    "build_optimizer",
-    "build_scheduler",
-    "convnet_network",
-    "l1_norm",
-    "mlp_network",
-    "model_classes",
+    "ACTIVATION_LAYERS", "NAMESPACES", "ConvNetClassifier", "MLPClassifier", "TrainingConfig", "build_optimizer",
+    "build_scheduler", "convnet_network", "l1_norm", "mlp_network", "model_classes",
 ]
 
 NAMESPACES = ("lightning.pytorch", "pytorch_lightning")
-ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU,
-}
+ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU,
+                                                  "leaky_relu": nn.LeakyReLU}
 POOLING_LAYERS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 KERNEL_SIZES = (3, 5, 7)
 # Momentum when the config leaves it out: the classic 0.9 for SGD with momentum, torch's 0 for RMSprop.

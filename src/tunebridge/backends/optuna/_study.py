@@ -9,7 +9,8 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import Objective, TrialOutcome, objective_values
 from tunebridge.backends.optuna._compile import check_convertible, decode, encode, suggest
 from tunebridge.backends.optuna._factories import make_pruner, make_sampler, make_storage
-from tunebridge.errors import SpecMismatchError
+from tunebridge.errors import SpecMismatchError, TrialTimeoutError
 from tunebridge.schema import PruningSpec, Scalar, Space
 
 __all__ = ["OptunaReporter", "StudyOptions", "count_finished", "enqueue_grid", "open_study", "run_trials", "trial_config"]
@@ -187,7 +188,7 @@ class _Heartbeat:
 def run_trials(study: optuna.Study, opts: StudyOptions, objective: Objective, *, n_trials: int,
                progress: bool = True, stop: threading.Event | None = None,
                on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
-               heartbeat: float | None = None, poll: float = 0.5) -> None:
+               heartbeat: float | None = None, poll: float = 0.5, trial_timeout: float | None = None) -> None:
     """Run trials until ``n_trials`` have finished in the whole study (every worker counts).
 
     A trial whose objective raises is marked FAIL with its reason and traceback as attributes, and
@@ -216,7 +217,7 @@ def run_trials(study: optuna.Study, opts: StudyOptions, objective: Objective, *,
                 continue
             if opts.search == "grid" and not waiting:
                 return  # the grid is exhausted
-            state, value = _run_one(study, opts, objective, metric, heartbeat)
+            state, value = _run_one(study, opts, objective, metric, heartbeat, trial_timeout)
             if state is not None:
                 bar.update(state, value)
             if on_trial is not None:
@@ -241,12 +242,35 @@ def _fail_stale(study: optuna.Study, heartbeat: float | None) -> None:
                 continue
 
 
+@contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`TrialTimeoutError` in the main thread once ``seconds`` have passed.
+
+    A timer signal interrupts Python code (a training loop, a hung data loader in Python) wherever
+    it is; Lightning tears the trainer down and re-raises, so the trial is failed cleanly.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise TrialTimeoutError(f"the trial ran past trial_timeout={seconds:g} s and was stopped")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _keep(attrs: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     return {k: attrs[k] for k in keys if k in attrs}
 
 
 def _run_one(study: optuna.Study, opts: StudyOptions, objective: Objective, metric: str,
-             heartbeat: float | None) -> tuple[str | None, float | None]:
+             heartbeat: float | None, trial_timeout: float | None) -> tuple[str | None, float | None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         trial = study.ask()
@@ -258,7 +282,7 @@ def _run_one(study: optuna.Study, opts: StudyOptions, objective: Objective, metr
     trial.set_user_attr(ATTR_CONFIG, json.loads(json.dumps(config)))
     reporter = OptunaReporter(trial, metric, len(opts.metrics))
     try:
-        with _Heartbeat(study, trial, heartbeat):
+        with _Heartbeat(study, trial, heartbeat), _deadline(trial_timeout):
             outcome = objective(config, reporter)
             _record_outcome(trial, outcome)
             if outcome.pruned:
@@ -272,7 +296,7 @@ def _run_one(study: optuna.Study, opts: StudyOptions, objective: Objective, metr
             return "complete", values[0]
     except (KeyboardInterrupt, SystemExit) as exc:
         trial.set_user_attr("requeued", True)
-        _fail(study, trial, KeyboardInterrupt("interrupted; the config was re-queued") if isinstance(exc, SystemExit) else exc)
+        _fail(study, trial, KeyboardInterrupt(f"interrupted ({type(exc).__name__}); the config was re-queued"))
         study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number,
                                                             **_keep(trial.user_attrs, "grid_index")})
         signal.signal(signal.SIGINT, signal.default_int_handler)

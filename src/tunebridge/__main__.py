@@ -1,0 +1,5 @@
+"""``python -m tunebridge`` runs the CLI."""
+
+from tunebridge.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""The ``tunebridge`` command line: a thin layer over :func:`tunebridge.tune`.
+
+Imports stay light here: ``tunebridge --help`` and ``tunebridge check`` never import torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tunebridge.cli._common import DEFAULT_ROOT, fail_on_tunebridge_errors
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tunebridge",
+    help="One hyperparameter schema for Optuna and Ray Tune around PyTorch Lightning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SpecArg = Annotated[Path, typer.Argument(help="The spec file (YAML).", show_default=False)]
+StorageOpt = Annotated[
+    Optional[str], typer.Option("--storage", help="Study storage URL (default: the spec's, else a SQLite file).")
+]
+StudyOpt = Annotated[Optional[str], typer.Option("--study", help="Study name (default: the spec's, else its file name).")]
+
+
+@app.command()
+def run(
+    spec: SpecArg,
+    backend: Annotated[Optional[str], typer.Option(help="optuna or ray (default: the spec's).")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Trial budget for the whole study.")] = None,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the search and of every trial.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help=f"Output folder (default: {DEFAULT_ROOT}/STUDY).")] = None,
+    jobs: Annotated[int, typer.Option(help="Local worker processes sharing the study (optuna backend).")] = 1,
+    force: Annotated[bool, typer.Option(help="Resume even if the spec changed since the study started.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads per trial.")] = None,
+    accelerator: Annotated[Optional[str], typer.Option(help="Lightning accelerator: auto, cpu, gpu.")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (auto, ray://host:port).")] = None,
+    cpus_per_trial: Annotated[Optional[float], typer.Option(help="Ray: CPUs per trial.")] = None,
+    gpus_per_trial: Annotated[Optional[float], typer.Option(help="Ray: GPUs per trial (fractions allowed).")] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option(help="Ray: trials running at once.")] = None,
+    resume: Annotated[bool, typer.Option(help="Ray: restore an interrupted Ray run.")] = False,
+    trial_timeout: Annotated[Optional[float], typer.Option(help="Seconds after which a trial is stopped and failed.")] = None,
+) -> None:
+    """Run (or resume) the study a spec describes; print a summary and write best.yaml."""
+    from tunebridge.cli._run import run_command
+
+    with fail_on_tunebridge_errors():
+        run_command(spec, backend=backend, trials=trials, storage=storage, study=study, seed=seed, out=out,
+                    jobs=jobs, force=force, progress=progress, threads=threads, accelerator=accelerator,
+                    ray={"address": address, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
+                         "max_concurrent": max_concurrent},
+                    resume=resume, trial_timeout=trial_timeout)
+
+
+@app.command()
+def worker(
+    spec: SpecArg,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    trials: Annotated[Optional[int], typer.Option(help="Trial budget for the whole study (all workers).")] = None,
+    drain: Annotated[bool, typer.Option(help="On SIGINT/SIGTERM, let the running trial finish.")] = False,
+    force: Annotated[bool, typer.Option(help="Join even if the spec changed since the study started.")] = False,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads per trial.")] = None,
+    trial_timeout: Annotated[Optional[float], typer.Option(help="Seconds after which a trial is stopped and failed.")] = None,
+) -> None:
+    """Join a shared study as one worker; stops when the study's trial budget is reached."""
+    from tunebridge.cli._run import worker_command
+
+    with fail_on_tunebridge_errors():
+        worker_command(spec, storage=storage, study=study, trials=trials, drain=drain, force=force,
+                       threads=threads, trial_timeout=trial_timeout)
+
+
+@app.command()
+def check(spec: SpecArg) -> None:
+    """Pre-flight a spec without training: ranges, conditions, grid size, the compiled Optuna form."""
+    from tunebridge.cli._check import check_command
+
+    with fail_on_tunebridge_errors():
+        check_command(spec)
+
+
+@app.command()
+def show(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOpt = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many trials (best first).")] = 20,
+) -> None:
+    """Show a study's record (spec hash, seed, versions) and its trials table."""
+    from tunebridge.cli._show import show_command
+
+    with fail_on_tunebridge_errors():
+        show_command(study, storage=storage, limit=limit)
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: tunebridge-runs/STUDY/report).")] = None,
+) -> None:
+    """Write a Markdown report with plots (history, parameters, importances) for a study."""
+    from tunebridge.cli._report import report_command
+
+    with fail_on_tunebridge_errors():
+        report_command(study, storage=storage, out=out)
+
+
+@app.command()
+def recipes() -> None:
+    """List the bundled recipes (copy-paste ready specs and scripts)."""
+    from tunebridge.cli._common import list_recipes
+
+    list_recipes()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+

@@ -1,0 +1,120 @@
+"""``tunebridge check``: pre-flight a spec without training (never imports torch)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tunebridge.cli._common import console, default_storage, err_console
+from tunebridge.errors import ConversionError, SchemaError
+from tunebridge.schema import Fixed, Float, Int, Param, Space
+from tunebridge.spec import load_spec
+
+__all__ = ["check_command", "describe_values"]
+
+
+def describe_values(p: Param) -> str:
+    """Every value a parameter can reach, in words (both bounds inclusive)."""
+    if isinstance(p, (Int, Float)):
+        text = f"[{p.low:g}, {p.high:g}]"
+        if p.step not in (None, 1):
+            text += f" step {p.step:g}"
+        if p.log:
+            text += " log"
+        values = p.enumerate()
+        if values is not None and len(values) <= 8:
+            text += " = " + ", ".join(f"{v:g}" for v in values)
+        if p.grid is not None:
+            text += f"; grid {list(p.grid)}"
+        return text
+    values = p.enumerate() or ()
+    shown = ", ".join(repr(v) for v in values)
+    return shown + (" (ordered)" if getattr(p, "ordered", False) else "")
+
+
+def _grid_size(space: Space) -> str:
+    for name, p in space.items():
+        try:
+            p.grid_values()
+        except SchemaError:
+            return f"n/a: float {name!r} has neither `step` nor a `grid:` list"
+    try:
+        return str(len(space.grid(max_size=100_000)))
+    except SchemaError as e:
+        return f"n/a: {e.rule} ({e.value})"
+
+
+def _compact(dist: object) -> str:
+    """Optuna's distribution in a few words (the repr is too wide for a table)."""
+    name = type(dist).__name__.replace("Distribution", "")
+    if hasattr(dist, "choices"):
+        return f"{name}({len(dist.choices)} choices)"
+    low, high = getattr(dist, "low", None), getattr(dist, "high", None)
+    extra = "".join(
+        [", log" if getattr(dist, "log", False) else "",
+         f", step={dist.step:g}" if getattr(dist, "step", None) not in (None, 1) else ""]  # type: ignore[attr-defined]
+    )
+    return f"{name}({low:g}, {high:g}{extra})"
+
+
+def check_command(path: Path) -> None:
+    spec = load_spec(path)
+    space = spec.space
+    from tunebridge.backends.optuna._compile import distribution
+
+    table = Table(title=f"space of {path.name} ({len(space)} parameters)")
+    for col in ("parameter", "kind", "reachable values", "active when", "per layer", "optuna"):
+        table.add_column(col)
+    problems: list[str] = []
+    for name in space.order:
+        p = space[name]
+        when = " and ".join(f"{parent} in {list(values)}" for parent, values in p.when) or "always"
+        per_layer = f"{name}/0..{name}/{space.max_layers(name) - 1} by {p.per_layer}" if p.per_layer else ""
+        if isinstance(p, Fixed):
+            compiled = "fixed (not sampled)"
+        else:
+            try:
+                compiled = _compact(distribution(name, p))
+                if getattr(p, "ordered", False):
+                    compiled += " over indices"
+            except ConversionError as e:
+                compiled = "[red]cannot be expressed[/]"
+                problems.append(str(e))
+        table.add_row(name, p.kind, describe_values(p), when, per_layer, compiled)
+    console.print(table)
+    builder = spec.builder or f"built-in {spec.model} on {spec.data}"
+    if spec.builder:
+        module = spec.builder.split(":")[0]
+        sys.path.insert(0, spec.base_dir)
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        finally:
+            sys.path.remove(spec.base_dir)
+        if not found:
+            problems.append(f"builder module {module!r} cannot be found from {spec.base_dir} or sys.path")
+    summary = Table(show_header=False, title="run")
+    summary.add_column(style="bold")
+    summary.add_column()
+    rows = {
+        "study": spec.study, "model": builder,
+        "metric": ", ".join(f"{m} ({d})" for m, d in zip(spec.metrics, spec.modes)),
+        "search": f"{spec.search}, {spec.trials} trials, seed {spec.seed}", "backend": spec.backend,
+        "budget": f"{spec.max_epochs} epochs", "pruner": str(spec.pruner.to_dict()),
+        "early stopping": str(spec.early_stopping.to_dict() if spec.early_stopping else None),
+        "grid size": _grid_size(space), "conditional": str(space.is_conditional()),
+        "storage": spec.storage or default_storage(), "spec hash": spec.hash()[:16],
+    }
+    for key, value in rows.items():
+        summary.add_row(key, str(value))
+    console.print(summary)
+    if problems:
+        for problem in problems:
+            err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    console.print("[green]ok[/]: the spec is valid")
