@@ -50,6 +50,9 @@ def tune(
     stop: threading.Event | None = None,
     trial_timeout: float | None = None,
     heartbeat: float | None = None,
+    grace_period: float | None = None,
+    max_retry: int | None = 3,
+    join: bool = False,
 ) -> TuneResult:
     """Tune a LightningModule over ``space``.
 
@@ -78,7 +81,10 @@ def tune(
         stop: Set this event to stop after the running trial.
         trial_timeout: Seconds after which a trial is stopped and marked failed.
         heartbeat: Seconds between heartbeats of the running trial; a trial whose worker died (no
-            heartbeat for 3 intervals) is marked failed and its config re-queued by the other workers.
+            heartbeat for ``grace_period`` s, default 3 intervals) is marked failed and its config
+            re-queued (at most ``max_retry`` times) by the other workers.
+        join: Join a study another process started, following its queue (``tunebridge worker``):
+            the budget is the one the study was created with.
 
     Returns:
         A :class:`TuneResult`.
@@ -115,23 +121,26 @@ def tune(
     )
     started = time.perf_counter()
     optuna_study = run_study(opts, objective, backend=backend, n_trials=trials, progress=progress, ray=ray,
-                             resume=resume, stop=stop, trial_timeout=trial_timeout, heartbeat=heartbeat)
+                             resume=resume, stop=stop, trial_timeout=trial_timeout, heartbeat=heartbeat,
+                             grace_period=grace_period, max_retry=max_retry, join=join)
     return make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
 
 
 def run_study(opts: StudyOptions, objective: Objective, *, backend: str = "optuna", n_trials: int,
               progress: bool = False, ray: Mapping[str, Any] | None = None, resume: bool = False,
               stop: threading.Event | None = None, trial_timeout: float | None = None,
-              heartbeat: float | None = None) -> Any:
+              heartbeat: float | None = None, grace_period: float | None = None, max_retry: int | None = 3,
+              join: bool = False) -> Any:
     """Run ``objective`` over ``opts.space`` with a backend; returns the Optuna study holding every trial.
 
     This is the backend-neutral seam the conformance suite tests: ``objective(config, reporter)``
     may be any callable returning a :class:`~tunebridge.backends._base.TrialOutcome`.
     """
     if backend == "optuna":
-        study = open_study(opts)
+        study = open_study(opts, n_trials=n_trials)
         run_trials(study, opts, objective, n_trials=n_trials, progress=progress, stop=stop,
-                   trial_timeout=trial_timeout, heartbeat=heartbeat)
+                   trial_timeout=trial_timeout, heartbeat=heartbeat, grace_period=grace_period,
+                   max_retry=max_retry, top_up=not join)
         return study
     if backend == "ray":
         from tunebridge.backends.ray import run_ray

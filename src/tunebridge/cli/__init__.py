@@ -67,17 +67,24 @@ def worker(
     storage: StorageOpt = None,
     study: StudyOpt = None,
     trials: Annotated[Optional[int], typer.Option(help="Trial budget for the whole study (all workers).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed (must match the study's).")] = None,
     drain: Annotated[bool, typer.Option(help="On SIGINT/SIGTERM, let the running trial finish.")] = False,
     force: Annotated[bool, typer.Option(help="Join even if the spec changed since the study started.")] = False,
     threads: Annotated[Optional[int], typer.Option(help="torch threads per trial.")] = None,
     trial_timeout: Annotated[Optional[float], typer.Option(help="Seconds after which a trial is stopped and failed.")] = None,
+    heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats of the running trial.")] = 10.0,
+    grace_period: Annotated[
+        Optional[float], typer.Option(help="Seconds without heartbeat before a trial's worker counts as dead.")
+    ] = None,
+    max_retry: Annotated[int, typer.Option(help="How often a dead worker's config is re-queued.")] = 3,
 ) -> None:
     """Join a shared study as one worker; stops when the study's trial budget is reached."""
     from tunebridge.cli._run import worker_command
 
     with fail_on_tunebridge_errors():
-        worker_command(spec, storage=storage, study=study, trials=trials, drain=drain, force=force,
-                       threads=threads, trial_timeout=trial_timeout)
+        worker_command(spec, storage=storage, study=study, trials=trials, seed=seed, drain=drain, force=force,
+                       threads=threads, trial_timeout=trial_timeout, heartbeat=heartbeat,
+                       grace_period=grace_period, max_retry=max_retry)
 
 
 @app.command()

@@ -50,6 +50,9 @@ def run_command(path: Path, *, backend: str | None, trials: int | None, storage:
                 accelerator: str | None, ray: dict[str, Any], resume: bool, trial_timeout: float | None) -> None:
     spec, storage_url = _load(path, backend=backend, trials=trials, storage=storage, study=study, seed=seed,
                               threads=threads, accelerator=accelerator)
+    if jobs > 1 and storage is None and spec.storage is None:
+        # Several local processes: Optuna's journal file is the cheap, lock-safe default.
+        storage_url = f"journal://{DEFAULT_ROOT}/{spec.study}.journal.log"
     out_dir = out or Path(DEFAULT_ROOT) / (spec.study or "study")
     ray_opts = {**spec.ray, **{k: v for k, v in ray.items() if v is not None}}
     from tunebridge.api import tune
@@ -63,7 +66,7 @@ def run_command(path: Path, *, backend: str | None, trials: int | None, storage:
                 raise typer.BadParameter("--jobs starts Optuna workers; with --backend ray use --max-concurrent.")
             workers = _spawn_workers(path, jobs - 1, storage_url, spec, force, trial_timeout)
         result = tune(build_for(spec), spec.space, force=force, progress=progress, ray=ray_opts, resume=resume,
-                      trial_timeout=trial_timeout, **kwargs)
+                      trial_timeout=trial_timeout, heartbeat=10.0 if jobs > 1 else None, **kwargs)
         for w in workers:
             w.wait()
     except KeyboardInterrupt:
@@ -85,14 +88,16 @@ def run_command(path: Path, *, backend: str | None, trials: int | None, storage:
 def _spawn_workers(path: Path, n: int, storage: str, spec: RunSpec, force: bool,
                    trial_timeout: float | None) -> list[subprocess.Popen[bytes]]:
     """Start ``n`` extra local worker processes on the same storage (processes, not threads)."""
-    from tunebridge.backends.optuna import StudyOptions, open_study
+    from tunebridge.backends.optuna import StudyOptions, ensure_budget, open_study
 
-    # Create the study (and enqueue a grid) once, before any worker starts, so none of them races.
-    open_study(StudyOptions(space=spec.space, metrics=list(spec.metrics), modes=list(spec.modes), search=spec.search,
-                            seed=spec.seed, pruning=spec.pruner, max_epochs=spec.max_epochs, storage=storage,
-                            study=spec.study, spec_hash=spec.hash(), force=force))
+    # Create the study and fill its queue once, before any worker starts, so that none of them races.
+    study = open_study(StudyOptions(space=spec.space, metrics=list(spec.metrics), modes=list(spec.modes),
+                                    search=spec.search, seed=spec.seed, pruning=spec.pruner, max_epochs=spec.max_epochs,
+                                    storage=storage, study=spec.study, spec_hash=spec.hash(), force=force),
+                       n_trials=spec.trials)
+    ensure_budget(study, spec.trials)
     cmd = [sys.executable, "-m", "tunebridge", "worker", str(path), "--storage", storage, "--study", str(spec.study),
-           "--trials", str(spec.trials)]
+           "--trials", str(spec.trials), "--seed", str(spec.seed)]
     if force:
         cmd.append("--force")
     if spec.threads:
@@ -102,9 +107,10 @@ def _spawn_workers(path: Path, n: int, storage: str, spec: RunSpec, force: bool,
     return [subprocess.Popen(cmd) for _ in range(n)]
 
 
-def worker_command(path: Path, *, storage: str | None, study: str | None, trials: int | None, drain: bool,
-                   force: bool, threads: int | None, trial_timeout: float | None, heartbeat: float = 10.0) -> None:
-    spec, storage_url = _load(path, storage=storage, study=study, trials=trials, threads=threads)
+def worker_command(path: Path, *, storage: str | None, study: str | None, trials: int | None, seed: int | None, drain: bool,
+                   force: bool, threads: int | None, trial_timeout: float | None, heartbeat: float = 10.0,
+                   grace_period: float | None = None, max_retry: int = 3) -> None:
+    spec, storage_url = _load(path, storage=storage, study=study, trials=trials, seed=seed, threads=threads)
     from tunebridge.api import tune
 
     stop = threading.Event()
@@ -122,8 +128,9 @@ def worker_command(path: Path, *, storage: str | None, study: str | None, trials
     signal.signal(signal.SIGTERM, on_signal)
     kwargs = tune_kwargs(spec, storage_url)
     try:
-        result = tune(build_for(spec), spec.space, force=force, progress=False, stop=stop,
-                      trial_timeout=trial_timeout, heartbeat=heartbeat, **kwargs)
+        result = tune(build_for(spec), spec.space, force=force, progress=False, stop=stop, join=True,
+                      trial_timeout=trial_timeout, heartbeat=heartbeat, grace_period=grace_period,
+                      max_retry=max_retry, **kwargs)
     except KeyboardInterrupt:
         err_console.print("[yellow]worker stopped[/]: its running trial was marked failed and re-queued.")
         raise typer.Exit(130) from None

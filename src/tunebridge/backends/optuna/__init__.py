@@ -11,32 +11,28 @@ from tunebridge.backends.optuna._factories import (
     normalize_db_url,
     storage_kind,
 )
-from tunebridge.backends.optuna._study import (
-    OptunaReporter,
-    StudyOptions,
-    count_finished,
-    enqueue_grid,
-    open_study,
-    run_trials,
-    trial_config,
-)
+from tunebridge.backends.optuna._queue import claim, count_finished, ensure_budget, fail_stale, open_study, requeue
+from tunebridge.backends.optuna._study import OptunaReporter, StudyOptions, run_trials, trial_config
 
 __all__ = [
     "SEARCH_ALGORITHMS",
     "OptunaReporter",
     "StudyOptions",
     "check_convertible",
+    "claim",
     "count_finished",
     "decode",
     "distribution",
     "distributions",
     "encode",
-    "enqueue_grid",
+    "ensure_budget",
+    "fail_stale",
     "make_pruner",
     "make_sampler",
     "make_storage",
     "normalize_db_url",
     "open_study",
+    "requeue",
     "run_trials",
     "storage_kind",
     "suggest",

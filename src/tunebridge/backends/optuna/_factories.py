@@ -86,7 +86,7 @@ def normalize_db_url(url: str) -> str:
     """
     from tunebridge._compat import has_module
 
-    scheme, sep, rest = url.partition("://")
+    scheme, _, rest = url.partition("://")
     if scheme in ("postgresql", "postgres"):
         if has_module("psycopg"):
             return f"postgresql+psycopg://{rest}"
@@ -124,22 +124,16 @@ def journal_path(url: str) -> str:
     return url
 
 
-def make_storage(url: str | None, *, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None, max_retry: int | None = None) -> Any:
+def make_storage(url: str | None) -> Any:
     """An Optuna storage for a URL: memory, any SQLAlchemy database URL, a journal file, or Redis.
 
-    Args:
-        heartbeat_interval: Seconds between heartbeats of running trials (RDB and journal storages);
-            a trial whose heartbeat stops for ``grace_period`` seconds is marked failed.
-        max_retry: With heartbeats, re-queue a dead worker's trial up to this many times.
+    Dead workers are detected by tunebridge's own heartbeat (``backends.optuna._queue``), which works
+    the same on every storage; Optuna's RDB-only heartbeat is not used.
     """
     kind = storage_kind(url)
     if kind == "memory":
         return optuna.storages.InMemoryStorage()
     assert url is not None
-    callback = None
-    if heartbeat_interval is not None and max_retry is not None:
-        callback = optuna.storages.RetryFailedTrialCallback(max_retry=max_retry, inherit_intermediate_values=False)
     if kind == "rdb":
         url = normalize_db_url(url)
         if url.startswith("sqlite:///"):
@@ -147,10 +141,7 @@ def make_storage(url: str | None, *, heartbeat_interval: int | None = None,
         engine_kwargs: dict[str, Any] = {"pool_pre_ping": True} if not url.startswith("sqlite") else {}
         if url.startswith("sqlite"):
             engine_kwargs = {"connect_args": {"timeout": 60}}
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-            failed_trial_callback=callback,
-        )
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     from optuna.storages.journal import JournalFileBackend, JournalRedisBackend, JournalStorage
 
     if kind == "journal-redis":
@@ -164,5 +155,4 @@ def make_storage(url: str | None, *, heartbeat_interval: int | None = None,
         from optuna.storages.journal import JournalFileOpenLock
 
         backend = JournalFileBackend(os.path.expanduser(path), lock_obj=JournalFileOpenLock(os.path.expanduser(path)))
-    # Optuna's heartbeat is RDB-only; tunebridge's worker loop keeps its own heartbeat for journals.
     return JournalStorage(backend)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import signal
 import threading
 import time
@@ -19,14 +21,15 @@ from optuna.trial import TrialState
 
 from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import Objective, TrialOutcome, objective_values
-from tunebridge.backends.optuna._compile import check_convertible, decode, encode, suggest
-from tunebridge.backends.optuna._factories import make_pruner, make_sampler, make_storage
-from tunebridge.errors import SpecMismatchError, TrialTimeoutError
+from tunebridge.backends.optuna._compile import decode, suggest
+from tunebridge.backends.optuna._queue import Heartbeat, claim, count_finished, ensure_budget, fail_stale, requeue
+from tunebridge.errors import TrialTimeoutError
 from tunebridge.schema import PruningSpec, Scalar, Space
 
-__all__ = ["OptunaReporter", "StudyOptions", "count_finished", "enqueue_grid", "open_study", "run_trials", "trial_config"]
+__all__ = ["OptunaReporter", "StudyOptions", "run_trials", "trial_config"]
 
 TRACEBACK_LIMIT = 8000
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 ATTR_CONFIG = "config"
 
 
@@ -45,9 +48,6 @@ class StudyOptions:
     study: str | None = None
     spec_hash: str | None = None
     force: bool = False
-    heartbeat_interval: int | None = None
-    grace_period: int | None = None
-    max_retry: int | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -55,65 +55,11 @@ class StudyOptions:
         return ["minimize" if m == "min" else "maximize" for m in self.modes]
 
 
-def open_study(opts: StudyOptions) -> optuna.Study:
-    """Create or load the study ``opts.study`` in ``opts.storage``; resume = same name + same storage.
-
-    Raises:
-        ConversionError: The space or options cannot be expressed in Optuna (before any trial runs).
-        SpecMismatchError: The stored study was started from a different spec (unless ``force``).
-    """
-    check_convertible(opts.space)
-    n_obj = len(opts.metrics)
-    sampler = make_sampler(opts.search, seed=opts.seed, space=opts.space, n_objectives=n_obj)
-    pruner = make_pruner(opts.pruning, max_epochs=opts.max_epochs, n_objectives=n_obj)
-    storage = make_storage(opts.storage, heartbeat_interval=opts.heartbeat_interval,
-                           grace_period=opts.grace_period, max_retry=opts.max_retry)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, study_name=opts.study,
-                                directions=opts.directions, load_if_exists=True)
-    stored = study.user_attrs.get("spec_hash")
-    if stored is None:
-        record = {"spec_hash": opts.spec_hash, "space": opts.space.to_dict(), "metrics": opts.metrics,
-                  "modes": opts.modes, "search": opts.search, "seed": opts.seed, **opts.attrs}
-        for key, value in record.items():
-            study.set_user_attr(key, value)
-        if opts.search == "grid":
-            enqueue_grid(study, opts.space)
-    elif opts.spec_hash is not None and stored != opts.spec_hash and not opts.force:
-        raise SpecMismatchError(
-            f"study {study.study_name!r} in this storage was started from a different spec "
-            f"(stored hash {stored[:12]}, this spec {opts.spec_hash[:12]}): resuming would mix two experiments. "
-            "Use another --study name, or pass --force to resume anyway."
-        )
-    return study
-
-
-def enqueue_grid(study: optuna.Study, space: Space) -> int:
-    """Put every grid config in the study's queue once; workers then claim them atomically via ``ask``."""
-    configs = space.grid()
-    for i, cfg in enumerate(configs):
-        study.enqueue_trial(encode(space, cfg), user_attrs={"grid_index": i})
-    study.set_user_attr("grid_size", len(configs))
-    return len(configs)
-
-
 def trial_config(space: Space, trial: optuna.trial.FrozenTrial) -> dict[str, Scalar]:
     """The config a finished trial ran with (values, not Optuna indices)."""
     if ATTR_CONFIG in trial.user_attrs:
         return dict(trial.user_attrs[ATTR_CONFIG])
     return decode(space, trial.params)
-
-
-def count_finished(trials: list[optuna.trial.FrozenTrial]) -> int:
-    """Trials that count towards the budget: complete, pruned, and failed ones that were not retried."""
-    retried = {t.system_attrs.get("failed_trial") for t in trials} - {None}
-    n = 0
-    for t in trials:
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            n += 1
-        elif t.state == TrialState.FAIL and t.number not in retried and not t.user_attrs.get("requeued"):
-            n += 1
-    return n
 
 
 class OptunaReporter:
@@ -152,94 +98,46 @@ def _fail(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> None:
     study.tell(trial, state=TrialState.FAIL)
 
 
-class _Heartbeat:
-    """Keeps a running trial's ``heartbeat`` attribute fresh (journal storages have no Optuna heartbeat)."""
-
-    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float | None) -> None:
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.study, self.trial = study, trial
-
-    def __enter__(self) -> _Heartbeat:
-        if self.interval:
-            self._beat()
-            self._thread = threading.Thread(target=self._run, daemon=True, name="tunebridge-heartbeat")
-            self._thread.start()
-        return self
-
-    def _beat(self) -> None:
-        self.study._storage.set_trial_system_attr(self.trial._trial_id, "tb_heartbeat", time.time())
-
-    def _run(self) -> None:
-        assert self.interval is not None
-        while not self._stop.wait(self.interval):
-            try:
-                self._beat()
-            except Exception:  # a finished trial refuses writes; the loop ends right after
-                return
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-
 def run_trials(study: optuna.Study, opts: StudyOptions, objective: Objective, *, n_trials: int,
-               progress: bool = True, stop: threading.Event | None = None,
-               on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
-               heartbeat: float | None = None, poll: float = 0.5, trial_timeout: float | None = None) -> None:
-    """Run trials until ``n_trials`` have finished in the whole study (every worker counts).
+               progress: bool = True, stop: threading.Event | None = None, trial_timeout: float | None = None,
+               heartbeat: float | None = None, grace_period: float | None = None, max_retry: int | None = 3,
+               poll: float = 0.5, top_up: bool = True) -> None:
+    """Claim and run waiting trials until ``n_trials`` have finished in the whole study.
 
-    A trial whose objective raises is marked FAIL with its reason and traceback as attributes, and
-    the loop goes on. Ctrl-C marks the running trial FAIL, re-queues its config, and re-raises.
+    Every worker of a study runs this loop. A trial whose objective raises is marked FAIL with its
+    reason and traceback as attributes, and the loop goes on. Ctrl-C (or SIGTERM turned into
+    KeyboardInterrupt) marks the running trial FAIL, re-queues its config, and re-raises.
+
+    Args:
+        top_up: Enqueue open slots up to ``n_trials`` first (a resume with a larger budget). Workers
+            that join a study started elsewhere pass False and follow the queue they find.
+        heartbeat: Seconds between heartbeats of the running trial; None disables the dead-worker check.
+        grace_period: Seconds without a heartbeat before a trial counts as dead (default 3 intervals).
+        max_retry: How often one config is re-queued after its worker died.
     """
+    if top_up:
+        ensure_budget(study, n_trials)
+    grace = grace_period if grace_period is not None else 3 * (heartbeat or 0)
     metric = opts.metrics[0]
     mode = opts.modes[0] if len(opts.metrics) == 1 else None
     done = count_finished(study.get_trials(deepcopy=False))
     with StudyProgress(n_trials, mode=mode, enabled=progress, done=min(done, n_trials)) as bar:
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if len(opts.metrics) == 1 and t.value is not None:
-                bar.best = t.value if bar.best is None else (min if mode == "min" else max)(bar.best, t.value)
-        while stop is None or not stop.is_set():
-            trials = study.get_trials(deepcopy=False)
-            done = count_finished(trials)
-            if done >= n_trials:
-                return
-            waiting = sum(t.state == TrialState.WAITING for t in trials)
-            running = sum(t.state == TrialState.RUNNING for t in trials)
-            if not waiting and done + running >= n_trials:
-                # Others hold the remaining trials; wait in case one dies and its trial is re-queued.
-                _fail_stale(study, heartbeat)
-                if opts.search == "grid" and not running:
-                    return
+        if mode is not None:
+            values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+            bar.best = (min if mode == "min" else max)(values) if values else None  # type: ignore[type-var]
+        # The queue is the budget (see _queue.py), so the loop never has to count trials.
+        while (stop is None or not stop.is_set()) and done < n_trials:
+            trial = claim(study)
+            if trial is None:
+                if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    return  # nothing waiting, nothing running: the queue is done
+                # Others hold the remaining trials; wait in case one of them dies and is re-queued.
+                if heartbeat:
+                    fail_stale(study, grace, max_retry)
                 time.sleep(poll)
                 continue
-            if opts.search == "grid" and not waiting:
-                return  # the grid is exhausted
-            state, value = _run_one(study, opts, objective, metric, heartbeat, trial_timeout)
-            if state is not None:
-                bar.update(state, value)
-            if on_trial is not None:
-                on_trial(study.get_trials(deepcopy=False)[-1])
-
-
-def _fail_stale(study: optuna.Study, heartbeat: float | None) -> None:
-    """Fail running trials whose tunebridge heartbeat is older than 3 intervals, re-queueing their config."""
-    if not heartbeat:
-        return
-    now = time.time()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        beat = t.system_attrs.get("tb_heartbeat")
-        if beat is not None and now - float(beat) > 3 * heartbeat:
-            try:
-                study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "worker stopped sending heartbeats")
-                study._storage.set_trial_user_attr(t._trial_id, "requeued", True)
-                if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                    study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number,
-                                                                    **_keep(t.user_attrs, "grid_index")})
-            except Exception:  # noqa: S112 - another worker failed it first
-                continue
+            state, value = _run_one(study, trial, opts, objective, metric, heartbeat, trial_timeout, max_retry)
+            bar.update(state, value)
 
 
 @contextmanager
@@ -265,24 +163,21 @@ def _deadline(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _keep(attrs: Mapping[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: attrs[k] for k in keys if k in attrs}
-
-
-def _run_one(study: optuna.Study, opts: StudyOptions, objective: Objective, metric: str,
-             heartbeat: float | None, trial_timeout: float | None) -> tuple[str | None, float | None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        trial = study.ask()
+def _run_one(study: optuna.Study, trial: optuna.Trial, opts: StudyOptions, objective: Objective, metric: str,
+             heartbeat: float | None, trial_timeout: float | None, max_retry: int | None) -> tuple[str, float | None]:
     try:
-        config = suggest(trial, opts.space)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            config = suggest(trial, opts.space)
     except Exception as exc:  # e.g. an enqueued config that no longer fits the space
         _fail(study, trial, exc)
         return "failed", None
     trial.set_user_attr(ATTR_CONFIG, json.loads(json.dumps(config)))
+    if heartbeat:  # several workers: record which one ran the trial
+        trial.set_user_attr("worker", WORKER_ID)
     reporter = OptunaReporter(trial, metric, len(opts.metrics))
     try:
-        with _Heartbeat(study, trial, heartbeat), _deadline(trial_timeout):
+        with Heartbeat(study, trial, heartbeat), _deadline(trial_timeout):
             outcome = objective(config, reporter)
             _record_outcome(trial, outcome)
             if outcome.pruned:
@@ -297,9 +192,7 @@ def _run_one(study: optuna.Study, opts: StudyOptions, objective: Objective, metr
     except (KeyboardInterrupt, SystemExit) as exc:
         trial.set_user_attr("requeued", True)
         _fail(study, trial, KeyboardInterrupt(f"interrupted ({type(exc).__name__}); the config was re-queued"))
-        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number,
-                                                            **_keep(trial.user_attrs, "grid_index")})
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        requeue(study, study._storage.get_trial(trial._trial_id), None)
         raise
     except Exception as exc:
         _fail(study, trial, exc)

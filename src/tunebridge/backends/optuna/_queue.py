@@ -1,0 +1,201 @@
+"""A study as a work queue shared by any number of workers.
+
+The trial budget is a queue of waiting trials: the process that *creates* the study (an atomic act
+in every storage) enqueues one waiting trial per budgeted trial (a grid: one per grid config).
+Workers only ever claim waiting trials, and claiming is atomic in Optuna's storages (a state change
+WAITING -> RUNNING that only one process can win), so the budget is exact across workers and every
+grid point runs once. A worker that dies stops its heartbeat; another worker then fails its trial
+and re-queues the same config (up to ``max_retry`` times).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import optuna
+from optuna.exceptions import DuplicatedStudyError
+from optuna.trial import TrialState
+
+from tunebridge.backends.optuna._compile import check_convertible, encode
+from tunebridge.backends.optuna._factories import make_pruner, make_sampler, make_storage
+from tunebridge.errors import SpecMismatchError
+
+__all__ = ["Heartbeat", "claim", "count_finished", "ensure_budget", "fail_stale", "open_study", "requeue"]
+
+HEARTBEAT_ATTR = "tb_heartbeat"
+READY_ATTR = "queue_ready"
+
+
+def open_study(opts: Any, *, n_trials: int | None = None, wait: float = 60.0) -> optuna.Study:
+    """Create or load the study ``opts.study`` in ``opts.storage``; resume = same name + same storage.
+
+    With ``n_trials``, the creator also fills the queue (the grid, or ``n_trials`` open slots); the
+    other workers wait (up to ``wait`` seconds) until it has.
+
+    Raises:
+        ConversionError: The space or options cannot be expressed in Optuna (before any trial runs).
+        SpecMismatchError: The stored study was started from a different spec (unless ``opts.force``).
+    """
+    check_convertible(opts.space)
+    n_obj = len(opts.metrics)
+    sampler = make_sampler(opts.search, seed=opts.seed, space=opts.space, n_objectives=n_obj)
+    pruner = make_pruner(opts.pruning, max_epochs=opts.max_epochs, n_objectives=n_obj)
+    storage = make_storage(opts.storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kwargs = {"storage": storage, "sampler": sampler, "pruner": pruner, "study_name": opts.study,
+              "directions": opts.directions}
+    try:
+        study = optuna.create_study(**kwargs, load_if_exists=False)
+        created = True
+    except DuplicatedStudyError:
+        study = optuna.load_study(study_name=opts.study, storage=storage, sampler=sampler, pruner=pruner)
+        created = False
+    if created:
+        record = {"spec_hash": opts.spec_hash, "space": opts.space.to_dict(), "metrics": opts.metrics,
+                  "modes": opts.modes, "search": opts.search, "seed": opts.seed, **opts.attrs}
+        for key, value in record.items():
+            study.set_user_attr(key, value)
+        if n_trials is not None:
+            _fill(study, opts, n_trials)
+        study.set_user_attr(READY_ATTR, True)
+        return study
+    deadline = time.monotonic() + wait
+    while not study.user_attrs.get(READY_ATTR) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the creator is still writing the record and the queue
+    stored = study.user_attrs.get("spec_hash")
+    if opts.spec_hash is not None and stored is not None and stored != opts.spec_hash and not opts.force:
+        raise SpecMismatchError(
+            f"study {study.study_name!r} in this storage was started from a different spec "
+            f"(stored hash {str(stored)[:12]}, this spec {opts.spec_hash[:12]}): resuming would mix two experiments. "
+            "Use another --study name, or pass --force to resume anyway."
+        )
+    return study
+
+
+def _fill(study: optuna.Study, opts: Any, n_trials: int) -> None:
+    if opts.search == "grid":
+        configs = opts.space.grid()
+        for i, cfg in enumerate(configs):
+            study.enqueue_trial(encode(opts.space, cfg), user_attrs={"grid_index": i})
+        study.set_user_attr("grid_size", len(configs))
+    else:
+        ensure_budget(study, n_trials)
+
+
+def _budgeted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """Trials that hold a place in the budget: all but failed ones whose config was re-queued or cancelled."""
+    return [t for t in trials
+            if not (t.state == TrialState.FAIL and (t.user_attrs.get("requeued") or t.user_attrs.get("cancelled")))]
+
+
+def count_finished(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Trials that count towards the budget: complete, pruned, and failed ones that were not re-queued."""
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(t.state in finished for t in _budgeted(trials))
+
+
+def ensure_budget(study: optuna.Study, n_trials: int) -> int:
+    """Make the queue hold exactly ``n_trials`` budgeted trials; returns the change in open slots.
+
+    A larger budget (a resume with ``--trials`` raised) enqueues open slots; a smaller one cancels
+    surplus open slots (they end as FAIL with ``cancelled``, outside the budget). A grid is its own
+    budget and is left alone. Call it from one process (``tunebridge run``), not from every worker.
+    """
+    if study.user_attrs.get("search") == "grid":
+        return 0
+    budgeted = _budgeted(study.get_trials(deepcopy=False))
+    missing = n_trials - len(budgeted)
+    for _ in range(max(0, missing)):
+        study.enqueue_trial({}, user_attrs={"slot": True})
+    surplus = [t for t in budgeted if t.state == TrialState.WAITING and t.user_attrs.get("slot")]
+    for t in surplus[::-1][: max(0, -missing)]:
+        try:
+            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                study._storage.set_trial_user_attr(t._trial_id, "cancelled", True)
+                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # a worker claimed it first
+    return missing
+
+
+def claim(study: optuna.Study) -> optuna.Trial | None:
+    """Atomically take one waiting trial, or None when the queue is empty.
+
+    Uses the same private step as ``Study.ask`` minus its fallback of creating a fresh trial, which
+    would let concurrent workers overshoot the budget.
+    """
+    study._thread_local.cached_all_trials = None
+    trial_id = study._pop_waiting_trial_id()
+    return None if trial_id is None else optuna.Trial(study, trial_id)
+
+
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial, max_retry: int | None) -> bool:
+    """Put a failed trial's config back in the queue (same params), unless it was retried too often."""
+    attrs = trial.user_attrs
+    retries = int(attrs.get("retries", 0))
+    if max_retry is not None and retries >= max_retry:
+        return False
+    keep = {k: attrs[k] for k in ("grid_index", "slot") if k in attrs}
+    study.enqueue_trial(dict(trial.params), user_attrs={**keep, "retry_of": trial.number, "retries": retries + 1})
+    return True
+
+
+def fail_stale(study: optuna.Study, grace_period: float, max_retry: int | None) -> int:
+    """Fail running trials whose heartbeat is older than ``grace_period`` s and re-queue their configs."""
+    now = time.time()
+    storage = study._storage
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = t.system_attrs.get(HEARTBEAT_ATTR)
+        if beat is None or now - float(beat) <= grace_period:
+            continue
+        retries = int(t.user_attrs.get("retries", 0))
+        will_requeue = max_retry is None or retries < max_retry
+        try:
+            # Attributes first (a finished trial refuses them), then the state change only one worker wins.
+            storage.set_trial_user_attr(t._trial_id, "fail_reason",
+                                        f"its worker stopped sending heartbeats for over {grace_period:g} s")
+            storage.set_trial_user_attr(t._trial_id, "requeued", will_requeue)
+            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue
+        if will_requeue:
+            requeue(study, storage.get_trial(t._trial_id), max_retry)
+        n += 1
+    return n
+
+
+class Heartbeat:
+    """Keeps a running trial's heartbeat fresh from a daemon thread (works with every storage)."""
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float | None) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._storage, self._trial_id = study._storage, trial._trial_id
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval:
+            self._beat()
+            self._thread = threading.Thread(target=self._run, daemon=True, name="tunebridge-heartbeat")
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
+
+    def _run(self) -> None:
+        assert self.interval is not None
+        while not self._stop.wait(self.interval):
+            try:
+                self._beat()
+            except Exception:
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

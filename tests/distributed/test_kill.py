@@ -1,0 +1,124 @@
+"""Many workers, one study: a worker SIGKILLed mid-trial loses nothing and duplicates nothing.
+
+Real PostgreSQL, Redis and journal-file storages; each worker is a separate process running
+tunebridge's trial loop with a cheap objective (tests/distributed/_worker.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tunebridge.backends.optuna import make_storage
+
+pytestmark = [pytest.mark.services, pytest.mark.timeout(240)]
+WORKER = Path(__file__).with_name("_worker.py")
+
+
+def _start(storage: str, study: str, n_trials: int, search: str, n_workers: int) -> list[subprocess.Popen[str]]:
+    return [
+        subprocess.Popen([sys.executable, str(WORKER), storage, study, str(n_trials), search, "0.15"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(n_workers)
+    ]
+
+
+def _wait_for(predicate: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for the workers")
+
+
+def _kill_one_mid_trial(storage: str, study_name: str, workers: list[subprocess.Popen[str]]) -> tuple[int, int]:
+    """SIGKILL the worker that holds a running trial once a few trials are done; return (pid, trial number)."""
+    store = make_storage(storage)
+    victim: dict[str, int] = {}
+
+    def a_worker_is_mid_trial() -> bool:
+        try:
+            study = optuna.load_study(study_name=study_name, storage=store)
+        except KeyError:
+            return False
+        trials = study.get_trials(deepcopy=False)
+        if sum(t.state == TrialState.COMPLETE for t in trials) < 4:
+            return False
+        pids = {w.pid for w in workers}
+        for t in trials:
+            if t.state == TrialState.RUNNING and "worker" in t.user_attrs:
+                pid = int(t.user_attrs["worker"].rsplit(":", 1)[1])
+                if pid in pids:
+                    victim.update(pid=pid, number=t.number)
+                    return True
+        return False
+
+    _wait_for(a_worker_is_mid_trial, 150)
+    os.kill(victim["pid"], signal.SIGKILL)
+    return victim["pid"], victim["number"]
+
+
+def _finish(workers: list[subprocess.Popen[str]], killed_pid: int) -> None:
+    for w in workers:
+        out, err = w.communicate(timeout=180)
+        if w.pid != killed_pid:
+            assert w.returncode == 0, err[-2000:]
+            assert "done" in out
+
+
+@pytest.mark.parametrize("backend", ["postgres", "redis", "journal"])
+def test_sigkilled_worker_trial_is_retried_and_budget_is_exact(backend: str, request: pytest.FixtureRequest,
+                                                              tmp_path: Path) -> None:
+    storage = {
+        "postgres": lambda: request.getfixturevalue("postgres_url"),
+        "redis": lambda: request.getfixturevalue("redis_url"),
+        "journal": lambda: f"journal://{tmp_path}/study.log",
+    }[backend]()
+    name = f"kill-{backend}-{uuid.uuid4().hex[:8]}"
+    workers = _start(storage, name, 40, "tpe", 4)
+    killed_pid, killed_number = _kill_one_mid_trial(storage, name, workers)
+    _finish(workers, killed_pid)
+
+    study = optuna.load_study(study_name=name, storage=make_storage(storage))
+    trials = study.get_trials(deepcopy=False)
+    states = collections.Counter(t.state for t in trials)
+    assert states[TrialState.COMPLETE] == 40, states
+    assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
+    killed = trials[killed_number]
+    assert killed.state == TrialState.FAIL and killed.user_attrs["requeued"] is True
+    assert "heartbeat" in killed.user_attrs["fail_reason"]
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == killed_number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params
+    assert states[TrialState.FAIL] == 1
+
+
+@pytest.mark.parametrize("backend", ["postgres", "redis"])
+def test_grid_across_workers_runs_each_point_exactly_once(backend: str, request: pytest.FixtureRequest) -> None:
+    storage = request.getfixturevalue(f"{backend}_url")
+    name = f"grid-{backend}-{uuid.uuid4().hex[:8]}"
+    workers = _start(storage, name, 1000, "grid", 4)
+    killed_pid, killed_number = _kill_one_mid_trial(storage, name, workers)
+    _finish(workers, killed_pid)
+
+    study = optuna.load_study(study_name=name, storage=make_storage(storage))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    per_point = collections.Counter(t.user_attrs["grid_index"] for t in complete)
+    grid_size = study.user_attrs["grid_size"]
+    assert grid_size == 28
+    assert sorted(per_point) == list(range(grid_size)), "every grid point ran"
+    assert set(per_point.values()) == {1}, "no grid point ran twice"
+    configs = [str(sorted(t.user_attrs["config"].items())) for t in complete]
+    assert len(set(configs)) == grid_size
+    assert study.get_trials(deepcopy=False)[killed_number].user_attrs["requeued"] is True
