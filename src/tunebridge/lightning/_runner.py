@@ -5,6 +5,7 @@ The same code runs under every backend; only the :class:`~tunebridge.backends._b
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -20,7 +21,7 @@ from typing import Any
 
 from tunebridge._compat import lightning_namespace_of
 from tunebridge.backends._base import Reporter, TrialOutcome
-from tunebridge.errors import MetricNotFoundError, TunebridgeError
+from tunebridge.errors import MetricNotFoundError, TrialOutOfMemoryError, TunebridgeError
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
 __all__ = ["Builder", "LightningObjective", "NonFiniteMetricError", "TrialSettings", "fit_trial", "quiet_lightning"]
@@ -178,6 +179,29 @@ def fit_trial(build: Builder, config: dict[str, Scalar], reporter: Reporter | No
 
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
+    try:
+        return _fit(build, config, reporter, settings, ckpt_path=ckpt_path, extra_callbacks=extra_callbacks)
+    except Exception as exc:
+        if not _is_oom(exc):
+            raise
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise TrialOutOfMemoryError(f"out of memory at batch_size={config.get('batch_size', 'default')}: {first}") from exc
+    finally:
+        # Whatever happened, give memory back before the next trial (CUDA caches blocks otherwise).
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text
+
+
+def _fit(build: Builder, config: dict[str, Scalar], reporter: Reporter | None, settings: TrialSettings,
+         *, ckpt_path: str | None, extra_callbacks: list[Any] | None) -> TrialOutcome:
     with quiet_lightning():
         module, datamodule = build(dict(config))
         _silence_loggers()  # again: the first import of a Lightning package resets its logger to INFO
