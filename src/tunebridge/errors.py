@@ -9,6 +9,7 @@ This module is standard library only: the schema imports it.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 __all__ = [
@@ -17,9 +18,31 @@ __all__ = [
     "MissingDependencyError",
     "SchemaError",
     "SpecMismatchError",
+    "TrialOutOfMemoryError",
     "TrialTimeoutError",
     "TunebridgeError",
 ]
+
+
+# Error messages show user input through this bounded repr: a hostile document (a YAML "billion
+# laughs" of shared aliases, a 300 000-item list, a 5 000-digit integer) must not make rendering the
+# message itself hang, exhaust memory or raise.
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 8
+_REPR.maxstring = 80
+_REPR.maxother = 80
+_REPR.maxlong = 100
+
+
+def show(value: object) -> str:
+    """``repr(value)`` for an error message, bounded in size and in the work it takes."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits()
+        if isinstance(value, int):
+            return f"an integer of {value.bit_length()} bits"
+        return f"a {type(value).__name__}"
 
 
 class TunebridgeError(Exception):
@@ -123,3 +146,7 @@ class SpecMismatchError(TunebridgeError, ValueError):
 
 class TrialTimeoutError(TunebridgeError, TimeoutError):
     """A trial ran past its ``trial_timeout`` and was stopped; it is marked failed."""
+
+
+class TrialOutOfMemoryError(TunebridgeError, MemoryError):
+    """A trial ran out of (CPU or CUDA) memory; it fails with the batch size in the reason."""
