@@ -49,7 +49,7 @@ def tune(
     resume: bool = False,
     stop: threading.Event | None = None,
     trial_timeout: float | None = None,
-    heartbeat: float | None = None,
+    heartbeat: float | None = 10.0,
     grace_period: float | None = None,
     max_retry: int | None = 3,
     join: bool = False,
@@ -80,7 +80,8 @@ def tune(
         resume: Ray backend only: restore an interrupted Ray run.
         stop: Set this event to stop after the running trial.
         trial_timeout: Seconds after which a trial is stopped and marked failed.
-        heartbeat: Seconds between heartbeats of the running trial; a trial whose worker died (no
+        heartbeat: Seconds between heartbeats of the running trial (None or 0: off; always off for
+            in-memory studies); a trial whose worker died (no
             heartbeat for ``grace_period`` s, default 3 intervals) is marked failed and its config
             re-queued (at most ``max_retry`` times) by the other workers.
         join: Join a study another process started, following its queue (``tunebridge worker``):
@@ -119,6 +120,8 @@ def tune(
         storage=storage, study=study, spec_hash=spec_hash, force=force,
         attrs={"versions": versions(), "backend": backend},
     )
+    if storage is None or storage in ("memory", ":memory:"):
+        heartbeat = None  # nobody else can see an in-memory study
     started = time.perf_counter()
     optuna_study = run_study(opts, objective, backend=backend, n_trials=trials, progress=progress, ray=ray,
                              resume=resume, stop=stop, trial_timeout=trial_timeout, heartbeat=heartbeat,

@@ -66,7 +66,7 @@ def run_command(path: Path, *, backend: str | None, trials: int | None, storage:
                 raise typer.BadParameter("--jobs starts Optuna workers; with --backend ray use --max-concurrent.")
             workers = _spawn_workers(path, jobs - 1, storage_url, spec, force, trial_timeout)
         result = tune(build_for(spec), spec.space, force=force, progress=progress, ray=ray_opts, resume=resume,
-                      trial_timeout=trial_timeout, heartbeat=10.0 if jobs > 1 else None, **kwargs)
+                      trial_timeout=trial_timeout, **kwargs)
         for w in workers:
             w.wait()
     except KeyboardInterrupt:

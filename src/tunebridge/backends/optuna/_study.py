@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import Objective, TrialOutcome, objective_values
 from tunebridge.backends.optuna._compile import decode, suggest
-from tunebridge.backends.optuna._queue import Heartbeat, claim, count_finished, ensure_budget, fail_stale, requeue
+from tunebridge.backends.optuna._queue import HEARTBEAT_ATTR, Heartbeat, claim, count_finished, ensure_budget, fail_stale, requeue
 from tunebridge.errors import TrialTimeoutError
 from tunebridge.schema import PruningSpec, Scalar, Space
 
@@ -129,8 +129,11 @@ def run_trials(study: optuna.Study, opts: StudyOptions, objective: Objective, *,
         while (stop is None or not stop.is_set()) and done < n_trials:
             trial = claim(study)
             if trial is None:
-                if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                    return  # nothing waiting, nothing running: the queue is done
+                running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if not any(HEARTBEAT_ATTR in t.system_attrs for t in running):
+                    # Nothing waiting and nothing alive to wait for (a trial without heartbeats
+                    # cannot be told apart from a dead one): the queue is done for this worker.
+                    return
                 # Others hold the remaining trials; wait in case one of them dies and is re-queued.
                 if heartbeat:
                     fail_stale(study, grace, max_retry)
