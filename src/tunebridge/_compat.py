@@ -6,6 +6,7 @@ exact ``pip install`` line.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from types import ModuleType
@@ -78,15 +79,20 @@ def lightning_namespace_of(module: Any) -> ModuleType:
     )
 
 
-def versions() -> dict[str, str | None]:
-    """Versions of the packages that decide what a run means (recorded on every study)."""
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str | None], ...]:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    out: dict[str, str | None] = {"python": platform.python_version()}
+    out: list[tuple[str, str | None]] = [("python", platform.python_version())]
     for dist in ("tunebridge", "torch", "lightning", "pytorch-lightning", "optuna", "optuna-integration", "ray"):
         try:
-            out[dist] = version(dist)
+            out.append((dist, version(dist)))
         except PackageNotFoundError:
-            out[dist] = None
-    return out
+            out.append((dist, None))
+    return tuple(out)
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of the packages that decide what a run means (recorded on every study)."""
+    return dict(_versions())

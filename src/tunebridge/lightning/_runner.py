@@ -184,12 +184,14 @@ def fit_trial(build: Builder, config: dict[str, Scalar], reporter: Reporter | No
     except Exception as exc:
         if not _is_oom(exc):
             raise
+        gc.collect()  # the failed trial's tensors sit in reference cycles (trainer <-> module)
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise TrialOutOfMemoryError(f"out of memory at batch_size={config.get('batch_size', 'default')}: {first}") from exc
     finally:
-        # Whatever happened, give memory back before the next trial (CUDA caches blocks otherwise).
-        gc.collect()
-        if torch.cuda.is_available():
+        # Give CUDA memory back before the next trial (the caching allocator keeps freed blocks).
+        # A full gc.collect() costs ~0.25 s here, so it runs only when a GPU holds memory.
+        if torch.cuda.is_available() and torch.cuda.memory_allocated() > 0:
+            gc.collect()
             torch.cuda.empty_cache()
 
 
@@ -224,7 +226,7 @@ def _fit(build: Builder, config: dict[str, Scalar], reporter: Reporter | None, s
         kwargs: dict[str, Any] = {
             "max_epochs": epochs, "accelerator": settings.accelerator, "devices": 1, "logger": False,
             "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False,
-            "num_sanity_val_steps": 0, "callbacks": callbacks, "log_every_n_steps": 1,
+            "num_sanity_val_steps": 0, "callbacks": callbacks,
         }
         kwargs.update(settings.trainer_kwargs or {})
         trainer = ns.Trainer(**kwargs)
