@@ -36,9 +36,16 @@ def baseline(trials: int, epochs: int) -> float:
         for i in range(n):
             config[f"units/{i}"] = trial.suggest_categorical(f"units/{i}", [32, 64])
         module, data = build_builtin("mlp", "digits", config, max_epochs=epochs, seed=0)
-        trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                             callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_acc")])
+        trainer = pl.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_acc")],
+        )
         trainer.fit(module, datamodule=data)
         return float(trainer.callback_metrics["val_acc"])
 
@@ -53,8 +60,18 @@ def with_tunebridge(trials: int, epochs: int) -> float:
         return build_builtin("mlp", "digits", config, max_epochs=epochs, seed=0)
 
     start = time.perf_counter()
-    tunebridge.tune(build, SPACE, metric="val_acc", mode="max", search="random", trials=trials, max_epochs=epochs,
-                    seed=0, progress=False, accelerator="cpu")
+    tunebridge.tune(
+        build,
+        SPACE,
+        metric="val_acc",
+        mode="max",
+        search="random",
+        trials=trials,
+        max_epochs=epochs,
+        seed=0,
+        progress=False,
+        accelerator="cpu",
+    )
     return time.perf_counter() - start
 
 

@@ -31,16 +31,25 @@ def _tb_objective(config: dict, reporter: object) -> TrialOutcome:
 
 
 def _tb_worker(storage: str, name: str, n_trials: int) -> None:
-    opts = StudyOptions(space=SPACE, metrics=["y"], modes=["min"], search="random", seed=None, storage=storage,
-                        study=name, spec_hash="bench")
+    opts = StudyOptions(
+        space=SPACE,
+        metrics=["y"],
+        modes=["min"],
+        search="random",
+        seed=None,
+        storage=storage,
+        study=name,
+        spec_hash="bench",
+    )
     study = open_study(opts, n_trials=n_trials)
     run_trials(study, opts, _tb_objective, n_trials=n_trials, progress=False, top_up=False, poll=0.05)
 
 
 def _plain_worker(storage: str, name: str, n_trials: int, n_workers: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=name, storage=make_storage(storage), load_if_exists=True,
-                                sampler=optuna.samplers.RandomSampler())
+    study = optuna.create_study(
+        study_name=name, storage=make_storage(storage), load_if_exists=True, sampler=optuna.samplers.RandomSampler()
+    )
 
     def objective(trial: optuna.Trial) -> float:
         return trial.suggest_float("x", -5, 5) ** 2 + trial.suggest_int("n", 1, 8)
@@ -49,9 +58,9 @@ def _plain_worker(storage: str, name: str, n_trials: int, n_workers: int) -> Non
     study.optimize(objective, n_trials=-(-n_trials // n_workers))
 
 
-def _time(target: object, args_for: object, n_workers: int) -> float:
+def _time(target: object, args: tuple[object, ...], n_workers: int) -> float:
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=target, args=args_for(i)) for i in range(n_workers)]  # type: ignore[operator]
+    procs = [ctx.Process(target=target, args=args) for _ in range(n_workers)]  # type: ignore[arg-type]
     start = time.perf_counter()
     for p in procs:
         p.start()
@@ -76,10 +85,10 @@ def main() -> None:
             for _ in range(args.repeats):
                 url = args.postgres if storage_kind == "postgres" else f"journal://{tmp}/{uuid.uuid4().hex}.log"
                 name = f"bench-{uuid.uuid4().hex[:8]}"
-                tb.append(args.trials / _time(_tb_worker, lambda i: (url, name, args.trials), n))
+                tb.append(args.trials / _time(_tb_worker, (url, name, args.trials), n))
                 url = args.postgres if storage_kind == "postgres" else f"journal://{tmp}/{uuid.uuid4().hex}.log"
                 name = f"plain-{uuid.uuid4().hex[:8]}"
-                plain.append(args.trials / _time(_plain_worker, lambda i: (url, name, args.trials, n), n))
+                plain.append(args.trials / _time(_plain_worker, (url, name, args.trials, n), n))
             t, p = statistics.median(tb), statistics.median(plain)
             print(f"{storage_kind:10} {n:>7} {t:>20.1f} {p:>22.1f} {p / t:>6.2f}", flush=True)
 

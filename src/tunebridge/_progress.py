@@ -19,8 +19,9 @@ class StudyProgress:
         done: Trials already finished (a resumed study starts there).
     """
 
-    def __init__(self, total: int, *, mode: str | None, enabled: bool = True, done: int = 0,
-                 description: str = "tuning") -> None:
+    def __init__(
+        self, total: int, *, mode: str | None, enabled: bool = True, done: int = 0, description: str = "tuning"
+    ) -> None:
         self.total = total
         self.mode = mode
         self.counts = {"complete": 0, "pruned": 0, "failed": 0}
@@ -35,13 +36,22 @@ class StudyProgress:
         if not self.enabled:
             return self
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("[green]✓{task.fields[complete]}[/] [yellow]✂{task.fields[pruned]}[/] [red]✗{task.fields[failed]}[/]"),
+            TextColumn(
+                "[green]✓{task.fields[complete]}[/] [yellow]✂{task.fields[pruned]}[/] [red]✗{task.fields[failed]}[/]"
+            ),
             TextColumn("best {task.fields[best]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
@@ -50,8 +60,9 @@ class StudyProgress:
             transient=False,
         )
         self._progress.__enter__()
-        self._task = self._progress.add_task(self._description, total=self.total, completed=self._initial,
-                                             complete=0, pruned=0, failed=0, best="-")
+        self._task = self._progress.add_task(
+            self._description, total=self.total, completed=self._initial, complete=0, pruned=0, failed=0, best="-"
+        )
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
@@ -67,6 +78,8 @@ class StudyProgress:
                 self.best = value
         if self._progress is not None:
             self._progress.update(
-                self._task, advance=1 if advance else 0, best="-" if self.best is None else f"{self.best:.4g}",
+                self._task,
+                advance=1 if advance else 0,
+                best="-" if self.best is None else f"{self.best:.4g}",
                 **self.counts,
             )

@@ -98,42 +98,92 @@ def tune(
     if len(modes) == 1 and len(metrics) > 1:
         modes = modes * len(metrics)
     if len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
-        raise SchemaError("`mode` must be min or max, one per metric", path="mode", value=repr(mode),
-                          fix="Write e.g. mode='max', or ['min', 'min'] for two metrics.")
+        raise SchemaError(
+            "`mode` must be min or max, one per metric",
+            path="mode",
+            value=repr(mode),
+            fix="Write e.g. mode='max', or ['min', 'min'] for two metrics.",
+        )
     if not isinstance(space, Space):
-        raise SchemaError("`space` must be a tunebridge Space", path="space", value=type(space).__name__,
-                          fix="Build it with Space(...), Space.from_yaml(...) or a preset.")
+        raise SchemaError(
+            "`space` must be a tunebridge Space",
+            path="space",
+            value=type(space).__name__,
+            fix="Build it with Space(...), Space.from_yaml(...) or a preset.",
+        )
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise SchemaError("`trials` must be an integer >= 1", path="trials", value=repr(trials))
     if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 1:
         raise SchemaError("`max_epochs` must be an integer >= 1", path="max_epochs", value=repr(max_epochs))
     pruning = pruner if isinstance(pruner, PruningSpec) else PruningSpec.from_dict(pruner)
-    es = early_stopping if isinstance(early_stopping, EarlyStoppingSpec) or early_stopping is None \
+    es = (
+        early_stopping
+        if isinstance(early_stopping, EarlyStoppingSpec) or early_stopping is None
         else EarlyStoppingSpec.from_dict(early_stopping)
+    )
     if isinstance(build, str):
         build = import_builder(build)
-    settings = TrialSettings(metric=metrics[0], mode=modes[0], max_epochs=max_epochs, early_stopping=es,
-                             seed=seed, accelerator=accelerator, threads=threads)
+    settings = TrialSettings(
+        metric=metrics[0],
+        mode=modes[0],
+        max_epochs=max_epochs,
+        early_stopping=es,
+        seed=seed,
+        accelerator=accelerator,
+        threads=threads,
+    )
     objective = LightningObjective(build, settings)
     opts = StudyOptions(
-        space=space, metrics=metrics, modes=modes, search=search, seed=seed, pruning=pruning, max_epochs=max_epochs,
-        storage=storage, study=study, spec_hash=spec_hash, force=force,
+        space=space,
+        metrics=metrics,
+        modes=modes,
+        search=search,
+        seed=seed,
+        pruning=pruning,
+        max_epochs=max_epochs,
+        storage=storage,
+        study=study,
+        spec_hash=spec_hash,
+        force=force,
         attrs={"versions": versions(), "backend": backend},
     )
     if storage is None or storage in ("memory", ":memory:"):
         heartbeat = None  # nobody else can see an in-memory study
     started = time.perf_counter()
-    optuna_study = run_study(opts, objective, backend=backend, n_trials=trials, progress=progress, ray=ray,
-                             resume=resume, stop=stop, trial_timeout=trial_timeout, heartbeat=heartbeat,
-                             grace_period=grace_period, max_retry=max_retry, join=join)
+    optuna_study = run_study(
+        opts,
+        objective,
+        backend=backend,
+        n_trials=trials,
+        progress=progress,
+        ray=ray,
+        resume=resume,
+        stop=stop,
+        trial_timeout=trial_timeout,
+        heartbeat=heartbeat,
+        grace_period=grace_period,
+        max_retry=max_retry,
+        join=join,
+    )
     return make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
 
 
-def run_study(opts: StudyOptions, objective: Objective, *, backend: str = "optuna", n_trials: int,
-              progress: bool = False, ray: Mapping[str, Any] | None = None, resume: bool = False,
-              stop: threading.Event | None = None, trial_timeout: float | None = None,
-              heartbeat: float | None = None, grace_period: float | None = None, max_retry: int | None = 3,
-              join: bool = False) -> Any:
+def run_study(
+    opts: StudyOptions,
+    objective: Objective,
+    *,
+    backend: str = "optuna",
+    n_trials: int,
+    progress: bool = False,
+    ray: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    stop: threading.Event | None = None,
+    trial_timeout: float | None = None,
+    heartbeat: float | None = None,
+    grace_period: float | None = None,
+    max_retry: int | None = 3,
+    join: bool = False,
+) -> Any:
     """Run ``objective`` over ``opts.space`` with a backend; returns the Optuna study holding every trial.
 
     This is the backend-neutral seam the conformance suite tests: ``objective(config, reporter)``
@@ -141,16 +191,30 @@ def run_study(opts: StudyOptions, objective: Objective, *, backend: str = "optun
     """
     if backend == "optuna":
         study = open_study(opts, n_trials=n_trials)
-        run_trials(study, opts, objective, n_trials=n_trials, progress=progress, stop=stop,
-                   trial_timeout=trial_timeout, heartbeat=heartbeat, grace_period=grace_period,
-                   max_retry=max_retry, top_up=not join)
+        run_trials(
+            study,
+            opts,
+            objective,
+            n_trials=n_trials,
+            progress=progress,
+            stop=stop,
+            trial_timeout=trial_timeout,
+            heartbeat=heartbeat,
+            grace_period=grace_period,
+            max_retry=max_retry,
+            top_up=not join,
+        )
         return study
     if backend == "ray":
         from tunebridge.backends.ray import run_ray
 
         return run_ray(opts, objective, n_trials=n_trials, options=dict(ray or {}), resume=resume, progress=progress)
-    raise SchemaError("`backend` must be optuna or ray", path="backend", value=repr(backend),
-                      fix="Use backend='optuna' or backend='ray'.")
+    raise SchemaError(
+        "`backend` must be optuna or ray",
+        path="backend",
+        value=repr(backend),
+        fix="Use backend='optuna' or backend='ray'.",
+    )
 
 
 def make_result(study: Any, opts: StudyOptions, *, wall_time: float, backend: str, trials: int) -> TuneResult:
@@ -169,15 +233,32 @@ def make_result(study: Any, opts: StudyOptions, *, wall_time: float, backend: st
             pareto = study.best_trials
             best = pareto[0]
             best_value = list(best.values)
-            front = [{"number": t.number, "values": list(t.values), "config": trial_config(opts.space, t)} for t in pareto]
+            front = [
+                {"number": t.number, "values": list(t.values), "config": trial_config(opts.space, t)} for t in pareto
+            ]
         best_config = trial_config(opts.space, best)
-        best_metrics = {k[len("final_"):]: v for k, v in best.user_attrs.items() if k.startswith("final_")}
+        best_metrics = {k[len("final_") :]: v for k, v in best.user_attrs.items() if k.startswith("final_")}
         best_metrics["epochs"] = best.user_attrs.get("epochs")
     record = {
-        "study": study.study_name, "storage": opts.storage, "backend": backend, "search": opts.search,
-        "seed": opts.seed, "spec_hash": opts.spec_hash, "metrics": opts.metrics, "modes": opts.modes,
-        "trials_budget": trials, "wall_time_s": round(wall_time, 3), "counts": counts(study),
+        "study": study.study_name,
+        "storage": opts.storage,
+        "backend": backend,
+        "search": opts.search,
+        "seed": opts.seed,
+        "spec_hash": opts.spec_hash,
+        "metrics": opts.metrics,
+        "modes": opts.modes,
+        "trials_budget": trials,
+        "wall_time_s": round(wall_time, 3),
+        "counts": counts(study),
         "versions": versions(),
     }
-    return TuneResult(best_config=best_config, best_value=best_value, best_metrics=best_metrics,
-                      trials=trials_table(study, opts.space), record=record, study=study, best_trials=front)
+    return TuneResult(
+        best_config=best_config,
+        best_value=best_value,
+        best_metrics=best_metrics,
+        trials=trials_table(study, opts.space),
+        record=record,
+        study=study,
+        best_trials=front,
+    )

@@ -41,7 +41,7 @@ def trials_table(study: optuna.Study, space: Space | None = None) -> pd.DataFram
         else:
             config = dict(t.params)
         row.update({f"param.{k}": v for k, v in config.items()})
-        row.update({k[len("final_"):]: v for k, v in t.user_attrs.items() if k.startswith("final_")})
+        row.update({k[len("final_") :]: v for k, v in t.user_attrs.items() if k.startswith("final_")})
         row["fail_reason"] = t.user_attrs.get("fail_reason")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -85,8 +85,12 @@ class TuneResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"best": out / "best.yaml", "record": out / "record.json", "trials": out / "trials.csv"}
-        best = {"study": self.record.get("study"), "value": self.best_value, "config": self.best_config,
-                "metrics": self.best_metrics}
+        best = {
+            "study": self.record.get("study"),
+            "value": self.best_value,
+            "config": self.best_config,
+            "metrics": self.best_metrics,
+        }
         if self.best_trials:
             best["pareto_front"] = self.best_trials
         paths["best"].write_text(yaml.safe_dump(best, sort_keys=False))

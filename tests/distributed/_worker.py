@@ -31,12 +31,21 @@ def objective(config: dict, reporter: object) -> TrialOutcome:
 
 def main() -> None:
     storage, study, n_trials, search = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    opts = StudyOptions(space=SPACE, metrics=["score"], modes=["max"], search=search, seed=0, storage=storage,
-                        study=study, spec_hash="distributed-test")
+    opts = StudyOptions(
+        space=SPACE,
+        metrics=["score"],
+        modes=["max"],
+        search=search,
+        seed=0,
+        storage=storage,
+        study=study,
+        spec_hash="distributed-test",
+    )
     s = open_study(opts, n_trials=n_trials)
     print("ready", flush=True)
-    run_trials(s, opts, objective, n_trials=n_trials, progress=False, heartbeat=0.5, grace_period=3.0,
-               top_up=False, poll=0.2)
+    run_trials(
+        s, opts, objective, n_trials=n_trials, progress=False, heartbeat=0.5, grace_period=3.0, top_up=False, poll=0.2
+    )
     print("done", flush=True)
 
 

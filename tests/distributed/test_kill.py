@@ -27,8 +27,12 @@ WORKER = Path(__file__).with_name("_worker.py")
 
 def _start(storage: str, study: str, n_trials: int, search: str, n_workers: int) -> list[subprocess.Popen[str]]:
     return [
-        subprocess.Popen([sys.executable, str(WORKER), storage, study, str(n_trials), search, "0.15"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(WORKER), storage, study, str(n_trials), search, "0.15"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(n_workers)
     ]
 
@@ -78,8 +82,9 @@ def _finish(workers: list[subprocess.Popen[str]], killed_pid: int) -> None:
 
 
 @pytest.mark.parametrize("backend", ["postgres", "redis", "journal"])
-def test_sigkilled_worker_trial_is_retried_and_budget_is_exact(backend: str, request: pytest.FixtureRequest,
-                                                              tmp_path: Path) -> None:
+def test_sigkilled_worker_trial_is_retried_and_budget_is_exact(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     storage = {
         "postgres": lambda: request.getfixturevalue("postgres_url"),
         "redis": lambda: request.getfixturevalue("redis_url"),

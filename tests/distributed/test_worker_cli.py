@@ -71,8 +71,12 @@ def test_sigterm_fails_and_requeues_the_running_trial_then_a_rerun_finishes(tmp_
     study = f"term-{uuid.uuid4().hex[:8]}"
     spec = _spec(tmp_path, study, trials=2, epochs=30)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(_cli("worker", str(spec), "--storage", postgres_url, "--heartbeat", "1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        _cli("worker", str(spec), "--storage", postgres_url, "--heartbeat", "1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     number = _wait_running(postgres_url, study, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -83,8 +87,9 @@ def test_sigterm_fails_and_requeues_the_running_trial_then_a_rerun_finishes(tmp_
     assert "interrupted" in interrupted.user_attrs["fail_reason"]
 
     # The same command again: the worker resumes and re-runs the re-queued config.
-    done = subprocess.run(_cli("worker", str(spec), "--storage", postgres_url), capture_output=True, env=env,
-                          timeout=240)
+    done = subprocess.run(
+        _cli("worker", str(spec), "--storage", postgres_url), capture_output=True, env=env, timeout=240
+    )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     trials = _trials(postgres_url, study)
     states = collections.Counter(t.state for t in trials)
@@ -96,8 +101,9 @@ def test_sigterm_fails_and_requeues_the_running_trial_then_a_rerun_finishes(tmp_
 def test_drain_lets_the_running_trial_finish(tmp_path: Path, postgres_url: str) -> None:
     study = f"drain-{uuid.uuid4().hex[:8]}"
     spec = _spec(tmp_path, study, trials=5, epochs=4)
-    proc = subprocess.Popen(_cli("worker", str(spec), "--storage", postgres_url, "--drain"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _cli("worker", str(spec), "--storage", postgres_url, "--drain"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     number = _wait_running(postgres_url, study, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -111,8 +117,9 @@ def test_drain_lets_the_running_trial_finish(tmp_path: Path, postgres_url: str) 
 def test_run_jobs_starts_processes_that_share_one_budget(tmp_path: Path) -> None:
     study = f"jobs-{uuid.uuid4().hex[:8]}"
     spec = _spec(tmp_path, study, trials=6, epochs=2)
-    done = subprocess.run(_cli("run", str(spec), "--jobs", "2", "--no-progress"), capture_output=True, cwd=tmp_path,
-                          timeout=240)
+    done = subprocess.run(
+        _cli("run", str(spec), "--jobs", "2", "--no-progress"), capture_output=True, cwd=tmp_path, timeout=240
+    )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     storage = f"journal://{tmp_path}/tunebridge-runs/{study}.journal.log"
     trials = _trials(storage, study)

@@ -6,7 +6,7 @@ Imports stay light here: ``tunebridge --help`` and ``tunebridge check`` never im
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,41 +24,60 @@ app = typer.Typer(
 
 SpecArg = Annotated[Path, typer.Argument(help="The spec file (YAML).", show_default=False)]
 StorageOpt = Annotated[
-    Optional[str], typer.Option("--storage", help="Study storage URL (default: the spec's, else a SQLite file).")
+    str | None, typer.Option("--storage", help="Study storage URL (default: the spec's, else a SQLite file).")
 ]
-StudyOpt = Annotated[Optional[str], typer.Option("--study", help="Study name (default: the spec's, else its file name).")]
+StudyOpt = Annotated[str | None, typer.Option("--study", help="Study name (default: the spec's, else its file name).")]
 
 
 @app.command()
 def run(
     spec: SpecArg,
-    backend: Annotated[Optional[str], typer.Option(help="optuna or ray (default: the spec's).")] = None,
-    trials: Annotated[Optional[int], typer.Option(help="Trial budget for the whole study.")] = None,
+    backend: Annotated[str | None, typer.Option(help="optuna or ray (default: the spec's).")] = None,
+    trials: Annotated[int | None, typer.Option(help="Trial budget for the whole study.")] = None,
     storage: StorageOpt = None,
     study: StudyOpt = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the search and of every trial.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help=f"Output folder (default: {DEFAULT_ROOT}/STUDY).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the search and of every trial.")] = None,
+    out: Annotated[Path | None, typer.Option(help=f"Output folder (default: {DEFAULT_ROOT}/STUDY).")] = None,
     jobs: Annotated[int, typer.Option(help="Local worker processes sharing the study (optuna backend).")] = 1,
     force: Annotated[bool, typer.Option(help="Resume even if the spec changed since the study started.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
-    threads: Annotated[Optional[int], typer.Option(help="torch threads per trial.")] = None,
-    accelerator: Annotated[Optional[str], typer.Option(help="Lightning accelerator: auto, cpu, gpu.")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (auto, ray://host:port).")] = None,
-    cpus_per_trial: Annotated[Optional[float], typer.Option(help="Ray: CPUs per trial.")] = None,
-    gpus_per_trial: Annotated[Optional[float], typer.Option(help="Ray: GPUs per trial (fractions allowed).")] = None,
-    max_concurrent: Annotated[Optional[int], typer.Option(help="Ray: trials running at once.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads per trial.")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="Lightning accelerator: auto, cpu, gpu.")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:port).")] = None,
+    cpus_per_trial: Annotated[float | None, typer.Option(help="Ray: CPUs per trial.")] = None,
+    gpus_per_trial: Annotated[float | None, typer.Option(help="Ray: GPUs per trial (fractions allowed).")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="Ray: trials running at once.")] = None,
     resume: Annotated[bool, typer.Option(help="Ray: restore an interrupted Ray run.")] = False,
-    trial_timeout: Annotated[Optional[float], typer.Option(help="Seconds after which a trial is stopped and failed.")] = None,
+    trial_timeout: Annotated[
+        float | None, typer.Option(help="Seconds after which a trial is stopped and failed.")
+    ] = None,
 ) -> None:
     """Run (or resume) the study a spec describes; print a summary and write best.yaml."""
     from tunebridge.cli._run import run_command
 
     with fail_on_tunebridge_errors():
-        run_command(spec, backend=backend, trials=trials, storage=storage, study=study, seed=seed, out=out,
-                    jobs=jobs, force=force, progress=progress, threads=threads, accelerator=accelerator,
-                    ray={"address": address, "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial,
-                         "max_concurrent": max_concurrent},
-                    resume=resume, trial_timeout=trial_timeout)
+        run_command(
+            spec,
+            backend=backend,
+            trials=trials,
+            storage=storage,
+            study=study,
+            seed=seed,
+            out=out,
+            jobs=jobs,
+            force=force,
+            progress=progress,
+            threads=threads,
+            accelerator=accelerator,
+            ray={
+                "address": address,
+                "cpus_per_trial": cpus_per_trial,
+                "gpus_per_trial": gpus_per_trial,
+                "max_concurrent": max_concurrent,
+            },
+            resume=resume,
+            trial_timeout=trial_timeout,
+        )
 
 
 @app.command()
@@ -66,15 +85,17 @@ def worker(
     spec: SpecArg,
     storage: StorageOpt = None,
     study: StudyOpt = None,
-    trials: Annotated[Optional[int], typer.Option(help="Trial budget for the whole study (all workers).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed (must match the study's).")] = None,
+    trials: Annotated[int | None, typer.Option(help="Trial budget for the whole study (all workers).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (must match the study's).")] = None,
     drain: Annotated[bool, typer.Option(help="On SIGINT/SIGTERM, let the running trial finish.")] = False,
     force: Annotated[bool, typer.Option(help="Join even if the spec changed since the study started.")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="torch threads per trial.")] = None,
-    trial_timeout: Annotated[Optional[float], typer.Option(help="Seconds after which a trial is stopped and failed.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch threads per trial.")] = None,
+    trial_timeout: Annotated[
+        float | None, typer.Option(help="Seconds after which a trial is stopped and failed.")
+    ] = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats of the running trial.")] = 10.0,
     grace_period: Annotated[
-        Optional[float], typer.Option(help="Seconds without heartbeat before a trial's worker counts as dead.")
+        float | None, typer.Option(help="Seconds without heartbeat before a trial's worker counts as dead.")
     ] = None,
     max_retry: Annotated[int, typer.Option(help="How often a dead worker's config is re-queued.")] = 3,
 ) -> None:
@@ -82,9 +103,20 @@ def worker(
     from tunebridge.cli._run import worker_command
 
     with fail_on_tunebridge_errors():
-        worker_command(spec, storage=storage, study=study, trials=trials, seed=seed, drain=drain, force=force,
-                       threads=threads, trial_timeout=trial_timeout, heartbeat=heartbeat,
-                       grace_period=grace_period, max_retry=max_retry)
+        worker_command(
+            spec,
+            storage=storage,
+            study=study,
+            trials=trials,
+            seed=seed,
+            drain=drain,
+            force=force,
+            threads=threads,
+            trial_timeout=trial_timeout,
+            heartbeat=heartbeat,
+            grace_period=grace_period,
+            max_retry=max_retry,
+        )
 
 
 @app.command()
@@ -113,7 +145,7 @@ def show(
 def report(
     study: Annotated[str, typer.Argument(help="Study name.")],
     storage: StorageOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: tunebridge-runs/STUDY/report).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: tunebridge-runs/STUDY/report).")] = None,
 ) -> None:
     """Write a Markdown report with plots (history, parameters, importances) for a study."""
     from tunebridge.cli._report import report_command
@@ -133,6 +165,3 @@ def recipes() -> None:
 def main() -> None:
     """Console-script entry point."""
     app()
-
-
-

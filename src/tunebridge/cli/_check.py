@@ -25,9 +25,9 @@ def describe_values(p: Param) -> str:
             text += f" step {p.step:g}"
         if p.log:
             text += " log"
-        values = p.enumerate()
-        if values is not None and len(values) <= 8:
-            text += " = " + ", ".join(f"{v:g}" for v in values)
+        numbers = p.enumerate()
+        if numbers is not None and len(numbers) <= 8:
+            text += " = " + ", ".join(f"{v:g}" for v in numbers)
         if p.grid is not None:
             text += f"; grid {list(p.grid)}"
         return text
@@ -55,8 +55,10 @@ def _compact(dist: object) -> str:
         return f"{name}({len(dist.choices)} choices)"
     low, high = getattr(dist, "low", None), getattr(dist, "high", None)
     extra = "".join(
-        [", log" if getattr(dist, "log", False) else "",
-         f", step={dist.step:g}" if getattr(dist, "step", None) not in (None, 1) else ""]  # type: ignore[attr-defined]
+        [
+            ", log" if getattr(dist, "log", False) else "",
+            f", step={dist.step:g}" if getattr(dist, "step", None) not in (None, 1) else "",
+        ]  # type: ignore[attr-defined]
     )
     return f"{name}({low:g}, {high:g}{extra})"
 
@@ -102,13 +104,18 @@ def check_command(path: Path) -> None:
     summary.add_column(style="bold")
     summary.add_column()
     rows = {
-        "study": spec.study, "model": builder,
+        "study": spec.study,
+        "model": builder,
         "metric": ", ".join(f"{m} ({d})" for m, d in zip(spec.metrics, spec.modes)),
-        "search": f"{spec.search}, {spec.trials} trials, seed {spec.seed}", "backend": spec.backend,
-        "budget": f"{spec.max_epochs} epochs", "pruner": str(spec.pruner.to_dict()),
+        "search": f"{spec.search}, {spec.trials} trials, seed {spec.seed}",
+        "backend": spec.backend,
+        "budget": f"{spec.max_epochs} epochs",
+        "pruner": str(spec.pruner.to_dict()),
         "early stopping": str(spec.early_stopping.to_dict() if spec.early_stopping else None),
-        "grid size": _grid_size(space), "conditional": str(space.is_conditional()),
-        "storage": spec.storage or default_storage(), "spec hash": spec.hash()[:16],
+        "grid size": _grid_size(space),
+        "conditional": str(space.is_conditional()),
+        "storage": spec.storage or default_storage(),
+        "spec hash": spec.hash()[:16],
     }
     for key, value in rows.items():
         summary.add_row(key, str(value))

@@ -31,15 +31,27 @@ def write_report(study: Any, out: Path) -> Path:
     space = Space.from_dict(attrs["space"]) if "space" in attrs else None
     df = trials_table(study, space)
     metrics, modes = attrs.get("metrics", ["value"]), attrs.get("modes", ["min"])
-    lines = [f"# Study `{study.study_name}`", "", f"- metric: {', '.join(f'{m} ({d})' for m, d in zip(metrics, modes))}",
-             f"- search: {attrs.get('search')}, seed {attrs.get('seed')}, backend {attrs.get('backend')}",
-             f"- trials: {json.dumps(counts(study))}", f"- spec hash: `{attrs.get('spec_hash')}`",
-             f"- versions: `{json.dumps(attrs.get('versions', {}))}`", ""]
+    lines = [
+        f"# Study `{study.study_name}`",
+        "",
+        f"- metric: {', '.join(f'{m} ({d})' for m, d in zip(metrics, modes))}",
+        f"- search: {attrs.get('search')}, seed {attrs.get('seed')}, backend {attrs.get('backend')}",
+        f"- trials: {json.dumps(counts(study))}",
+        f"- spec hash: `{attrs.get('spec_hash')}`",
+        f"- versions: `{json.dumps(attrs.get('versions', {}))}`",
+        "",
+    ]
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(study.directions) == 1 and complete:
         best = study.best_trial
-        lines += [f"## Best: {best.value:.6g} (trial {best.number})", "", "```json",
-                  json.dumps(best.user_attrs.get("config", best.params), indent=2), "```", ""]
+        lines += [
+            f"## Best: {best.value:.6g} (trial {best.number})",
+            "",
+            "```json",
+            json.dumps(best.user_attrs.get("config", best.params), indent=2),
+            "```",
+            "",
+        ]
         # 1. optimisation history
         fig, ax = plt.subplots(figsize=(6, 3.5))
         xs = [t.number for t in complete]
@@ -88,8 +100,14 @@ def write_report(study: Any, out: Path) -> Path:
                 lines += ["## Parameter importances", "", "![importances](importances.png)", ""]
     if not df.empty:
         top = df.sort_values("value", ascending=modes[0] == "min") if "value" in df else df
-        lines += ["## Trials (best first)", "", top.head(15).to_markdown(index=False) if _has_tabulate()
-                  else "```\n" + top.head(15).to_string(index=False) + "\n```", ""]
+        lines += [
+            "## Trials (best first)",
+            "",
+            top.head(15).to_markdown(index=False)
+            if _has_tabulate()
+            else "```\n" + top.head(15).to_string(index=False) + "\n```",
+            "",
+        ]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -33,10 +33,20 @@ def build_for(spec: RunSpec) -> Any:
 def tune_kwargs(spec: RunSpec, storage: str) -> dict[str, Any]:
     """The keyword arguments of :func:`tunebridge.tune` a spec stands for."""
     return {
-        "metric": list(spec.metrics), "mode": list(spec.modes), "backend": spec.backend, "trials": spec.trials,
-        "search": spec.search, "pruner": spec.pruner, "early_stopping": spec.early_stopping,
-        "max_epochs": spec.max_epochs, "storage": storage, "study": spec.study, "seed": spec.seed,
-        "accelerator": spec.accelerator, "threads": spec.threads, "spec_hash": spec.hash(),
+        "metric": list(spec.metrics),
+        "mode": list(spec.modes),
+        "backend": spec.backend,
+        "trials": spec.trials,
+        "search": spec.search,
+        "pruner": spec.pruner,
+        "early_stopping": spec.early_stopping,
+        "max_epochs": spec.max_epochs,
+        "storage": storage,
+        "study": spec.study,
+        "seed": spec.seed,
+        "accelerator": spec.accelerator,
+        "threads": spec.threads,
+        "spec_hash": spec.hash(),
     }
 
 
@@ -45,11 +55,34 @@ def _load(path: Path, **overrides: Any) -> tuple[RunSpec, str]:
     return spec, spec.storage or default_storage()
 
 
-def run_command(path: Path, *, backend: str | None, trials: int | None, storage: str | None, study: str | None,
-                seed: int | None, out: Path | None, jobs: int, force: bool, progress: bool, threads: int | None,
-                accelerator: str | None, ray: dict[str, Any], resume: bool, trial_timeout: float | None) -> None:
-    spec, storage_url = _load(path, backend=backend, trials=trials, storage=storage, study=study, seed=seed,
-                              threads=threads, accelerator=accelerator)
+def run_command(
+    path: Path,
+    *,
+    backend: str | None,
+    trials: int | None,
+    storage: str | None,
+    study: str | None,
+    seed: int | None,
+    out: Path | None,
+    jobs: int,
+    force: bool,
+    progress: bool,
+    threads: int | None,
+    accelerator: str | None,
+    ray: dict[str, Any],
+    resume: bool,
+    trial_timeout: float | None,
+) -> None:
+    spec, storage_url = _load(
+        path,
+        backend=backend,
+        trials=trials,
+        storage=storage,
+        study=study,
+        seed=seed,
+        threads=threads,
+        accelerator=accelerator,
+    )
     if jobs > 1 and storage is None and spec.storage is None:
         # Several local processes: Optuna's journal file is the cheap, lock-safe default.
         storage_url = f"journal://{DEFAULT_ROOT}/{spec.study}.journal.log"
@@ -65,8 +98,16 @@ def run_command(path: Path, *, backend: str | None, trials: int | None, storage:
             if spec.backend != "optuna":
                 raise typer.BadParameter("--jobs starts Optuna workers; with --backend ray use --max-concurrent.")
             workers = _spawn_workers(path, jobs - 1, storage_url, spec, force, trial_timeout)
-        result = tune(build_for(spec), spec.space, force=force, progress=progress, ray=ray_opts, resume=resume,
-                      trial_timeout=trial_timeout, **kwargs)
+        result = tune(
+            build_for(spec),
+            spec.space,
+            force=force,
+            progress=progress,
+            ray=ray_opts,
+            resume=resume,
+            trial_timeout=trial_timeout,
+            **kwargs,
+        )
         for w in workers:
             w.wait()
     except KeyboardInterrupt:
@@ -85,19 +126,45 @@ def run_command(path: Path, *, backend: str | None, trials: int | None, storage:
     _summary(result, spec, storage_url, paths)
 
 
-def _spawn_workers(path: Path, n: int, storage: str, spec: RunSpec, force: bool,
-                   trial_timeout: float | None) -> list[subprocess.Popen[bytes]]:
+def _spawn_workers(
+    path: Path, n: int, storage: str, spec: RunSpec, force: bool, trial_timeout: float | None
+) -> list[subprocess.Popen[bytes]]:
     """Start ``n`` extra local worker processes on the same storage (processes, not threads)."""
     from tunebridge.backends.optuna import StudyOptions, ensure_budget, open_study
 
     # Create the study and fill its queue once, before any worker starts, so that none of them races.
-    study = open_study(StudyOptions(space=spec.space, metrics=list(spec.metrics), modes=list(spec.modes),
-                                    search=spec.search, seed=spec.seed, pruning=spec.pruner, max_epochs=spec.max_epochs,
-                                    storage=storage, study=spec.study, spec_hash=spec.hash(), force=force),
-                       n_trials=spec.trials)
+    study = open_study(
+        StudyOptions(
+            space=spec.space,
+            metrics=list(spec.metrics),
+            modes=list(spec.modes),
+            search=spec.search,
+            seed=spec.seed,
+            pruning=spec.pruner,
+            max_epochs=spec.max_epochs,
+            storage=storage,
+            study=spec.study,
+            spec_hash=spec.hash(),
+            force=force,
+        ),
+        n_trials=spec.trials,
+    )
     ensure_budget(study, spec.trials)
-    cmd = [sys.executable, "-m", "tunebridge", "worker", str(path), "--storage", storage, "--study", str(spec.study),
-           "--trials", str(spec.trials), "--seed", str(spec.seed)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tunebridge",
+        "worker",
+        str(path),
+        "--storage",
+        storage,
+        "--study",
+        str(spec.study),
+        "--trials",
+        str(spec.trials),
+        "--seed",
+        str(spec.seed),
+    ]
     if force:
         cmd.append("--force")
     if spec.threads:
@@ -107,9 +174,21 @@ def _spawn_workers(path: Path, n: int, storage: str, spec: RunSpec, force: bool,
     return [subprocess.Popen(cmd) for _ in range(n)]
 
 
-def worker_command(path: Path, *, storage: str | None, study: str | None, trials: int | None, seed: int | None, drain: bool,
-                   force: bool, threads: int | None, trial_timeout: float | None, heartbeat: float = 10.0,
-                   grace_period: float | None = None, max_retry: int = 3) -> None:
+def worker_command(
+    path: Path,
+    *,
+    storage: str | None,
+    study: str | None,
+    trials: int | None,
+    seed: int | None,
+    drain: bool,
+    force: bool,
+    threads: int | None,
+    trial_timeout: float | None,
+    heartbeat: float = 10.0,
+    grace_period: float | None = None,
+    max_retry: int = 3,
+) -> None:
     spec, storage_url = _load(path, storage=storage, study=study, trials=trials, seed=seed, threads=threads)
     from tunebridge.api import tune
 
@@ -128,15 +207,27 @@ def worker_command(path: Path, *, storage: str | None, study: str | None, trials
     signal.signal(signal.SIGTERM, on_signal)
     kwargs = tune_kwargs(spec, storage_url)
     try:
-        result = tune(build_for(spec), spec.space, force=force, progress=False, stop=stop, join=True,
-                      trial_timeout=trial_timeout, heartbeat=heartbeat, grace_period=grace_period,
-                      max_retry=max_retry, **kwargs)
+        result = tune(
+            build_for(spec),
+            spec.space,
+            force=force,
+            progress=False,
+            stop=stop,
+            join=True,
+            trial_timeout=trial_timeout,
+            heartbeat=heartbeat,
+            grace_period=grace_period,
+            max_retry=max_retry,
+            **kwargs,
+        )
     except KeyboardInterrupt:
         err_console.print("[yellow]worker stopped[/]: its running trial was marked failed and re-queued.")
         raise typer.Exit(130) from None
     c = result.record["counts"]
-    console.print(f"worker done: study {spec.study!r} has {c['complete']} complete, {c['pruned']} pruned, "
-                  f"{c['fail']} failed trials")
+    console.print(
+        f"worker done: study {spec.study!r} has {c['complete']} complete, {c['pruned']} pruned, "
+        f"{c['fail']} failed trials"
+    )
 
 
 def _summary(result: Any, spec: RunSpec, storage: str, paths: dict[str, Path]) -> None:

@@ -23,7 +23,9 @@ def load_study(name: str, storage: str | None) -> object:
         return optuna.load_study(study_name=name, storage=make_storage(url))
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(make_storage(url))]
-        err_console.print(f"[bold red]error:[/] no study {name!r} in {url}; studies there: {', '.join(names) or 'none'}")
+        err_console.print(
+            f"[bold red]error:[/] no study {name!r} in {url}; studies there: {', '.join(names) or 'none'}"
+        )
         raise typer.Exit(2) from None
 
 

@@ -26,12 +26,20 @@ def import_builder(ref: str, *, base_dir: str | None = None) -> Builder:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise SchemaError("cannot import the builder's module", path="builder", value=f"{ref!r} ({e})",
-                          fix="Check the module name and that it is importable from the spec's folder or sys.path.") from None
+        raise SchemaError(
+            "cannot import the builder's module",
+            path="builder",
+            value=f"{ref!r} ({e})",
+            fix="Check the module name and that it is importable from the spec's folder or sys.path.",
+        ) from None
     fn = getattr(module, func_name, None)
     if not callable(fn):
-        raise SchemaError("the builder's module has no such function", path="builder", value=repr(ref),
-                          fix=f"Define def {func_name}(config): return module, datamodule in {module_name}.")
+        raise SchemaError(
+            "the builder's module has no such function",
+            path="builder",
+            value=repr(ref),
+            fix=f"Define def {func_name}(config): return module, datamodule in {module_name}.",
+        )
     return fn  # type: ignore[no-any-return]
 
 
@@ -41,6 +49,8 @@ def _build(model: str, data: str, max_epochs: int, seed: int, config: dict[str, 
     return build_builtin(model, data, config, max_epochs=max_epochs, seed=seed)
 
 
-def builtin_builder(model: str, data: str, *, max_epochs: int, seed: int) -> Callable[[dict[str, Scalar]], tuple[Any, Any]]:
+def builtin_builder(
+    model: str, data: str, *, max_epochs: int, seed: int
+) -> Callable[[dict[str, Scalar]], tuple[Any, Any]]:
     """A picklable build function for a built-in model on a built-in dataset."""
     return partial(_build, model, data, max_epochs, seed)

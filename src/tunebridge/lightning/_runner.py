@@ -159,8 +159,15 @@ def _check_datamodule(ns: ModuleType, module: Any, datamodule: Any) -> None:
         )
 
 
-def fit_trial(build: Builder, config: dict[str, Scalar], reporter: Reporter | None, settings: TrialSettings,
-              *, ckpt_path: str | None = None, extra_callbacks: list[Any] | None = None) -> TrialOutcome:
+def fit_trial(
+    build: Builder,
+    config: dict[str, Scalar],
+    reporter: Reporter | None,
+    settings: TrialSettings,
+    *,
+    ckpt_path: str | None = None,
+    extra_callbacks: list[Any] | None = None,
+) -> TrialOutcome:
     """Build, fit and evaluate one config.
 
     Args:
@@ -186,7 +193,9 @@ def fit_trial(build: Builder, config: dict[str, Scalar], reporter: Reporter | No
             raise
         gc.collect()  # the failed trial's tensors sit in reference cycles (trainer <-> module)
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise TrialOutOfMemoryError(f"out of memory at batch_size={config.get('batch_size', 'default')}: {first}") from exc
+        raise TrialOutOfMemoryError(
+            f"out of memory at batch_size={config.get('batch_size', 'default')}: {first}"
+        ) from exc
     finally:
         # Give CUDA memory back before the next trial (the caching allocator keeps freed blocks).
         # A full gc.collect() costs ~0.25 s here, so it runs only when a GPU holds memory.
@@ -202,8 +211,15 @@ def _is_oom(exc: BaseException) -> bool:
     return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text
 
 
-def _fit(build: Builder, config: dict[str, Scalar], reporter: Reporter | None, settings: TrialSettings,
-         *, ckpt_path: str | None, extra_callbacks: list[Any] | None) -> TrialOutcome:
+def _fit(
+    build: Builder,
+    config: dict[str, Scalar],
+    reporter: Reporter | None,
+    settings: TrialSettings,
+    *,
+    ckpt_path: str | None,
+    extra_callbacks: list[Any] | None,
+) -> TrialOutcome:
     with quiet_lightning():
         module, datamodule = build(dict(config))
         _silence_loggers()  # again: the first import of a Lightning package resets its logger to INFO
@@ -218,15 +234,25 @@ def _fit(build: Builder, config: dict[str, Scalar], reporter: Reporter | None, s
         es = settings.early_stopping
         if es is not None:
             stopper = ns.callbacks.EarlyStopping(
-                monitor=es.monitor or settings.metric, mode=es.mode or settings.mode, patience=es.patience,
-                min_delta=es.min_delta, strict=True, check_finite=True,
+                monitor=es.monitor or settings.metric,
+                mode=es.mode or settings.mode,
+                patience=es.patience,
+                min_delta=es.min_delta,
+                strict=True,
+                check_finite=True,
             )
             callbacks.append(stopper)
         callbacks.extend(extra_callbacks or [])
         kwargs: dict[str, Any] = {
-            "max_epochs": epochs, "accelerator": settings.accelerator, "devices": 1, "logger": False,
-            "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False,
-            "num_sanity_val_steps": 0, "callbacks": callbacks,
+            "max_epochs": epochs,
+            "accelerator": settings.accelerator,
+            "devices": 1,
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+            "callbacks": callbacks,
         }
         kwargs.update(settings.trainer_kwargs or {})
         trainer = ns.Trainer(**kwargs)
@@ -249,8 +275,9 @@ def _fit(build: Builder, config: dict[str, Scalar], reporter: Reporter | None, s
     final = {**final, "n_params": n_params}
     best = {**best, "n_params": n_params}
     early = stopper is not None and int(getattr(stopper, "stopped_epoch", 0)) > 0 and not reporting.pruned
-    return TrialOutcome(metrics=final, best=best, epochs=last_epoch, best_epoch=best_epoch,
-                        pruned=reporting.pruned, early_stopped=early)
+    return TrialOutcome(
+        metrics=final, best=best, epochs=last_epoch, best_epoch=best_epoch, pruned=reporting.pruned, early_stopped=early
+    )
 
 
 @dataclass(frozen=True)
@@ -265,8 +292,14 @@ class LightningObjective:
     build: Builder
     settings: TrialSettings
 
-    def __call__(self, config: dict[str, Scalar], reporter: Reporter | None, *, ckpt_path: str | None = None,
-                 extra_callbacks: list[Any] | None = None) -> TrialOutcome:
+    def __call__(
+        self,
+        config: dict[str, Scalar],
+        reporter: Reporter | None,
+        *,
+        ckpt_path: str | None = None,
+        extra_callbacks: list[Any] | None = None,
+    ) -> TrialOutcome:
         settings = self.settings
         if settings.seed is not None:
             digest = zlib.crc32(json.dumps(config, sort_keys=True).encode())

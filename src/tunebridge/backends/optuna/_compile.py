@@ -33,15 +33,23 @@ def distribution(name: str, p: Param) -> BaseDistribution:
     """
     if isinstance(p, Int):
         if p.log and p.step != 1:
-            raise ConversionError(backend=BACKEND, param=name, option=f"log=True and step={p.step}",
-                                  fix="Optuna's IntDistribution takes log or step, not both: use a Choice of the "
-                                      "values (e.g. powers of two, ordered=True) or drop one option.")
+            raise ConversionError(
+                backend=BACKEND,
+                param=name,
+                option=f"log=True and step={p.step}",
+                fix="Optuna's IntDistribution takes log or step, not both: use a Choice of the "
+                "values (e.g. powers of two, ordered=True) or drop one option.",
+            )
         return IntDistribution(p.low, p.high, log=p.log, step=p.step)
     if isinstance(p, Float):
         if p.log and p.step is not None:
-            raise ConversionError(backend=BACKEND, param=name, option=f"log=True and step={p.step}",
-                                  fix="Optuna's FloatDistribution takes log or step, not both: use a Choice of "
-                                      "the values or drop one option.")
+            raise ConversionError(
+                backend=BACKEND,
+                param=name,
+                option=f"log=True and step={p.step}",
+                fix="Optuna's FloatDistribution takes log or step, not both: use a Choice of "
+                "the values or drop one option.",
+            )
         return FloatDistribution(p.low, p.high, log=p.log, step=p.step)
     if isinstance(p, Choice):
         if p.ordered:
@@ -97,7 +105,7 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Scalar]:
         if isinstance(p, Choice) and p.ordered:
             return p.values[trial.suggest_int(key, 0, len(p.values) - 1)]
         if isinstance(p, Choice):
-            return trial.suggest_categorical(key, p.values)  # type: ignore[arg-type]
+            return trial.suggest_categorical(key, p.values)
         return trial.suggest_categorical(key, (False, True))
 
     return space.walk(draw)

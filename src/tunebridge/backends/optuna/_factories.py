@@ -29,11 +29,19 @@ def make_sampler(search: str, *, seed: int | None, space: Space, n_objectives: i
     """
     if search not in SEARCH_ALGORITHMS:
         hint = suggest(search, SEARCH_ALGORITHMS)
-        raise SchemaError("unknown search algorithm", path="search", value=repr(search),
-                          fix=(hint + " " if hint else "") + f"Known: {', '.join(SEARCH_ALGORITHMS)}.")
+        raise SchemaError(
+            "unknown search algorithm",
+            path="search",
+            value=repr(search),
+            fix=(hint + " " if hint else "") + f"Known: {', '.join(SEARCH_ALGORITHMS)}.",
+        )
     if n_objectives > 1 and search == "cmaes":
-        raise ConversionError(backend=BACKEND, param="search", option="cmaes with several objectives",
-                              fix="Use nsga2, tpe or random for multi-objective studies.")
+        raise ConversionError(
+            backend=BACKEND,
+            param="search",
+            option="cmaes with several objectives",
+            fix="Use nsga2, tpe or random for multi-objective studies.",
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if search in ("grid", "random"):
@@ -41,7 +49,11 @@ def make_sampler(search: str, *, seed: int | None, space: Space, n_objectives: i
         if search == "tpe":
             conditional = space.is_conditional()
             return optuna.samplers.TPESampler(
-                seed=seed, multivariate=True, group=conditional, constant_liar=True, n_startup_trials=10,
+                seed=seed,
+                multivariate=True,
+                group=conditional,
+                constant_liar=True,
+                n_startup_trials=10,
             )
         if search == "gp":
             return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
@@ -55,8 +67,12 @@ def make_sampler(search: str, *, seed: int | None, space: Space, n_objectives: i
 def make_pruner(spec: PruningSpec, *, max_epochs: int, n_objectives: int = 1) -> optuna.pruners.BasePruner:
     """Optuna's pruner for the backend-neutral spec; steps are epochs counted from 1."""
     if spec.policy != "none" and n_objectives > 1:
-        raise ConversionError(backend=BACKEND, param="pruner", option=f"policy={spec.policy} with several objectives",
-                              fix="Optuna cannot prune multi-objective trials: set `pruner: none`.")
+        raise ConversionError(
+            backend=BACKEND,
+            param="pruner",
+            option=f"policy={spec.policy} with several objectives",
+            fix="Optuna cannot prune multi-objective trials: set `pruner: none`.",
+        )
     budget = spec.budget(max_epochs)
     if spec.policy == "none":
         return optuna.pruners.NopPruner()
@@ -111,16 +127,20 @@ def storage_kind(url: str | None) -> str:
         return "journal-redis"
     if scheme in ("journal", "file") or re.search(r"\.(log|journal|jsonl)$", url):
         return "journal-file"
-    raise SchemaError("unknown storage URL", path="storage", value=repr(url),
-                      fix="Use sqlite:///study.db, postgresql://user@host/db, redis://host:6379, "
-                          "journal:///path/study.log (or a path ending in .log) or 'memory'.")
+    raise SchemaError(
+        "unknown storage URL",
+        path="storage",
+        value=repr(url),
+        fix="Use sqlite:///study.db, postgresql://user@host/db, redis://host:6379, "
+        "journal:///path/study.log (or a path ending in .log) or 'memory'.",
+    )
 
 
 def journal_path(url: str) -> str:
     """The file of a journal URL: ``journal:///abs/path.log``, ``journal://rel.log`` or a bare path."""
     for prefix in ("journal://", "file://"):
         if url.startswith(prefix):
-            return url[len(prefix):]
+            return url[len(prefix) :]
     return url
 
 
@@ -137,7 +157,7 @@ def make_storage(url: str | None) -> Any:
     if kind == "rdb":
         url = normalize_db_url(url)
         if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs: dict[str, Any] = {"pool_pre_ping": True} if not url.startswith("sqlite") else {}
         if url.startswith("sqlite"):
             engine_kwargs = {"connect_args": {"timeout": 60}}

@@ -44,8 +44,13 @@ def open_study(opts: Any, *, n_trials: int | None = None, wait: float = 60.0) ->
     pruner = make_pruner(opts.pruning, max_epochs=opts.max_epochs, n_objectives=n_obj)
     storage = make_storage(opts.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    kwargs = {"storage": storage, "sampler": sampler, "pruner": pruner, "study_name": opts.study,
-              "directions": opts.directions}
+    kwargs = {
+        "storage": storage,
+        "sampler": sampler,
+        "pruner": pruner,
+        "study_name": opts.study,
+        "directions": opts.directions,
+    }
     try:
         study = optuna.create_study(**kwargs, load_if_exists=False)
         created = True
@@ -53,8 +58,15 @@ def open_study(opts: Any, *, n_trials: int | None = None, wait: float = 60.0) ->
         study = optuna.load_study(study_name=opts.study, storage=storage, sampler=sampler, pruner=pruner)
         created = False
     if created:
-        record = {"spec_hash": opts.spec_hash, "space": opts.space.to_dict(), "metrics": opts.metrics,
-                  "modes": opts.modes, "search": opts.search, "seed": opts.seed, **opts.attrs}
+        record = {
+            "spec_hash": opts.spec_hash,
+            "space": opts.space.to_dict(),
+            "metrics": opts.metrics,
+            "modes": opts.modes,
+            "search": opts.search,
+            "seed": opts.seed,
+            **opts.attrs,
+        }
         for key, value in record.items():
             study.set_user_attr(key, value)
         if n_trials is not None:
@@ -86,8 +98,11 @@ def _fill(study: optuna.Study, opts: Any, n_trials: int) -> None:
 
 def _budgeted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
     """Trials that hold a place in the budget: all but failed ones whose config was re-queued or cancelled."""
-    return [t for t in trials
-            if not (t.state == TrialState.FAIL and (t.user_attrs.get("requeued") or t.user_attrs.get("cancelled")))]
+    return [
+        t
+        for t in trials
+        if not (t.state == TrialState.FAIL and (t.user_attrs.get("requeued") or t.user_attrs.get("cancelled")))
+    ]
 
 
 def count_finished(trials: list[optuna.trial.FrozenTrial]) -> int:
@@ -137,7 +152,7 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial,
     retries = int(attrs.get("retries", 0))
     if max_retry is not None and retries >= max_retry:
         return False
-    keep = {k: attrs[k] for k in ("grid_index", "slot") if k in attrs}
+    keep: dict[str, Any] = {k: attrs[k] for k in ("grid_index", "slot") if k in attrs}
     study.enqueue_trial(dict(trial.params), user_attrs={**keep, "retry_of": trial.number, "retries": retries + 1})
     return True
 
@@ -155,8 +170,9 @@ def fail_stale(study: optuna.Study, grace_period: float, max_retry: int | None) 
         will_requeue = max_retry is None or retries < max_retry
         try:
             # Attributes first (a finished trial refuses them), then the state change only one worker wins.
-            storage.set_trial_user_attr(t._trial_id, "fail_reason",
-                                        f"its worker stopped sending heartbeats for over {grace_period:g} s")
+            storage.set_trial_user_attr(
+                t._trial_id, "fail_reason", f"its worker stopped sending heartbeats for over {grace_period:g} s"
+            )
             storage.set_trial_user_attr(t._trial_id, "requeued", will_requeue)
             if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 continue

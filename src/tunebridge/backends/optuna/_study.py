@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import signal
+import socket
 import threading
 import time
 import traceback
@@ -22,7 +22,15 @@ from optuna.trial import TrialState
 from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import Objective, TrialOutcome, objective_values
 from tunebridge.backends.optuna._compile import decode, suggest
-from tunebridge.backends.optuna._queue import HEARTBEAT_ATTR, Heartbeat, claim, count_finished, ensure_budget, fail_stale, requeue
+from tunebridge.backends.optuna._queue import (
+    HEARTBEAT_ATTR,
+    Heartbeat,
+    claim,
+    count_finished,
+    ensure_budget,
+    fail_stale,
+    requeue,
+)
 from tunebridge.errors import TrialTimeoutError
 from tunebridge.schema import PruningSpec, Scalar, Space
 
@@ -98,10 +106,21 @@ def _fail(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> None:
     study.tell(trial, state=TrialState.FAIL)
 
 
-def run_trials(study: optuna.Study, opts: StudyOptions, objective: Objective, *, n_trials: int,
-               progress: bool = True, stop: threading.Event | None = None, trial_timeout: float | None = None,
-               heartbeat: float | None = None, grace_period: float | None = None, max_retry: int | None = 3,
-               poll: float = 0.5, top_up: bool = True) -> None:
+def run_trials(
+    study: optuna.Study,
+    opts: StudyOptions,
+    objective: Objective,
+    *,
+    n_trials: int,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+    trial_timeout: float | None = None,
+    heartbeat: float | None = None,
+    grace_period: float | None = None,
+    max_retry: int | None = 3,
+    poll: float = 0.5,
+    top_up: bool = True,
+) -> None:
     """Claim and run waiting trials until ``n_trials`` have finished in the whole study.
 
     Every worker of a study runs this loop. A trial whose objective raises is marked FAIL with its
@@ -166,8 +185,16 @@ def _deadline(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _run_one(study: optuna.Study, trial: optuna.Trial, opts: StudyOptions, objective: Objective, metric: str,
-             heartbeat: float | None, trial_timeout: float | None, max_retry: int | None) -> tuple[str, float | None]:
+def _run_one(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    opts: StudyOptions,
+    objective: Objective,
+    metric: str,
+    heartbeat: float | None,
+    trial_timeout: float | None,
+    max_retry: int | None,
+) -> tuple[str, float | None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
