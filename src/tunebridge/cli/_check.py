@@ -53,13 +53,8 @@ def _compact(dist: object) -> str:
     name = type(dist).__name__.replace("Distribution", "")
     if hasattr(dist, "choices"):
         return f"{name}({len(dist.choices)} choices)"
-    low, high = getattr(dist, "low", None), getattr(dist, "high", None)
-    extra = "".join(
-        [
-            ", log" if getattr(dist, "log", False) else "",
-            f", step={dist.step:g}" if getattr(dist, "step", None) not in (None, 1) else "",
-        ]  # type: ignore[attr-defined]
-    )
+    low, high, step = getattr(dist, "low", 0), getattr(dist, "high", 0), getattr(dist, "step", None)
+    extra = (", log" if getattr(dist, "log", False) else "") + (f", step={step:g}" if step not in (None, 1) else "")
     return f"{name}({low:g}, {high:g}{extra})"
 
 
