@@ -1,6 +1,6 @@
 """Tune your own LightningModule with the Python API (no spec file needed).
 
-Run:  python recipes/custom_module.py [--trials N]
+Run:  python recipes/custom_module.py [--trials N] [--epochs E]
 """
 
 import argparse
@@ -53,10 +53,11 @@ space = Space(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args()
     torch.set_num_threads(1)
     result = tunebridge.tune(
-        build, space, metric="val_loss", mode="min", trials=args.trials, max_epochs=15,
+        build, space, metric="val_loss", mode="min", trials=args.trials, max_epochs=args.epochs,
         search="tpe", pruner={"policy": "median", "grace_period": 3}, early_stopping={"patience": 3},
     )
     print("best val_loss:", result.best_value)

@@ -29,6 +29,7 @@ _EXTRAS = {
     "redis": ("redis", "redis"),
     "matplotlib": ("plot", "matplotlib"),
     "pytorch_lightning": ("pl", "pytorch-lightning"),
+    "cmaes": ("cmaes", "cmaes"),
 }
 
 

@@ -48,10 +48,13 @@ def trials_table(study: optuna.Study, space: Space | None = None) -> pd.DataFram
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    """Trials per state, lower-case names (complete, pruned, fail, running, waiting)."""
-    out: dict[str, int] = {"complete": 0, "pruned": 0, "fail": 0, "running": 0, "waiting": 0}
+    """Trials per state (complete, pruned, fail, running, waiting); failed trials whose config was
+    re-queued (an interrupted or dead worker's trial) or that were cancelled count as ``requeued``."""
+    out: dict[str, int] = {"complete": 0, "pruned": 0, "fail": 0, "requeued": 0, "running": 0, "waiting": 0}
     for t in study.get_trials(deepcopy=False):
         key = t.state.name.lower()
+        if key == "fail" and (t.user_attrs.get("requeued") or t.user_attrs.get("cancelled")):
+            key = "requeued"
         out[key] = out.get(key, 0) + 1
     return out
 

@@ -238,7 +238,8 @@ def _summary(result: Any, spec: RunSpec, storage: str, paths: dict[str, Path]) -
     metric = ", ".join(f"{m} ({d})" for m, d in zip(spec.metrics, spec.modes))
     table.add_row("best value", f"{result.best_value} [{metric}]")
     table.add_row("best config", json.dumps(result.best_config))
-    table.add_row("trials", f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed")
+    requeued = f", {c['requeued']} interrupted and re-run" if c.get("requeued") else ""
+    table.add_row("trials", f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed{requeued}")
     table.add_row("wall time", f"{result.record['wall_time_s']:.1f} s")
     table.add_row("storage", storage)
     table.add_row("best.yaml", str(paths["best"]))

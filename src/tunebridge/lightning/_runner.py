@@ -139,7 +139,10 @@ def _report_callback(ns: ModuleType) -> type:
             def save(folder: str) -> None:
                 trainer.save_checkpoint(os.path.join(folder, "checkpoint.ckpt"))
 
-            if self.reporter is not None and self.reporter.report(epoch, metrics, save):
+            stop = self.reporter is not None and self.reporter.report(epoch, metrics, save)
+            # A trial that has just trained its last epoch is complete, whatever the pruner says
+            # (Optuna's successive halving would otherwise prune it at the top rung).
+            if stop and epoch < int(trainer.max_epochs or 0):
                 self.pruned = True
                 trainer.should_stop = True
 

@@ -24,8 +24,11 @@ def make_sampler(search: str, *, seed: int | None, space: Space, n_objectives: i
     """An Optuna sampler for a search algorithm name; the same seed gives the same configs.
 
     ``grid`` returns a seeded random sampler: the grid itself is enqueued as waiting trials (see
-    :func:`tunebridge.backends.optuna.enqueue_grid`), which several workers claim atomically, and
-    the random sampler only fills parameters the queue does not fix (none, for a complete grid).
+    ``backends/optuna/_queue.py``), which several workers claim atomically, and the random sampler
+    only fills parameters the queue does not fix (none, for a complete grid).
+
+    Raises:
+        MissingDependencyError: ``cmaes`` without the ``cmaes`` package (before any trial runs).
     """
     if search not in SEARCH_ALGORITHMS:
         hint = suggest(search, SEARCH_ALGORITHMS)
@@ -58,6 +61,9 @@ def make_sampler(search: str, *, seed: int | None, space: Space, n_objectives: i
         if search == "gp":
             return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
         if search == "cmaes":
+            from tunebridge._compat import require
+
+            require("cmaes", "search: cmaes")
             return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
         if search == "qmc":
             return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False, scramble=True)

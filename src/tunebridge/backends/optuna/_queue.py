@@ -10,8 +10,12 @@ and re-queues the same config (up to ``max_retry`` times).
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -21,6 +25,7 @@ from optuna.trial import TrialState
 from tunebridge.backends.optuna._compile import check_convertible, encode
 from tunebridge.backends.optuna._factories import make_pruner, make_sampler, make_storage
 from tunebridge.errors import SpecMismatchError
+from tunebridge.schema import Space
 
 __all__ = ["Heartbeat", "claim", "count_finished", "ensure_budget", "fail_stale", "open_study", "requeue"]
 
@@ -39,6 +44,8 @@ def open_study(opts: Any, *, n_trials: int | None = None, wait: float = 60.0) ->
         SpecMismatchError: The stored study was started from a different spec (unless ``opts.force``).
     """
     check_convertible(opts.space)
+    if opts.search == "grid":
+        opts.space.grid()  # a grid that cannot be built fails here, before a study exists
     n_obj = len(opts.metrics)
     sampler = make_sampler(opts.search, seed=opts.seed, space=opts.space, n_objectives=n_obj)
     pruner = make_pruner(opts.pruning, max_epochs=opts.max_epochs, n_objectives=n_obj)
@@ -57,6 +64,10 @@ def open_study(opts: Any, *, n_trials: int | None = None, wait: float = 60.0) ->
     except DuplicatedStudyError:
         study = optuna.load_study(study_name=opts.study, storage=storage, sampler=sampler, pruner=pruner)
         created = False
+        # A joining or resuming process must not replay the creator's stream of configs: seed it from
+        # the run's seed, the trials so far and this process (a fresh study keeps the seed exactly).
+        mixed = None if opts.seed is None else _mix_seed(opts.seed, len(study.get_trials(deepcopy=False)))
+        study.sampler = make_sampler(opts.search, seed=mixed, space=opts.space, n_objectives=n_obj)
     if created:
         record = {
             "spec_hash": opts.spec_hash,
@@ -76,6 +87,9 @@ def open_study(opts: Any, *, n_trials: int | None = None, wait: float = 60.0) ->
     deadline = time.monotonic() + wait
     while not study.user_attrs.get(READY_ATTR) and time.monotonic() < deadline:
         time.sleep(0.2)  # the creator is still writing the record and the queue
+    if not study.user_attrs.get(READY_ATTR) and n_trials is not None:
+        _fill(study, opts, n_trials)  # its creator died before filling the queue: take over
+        study.set_user_attr(READY_ATTR, True)
     stored = study.user_attrs.get("spec_hash")
     if opts.spec_hash is not None and stored is not None and stored != opts.spec_hash and not opts.force:
         raise SpecMismatchError(
@@ -86,14 +100,15 @@ def open_study(opts: Any, *, n_trials: int | None = None, wait: float = 60.0) ->
     return study
 
 
+def _mix_seed(seed: int, n_trials: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{n_trials}:{os.getpid()}:{socket.gethostname()}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
 def _fill(study: optuna.Study, opts: Any, n_trials: int) -> None:
     if opts.search == "grid":
-        configs = opts.space.grid()
-        for i, cfg in enumerate(configs):
-            study.enqueue_trial(encode(opts.space, cfg), user_attrs={"grid_index": i})
-        study.set_user_attr("grid_size", len(configs))
-    else:
-        ensure_budget(study, n_trials)
+        study.set_user_attr("grid_size", len(opts.space.grid()))
+    ensure_budget(study, n_trials, space=opts.space)
 
 
 def _budgeted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
@@ -111,20 +126,27 @@ def count_finished(trials: list[optuna.trial.FrozenTrial]) -> int:
     return sum(t.state in finished for t in _budgeted(trials))
 
 
-def ensure_budget(study: optuna.Study, n_trials: int) -> int:
-    """Make the queue hold exactly ``n_trials`` budgeted trials; returns the change in open slots.
+def ensure_budget(study: optuna.Study, n_trials: int, *, space: Space | None = None) -> int:
+    """Make the queue hold exactly ``n_trials`` budgeted trials; returns the change in queued trials.
 
-    A larger budget (a resume with ``--trials`` raised) enqueues open slots; a smaller one cancels
-    surplus open slots (they end as FAIL with ``cancelled``, outside the budget). A grid is its own
-    budget and is left alone. Call it from one process (``tunebridge run``), not from every worker.
+    A larger budget (a resume with ``--trials`` raised) enqueues open slots, or for a grid the next
+    grid points not queued yet (a grid is never larger than itself); a smaller one cancels surplus
+    waiting trials (they end as FAIL with ``cancelled``, outside the budget). Call it from one
+    process (``tunebridge run``), not from every worker.
     """
-    if study.user_attrs.get("search") == "grid":
-        return 0
     budgeted = _budgeted(study.get_trials(deepcopy=False))
     missing = n_trials - len(budgeted)
-    for _ in range(max(0, missing)):
-        study.enqueue_trial({}, user_attrs={"slot": True})
-    surplus = [t for t in budgeted if t.state == TrialState.WAITING and t.user_attrs.get("slot")]
+    if study.user_attrs.get("search") == "grid":
+        space = space or Space.from_dict(study.user_attrs["space"])
+        queued = {t.user_attrs.get("grid_index") for t in budgeted}
+        fresh = [(i, cfg) for i, cfg in enumerate(space.grid()) if i not in queued][: max(0, missing)]
+        for i, cfg in fresh:
+            study.enqueue_trial(encode(space, cfg), user_attrs={"grid_index": i})
+        missing = len(fresh) if missing > 0 else missing
+    else:
+        for _ in range(max(0, missing)):
+            study.enqueue_trial({}, user_attrs={"slot": True})
+    surplus = [t for t in budgeted if t.state == TrialState.WAITING and "retry_of" not in t.user_attrs]
     for t in surplus[::-1][: max(0, -missing)]:
         try:
             if study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
@@ -157,22 +179,34 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial,
     return True
 
 
-def fail_stale(study: optuna.Study, grace_period: float, max_retry: int | None) -> int:
-    """Fail running trials whose heartbeat is older than ``grace_period`` s and re-queue their configs."""
+def fail_stale(
+    study: optuna.Study, grace_period: float, max_retry: int | None, *, orphaned_before: datetime | None = None
+) -> int:
+    """Fail running trials whose worker is dead and re-queue their configs; returns how many.
+
+    Dead means: a heartbeat older than ``grace_period`` s, or (with ``orphaned_before``) no heartbeat
+    at all and a start before that time — a trial left RUNNING by a process that died before this
+    one started and that sent no heartbeats.
+    """
     now = time.time()
     storage = study._storage
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         beat = t.system_attrs.get(HEARTBEAT_ATTR)
-        if beat is None or now - float(beat) <= grace_period:
+        if beat is None:
+            started = t.datetime_start
+            if orphaned_before is None or started is None or started >= orphaned_before:
+                continue
+            reason = "it was left running by a process that is gone (no heartbeat, started before this run)"
+        elif now - float(beat) > grace_period:
+            reason = f"its worker stopped sending heartbeats for over {grace_period:g} s"
+        else:
             continue
         retries = int(t.user_attrs.get("retries", 0))
         will_requeue = max_retry is None or retries < max_retry
         try:
             # Attributes first (a finished trial refuses them), then the state change only one worker wins.
-            storage.set_trial_user_attr(
-                t._trial_id, "fail_reason", f"its worker stopped sending heartbeats for over {grace_period:g} s"
-            )
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
             storage.set_trial_user_attr(t._trial_id, "requeued", will_requeue)
             if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 continue

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -73,10 +74,11 @@ def trial_config(space: Space, trial: optuna.trial.FrozenTrial) -> dict[str, Sca
 class OptunaReporter:
     """Reports the monitored metric once per epoch to an Optuna trial and asks its pruner."""
 
-    def __init__(self, trial: optuna.Trial, metric: str, n_objectives: int) -> None:
+    def __init__(self, trial: optuna.Trial, metric: str, n_objectives: int, budget: int | None = None) -> None:
         self.trial = trial
         self.metric = metric
         self.n_objectives = n_objectives
+        self.budget = budget
         self.last_epoch = 0
 
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Callable[[str], None] | None = None) -> bool:
@@ -86,6 +88,8 @@ class OptunaReporter:
             return False
         self.last_epoch = epoch
         self.trial.report(float(metrics[self.metric]), step=epoch)
+        if self.budget is not None and epoch >= self.budget:
+            return False  # it trained the whole budget: complete, even if its last rung ranks it low
         return bool(self.trial.should_prune())
 
 
@@ -136,7 +140,9 @@ def run_trials(
     """
     if top_up:
         ensure_budget(study, n_trials)
-    grace = grace_period if grace_period is not None else 3 * (heartbeat or 0)
+    began = datetime.now()
+    # Without our own heartbeat, others' heartbeats still count: 30 s is 3 default intervals.
+    grace = grace_period if grace_period is not None else 3 * (heartbeat or 10.0)
     metric = opts.metrics[0]
     mode = opts.modes[0] if len(opts.metrics) == 1 else None
     done = count_finished(study.get_trials(deepcopy=False))
@@ -148,15 +154,15 @@ def run_trials(
         while (stop is None or not stop.is_set()) and done < n_trials:
             trial = claim(study)
             if trial is None:
+                # Trials left RUNNING by a dead process: stale heartbeats always; without any
+                # heartbeat only for the process that owns the budget (``top_up``: `tunebridge run`),
+                # and only trials that were running before it started.
+                if fail_stale(study, grace, max_retry, orphaned_before=began if top_up else None):
+                    continue
                 running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                 if not any(HEARTBEAT_ATTR in t.system_attrs for t in running):
-                    # Nothing waiting and nothing alive to wait for (a trial without heartbeats
-                    # cannot be told apart from a dead one): the queue is done for this worker.
-                    return
-                # Others hold the remaining trials; wait in case one of them dies and is re-queued.
-                if heartbeat:
-                    fail_stale(study, grace, max_retry)
-                time.sleep(poll)
+                    return  # nothing waiting and nothing alive to wait for: the queue is done
+                time.sleep(poll)  # others hold the remaining trials; one may die and be re-queued
                 continue
             state, value = _run_one(study, trial, opts, objective, metric, heartbeat, trial_timeout, max_retry)
             bar.update(state, value)
@@ -176,13 +182,21 @@ def _deadline(seconds: float | None) -> Iterator[None]:
     def expire(signum: int, frame: object) -> None:
         raise TrialTimeoutError(f"the trial ran past trial_timeout={seconds:g} s and was stopped")
 
+    outer_delay, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    if outer_delay and outer_delay <= seconds:
+        yield  # an outer alarm (e.g. a test timeout) fires first anyway: leave it alone
+        return
     previous = signal.signal(signal.SIGALRM, expire)
+    started = time.monotonic()
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_delay:  # re-arm the caller's alarm with what is left of it
+            left = max(outer_delay - (time.monotonic() - started), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
 
 
 def _run_one(
@@ -195,20 +209,22 @@ def _run_one(
     trial_timeout: float | None,
     max_retry: int | None,
 ) -> tuple[str, float | None]:
+    # One try from the moment the trial is claimed: an interrupt anywhere re-queues its config.
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            config = suggest(trial, opts.space)
-    except Exception as exc:  # e.g. an enqueued config that no longer fits the space
-        _fail(study, trial, exc)
-        return "failed", None
-    trial.set_user_attr(ATTR_CONFIG, json.loads(json.dumps(config)))
-    if heartbeat:  # several workers: record which one ran the trial
-        trial.set_user_attr("worker", WORKER_ID)
-    reporter = OptunaReporter(trial, metric, len(opts.metrics))
-    try:
-        with Heartbeat(study, trial, heartbeat), _deadline(trial_timeout):
-            outcome = objective(config, reporter)
+        with Heartbeat(study, trial, heartbeat):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    config = suggest(trial, opts.space)
+            except Exception as exc:  # e.g. an enqueued config that no longer fits the space
+                _fail(study, trial, exc)
+                return "failed", None
+            trial.set_user_attr(ATTR_CONFIG, json.loads(json.dumps(config)))
+            if heartbeat:  # several workers may share the study: record which one ran the trial
+                trial.set_user_attr("worker", WORKER_ID)
+            reporter = OptunaReporter(trial, metric, len(opts.metrics), opts.pruning.budget(opts.max_epochs))
+            with _deadline(trial_timeout):
+                outcome = objective(config, reporter)
             _record_outcome(trial, outcome)
             if outcome.pruned:
                 study.tell(trial, state=TrialState.PRUNED)
