@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +87,16 @@ def write_report(study: Any, out: Path) -> Path:
         # 3. importances
         if len(complete) >= 4:
             try:
-                importances = optuna.importance.get_param_importances(study)
+                with warnings.catch_warnings():  # "few trials in some regimes": the plot says how many
+                    warnings.simplefilter("ignore", UserWarning)
+                    importances = optuna.importance.get_param_importances(study)
             except (ValueError, RuntimeError) as e:
                 lines += [f"_parameter importances unavailable: {e}_", ""]
             else:
                 fig, ax = plt.subplots(figsize=(6, 0.35 * len(importances) + 1))
                 names = list(importances)[::-1]
                 ax.barh(names, [importances[n] for n in names])
-                ax.set_xlabel("importance (fANOVA)")
+                ax.set_xlabel(f"importance (Optuna's default evaluator, {len(complete)} complete trials)")
                 fig.tight_layout()
                 fig.savefig(out / "importances.png", dpi=110)
                 plt.close(fig)
