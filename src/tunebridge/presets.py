@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tunebridge.errors import SchemaError
+from tunebridge.errors import SchemaError, show
 from tunebridge.schema import Bool, Choice, Float, Int, Space
 from tunebridge.schema._codec import suggest
 
-__all__ = ["PRESETS", "cnn", "get", "mlp", "mlp_full", "cnn_full", "regularization", "training"]
+__all__ = ["PRESETS", "cnn", "cnn_full", "get", "mlp", "mlp_full", "regularization", "training"]
 
 ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
@@ -99,9 +99,17 @@ PRESETS: dict[str, Callable[[], Space]] = {
 
 
 def get(name: str) -> Space:
-    """A preset by name (as used under ``space: {presets: [...]}`` in a spec file)."""
-    if name not in PRESETS:
+    """A preset by name (as used under ``space: {presets: [...]}`` in a spec file).
+
+    Raises:
+        SchemaError: No preset has that name; the message suggests the nearest one.
+    """
+    if not isinstance(name, str) or name not in PRESETS:
         hint = suggest(name, PRESETS)
-        raise SchemaError("unknown preset", path="space.presets", value=repr(name),
-                          fix=(hint + " " if hint else "") + f"Known presets: {', '.join(PRESETS)}.")
+        raise SchemaError(
+            "unknown preset",
+            path="space.presets",
+            value=show(name),
+            fix=(hint + " " if hint else "") + f"Known presets: {', '.join(PRESETS)}.",
+        )
     return PRESETS[name]()

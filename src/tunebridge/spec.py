@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from tunebridge import presets
-from tunebridge.errors import SchemaError
-from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
-from tunebridge.schema._codec import check_keys, load_yaml, suggest
+from tunebridge.errors import SchemaError, show
+from tunebridge.schema import EarlyStoppingSpec, Param, PruningSpec, Space, is_json_scalar
+from tunebridge.schema._codec import check_keys, load_yaml, param_from_dict, suggest
 
 __all__ = ["BUILTIN_DATA", "BUILTIN_MODELS", "SEARCH", "RunSpec", "load_spec", "space_from_spec"]
 
@@ -26,14 +26,44 @@ BUILTIN_MODELS = ("mlp", "cnn")
 BUILTIN_DATA = ("digits", "breast_cancer", "wine")
 SEARCH = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
 BACKENDS = ("optuna", "ray")
-_BUILDER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_BUILDER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_STUDY = re.compile(r"[\w.\-]{1,128}")
 _KEYS = (
-    "study", "model", "data", "builder", "space", "metric", "mode", "max_epochs", "early_stopping", "pruner",
-    "search", "trials", "seed", "storage", "backend", "accelerator", "threads", "ray", "description",
+    "study",
+    "model",
+    "data",
+    "builder",
+    "space",
+    "metric",
+    "mode",
+    "max_epochs",
+    "early_stopping",
+    "pruner",
+    "search",
+    "trials",
+    "seed",
+    "storage",
+    "backend",
+    "accelerator",
+    "threads",
+    "ray",
+    "description",
 )
 _SPACE_FORM = ("presets", "preset", "override", "remove", "params")
-_RAY_KEYS = ("address", "cpus_per_trial", "gpus_per_trial", "max_concurrent", "checkpoint_frequency",
-             "checkpoint_keep", "reuse_actors", "pbt_interval", "pbt_mutate", "storage_path")
+_RAY_KEYS = (
+    "address",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "max_concurrent",
+    "checkpoint_frequency",
+    "checkpoint_keep",
+    "reuse_actors",
+    "scheduler",
+    "pbt_interval",
+    "pbt_mutate",
+    "storage_path",
+    "name",
+)
 
 
 @dataclass(frozen=True)
@@ -71,10 +101,17 @@ class RunSpec:
     def meaning(self) -> dict[str, Any]:
         """What decides the results of a run (not how many trials, where or on what)."""
         return {
-            "space": self.space.to_dict(), "metrics": list(self.metrics), "modes": list(self.modes),
-            "model": self.model, "data": self.data, "builder": self.builder, "max_epochs": self.max_epochs,
+            "space": self.space.to_dict(),
+            "metrics": list(self.metrics),
+            "modes": list(self.modes),
+            "model": self.model,
+            "data": self.data,
+            "builder": self.builder,
+            "max_epochs": self.max_epochs,
             "early_stopping": None if self.early_stopping is None else self.early_stopping.to_dict(),
-            "pruner": self.pruner.to_dict(), "search": self.search, "seed": self.seed,
+            "pruner": self.pruner.to_dict(),
+            "search": self.search,
+            "seed": self.seed,
         }
 
     def hash(self) -> str:
@@ -87,22 +124,49 @@ class RunSpec:
 
 
 def space_from_spec(data: Any) -> Space:
-    """The ``space:`` section: either parameters, or ``{presets: [...], override: {...}, remove: [...], params: {...}}``."""
+    """The ``space:`` section: either parameters, or ``{presets: [...], override: {...}, remove: [...], params: {...}}``.
+
+    ``override`` and ``params`` entries may refer to parameters of the presets (``when``, ``per_layer``);
+    a preset parameter whose condition an override makes impossible goes (see :meth:`Space.replace`).
+    """
     if isinstance(data, str):
-        return presets.get(data)
+        try:
+            return presets.get(data)
+        except SchemaError as e:
+            raise SchemaError(e.rule, path="space", value=e.value, fix=e.fix) from None
     if isinstance(data, Mapping) and ("presets" in data or "preset" in data):
         check_keys("space", data, _SPACE_FORM)
+        if "presets" in data and "preset" in data:
+            raise SchemaError(
+                "give `presets` or `preset`, not both",
+                path="space",
+                value="both",
+                fix="Merge them into one list under `presets:`.",
+            )
         names = data.get("presets", data.get("preset"))
         names = [names] if isinstance(names, str) else names
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise SchemaError("`presets` must be a list of preset names", path="space.presets", value=repr(names),
-                              fix=f"Use some of: {', '.join(presets.PRESETS)}.")
+            raise SchemaError(
+                "`presets` must be a list of preset names",
+                path="space.presets",
+                value=show(names),
+                fix=f"Use some of: {', '.join(presets.PRESETS)}.",
+            )
         space = presets.get(names[0])
         for name in names[1:]:
-            space = space + presets.get(name)
+            more = presets.get(name)
+            try:
+                space = space + more
+            except SchemaError as e:
+                raise e.at("space.presets") from None
         remove = data.get("remove") or []
         if not isinstance(remove, list) or not all(isinstance(n, str) for n in remove):
-            raise SchemaError("`remove` must be a list of parameter names", path="space.remove", value=repr(remove))
+            raise SchemaError(
+                "`remove` must be a list of parameter names",
+                path="space.remove",
+                value=show(remove),
+                fix="Write e.g. remove: [l1_on, l1].",
+            )
         if remove:
             try:
                 space = space.without(*remove)
@@ -112,33 +176,62 @@ def space_from_spec(data: Any) -> Space:
             extra = data.get(section)
             if extra is None:
                 continue
-            if section == "override":
-                for key in extra if isinstance(extra, Mapping) else ():
-                    if key not in space:
-                        raise SchemaError("`override` names a parameter the presets do not have",
-                                          path="space.override", value=repr(key),
-                                          fix=suggest(key, space.names) or "Put new parameters under `params:`.")
-            added = Space.from_dict(extra, where=f"space.{section}")
-            try:
-                space = space.replace(**dict(added.items()))
-            except SchemaError as e:
-                raise e.at("space") from None
+            space = _extend(space, section, extra)
         return space
     return Space.from_dict(data, where="space")
+
+
+def _extend(space: Space, section: str, extra: Any) -> Space:
+    """Apply ``override:`` or ``params:`` to the presets' space, one parameter at a time."""
+    where = f"space.{section}"
+    if not isinstance(extra, Mapping):
+        raise SchemaError(
+            f"`{section}` must be a mapping of parameter names to definitions",
+            path=where,
+            value=show(extra),
+            fix="Write e.g. `lr: {type: float, low: 1.0e-4, high: 0.1, log: true}`.",
+        )
+    params: dict[str, Param] = {}
+    for name, body in extra.items():
+        if not isinstance(name, str):
+            raise SchemaError("parameter names must be strings", path=where, value=show(name), fix="Quote the name.")
+        if section == "override" and name not in space:
+            raise SchemaError(
+                "`override` names a parameter the presets do not have",
+                path=where,
+                value=show(name),
+                fix=suggest(name, space.names) or "Put new parameters under `params:`.",
+            )
+        try:
+            params[name] = param_from_dict(name, body)
+        except SchemaError as e:
+            raise e.at(where) from None
+    try:
+        return space.replace(**params)
+    except SchemaError as e:
+        raise e.at("space") from None
 
 
 def _pair(data: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     metric, mode = data.get("metric"), data.get("mode")
     metrics = [metric] if isinstance(metric, str) else metric
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) and m for m in metrics):
-        raise SchemaError("`metric` must name the validation metric to optimise (or list several)", path="metric",
-                          value=repr(metric), fix="Write e.g. metric: val_acc.")
+        raise SchemaError(
+            "`metric` must name the validation metric to optimise (or list several)",
+            path="metric",
+            value=show(metric) if "metric" in data else "nothing",
+            fix="Write e.g. metric: val_acc.",
+        )
     modes = [mode] * len(metrics) if isinstance(mode, str) else mode
     if not isinstance(modes, list) or len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
-        raise SchemaError("`mode` must be min or max, one per metric", path="mode", value=repr(mode),
-                          fix="Write e.g. mode: max, or [min, min] for two metrics.")
+        raise SchemaError(
+            "`mode` must be min or max, one per metric",
+            path="mode",
+            value=show(mode) if "mode" in data else "nothing",
+            fix="Write e.g. mode: max, or [min, min] for two metrics.",
+        )
     if len(set(metrics)) != len(metrics):
-        raise SchemaError("metrics must be unique", path="metric", value=repr(metrics))
+        raise SchemaError("metrics must be unique", path="metric", value=show(metrics), fix="Remove the repeated name.")
     return tuple(metrics), tuple(modes)
 
 
@@ -147,17 +240,49 @@ def _int(data: Mapping[str, Any], key: str, default: int | None, minimum: int) -
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SchemaError(f"`{key}` must be an integer >= {minimum}", path=key, value=repr(value))
+        raise SchemaError(
+            f"`{key}` must be an integer >= {minimum}",
+            path=key,
+            value=show(value),
+            fix=f"Write e.g. {key}: {max(minimum, 1)}.",
+        )
     return value
 
 
 def _choice(data: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
     value = data.get(key, default)
-    if value not in allowed:
-        hint = suggest(str(value), allowed)
-        raise SchemaError(f"`{key}` must be one of {', '.join(allowed)}", path=key, value=repr(value),
-                          fix=hint or f"Use e.g. {key}: {default}.")
-    return str(value)
+    if not isinstance(value, str) or value not in allowed:
+        hint = suggest(value, allowed)
+        raise SchemaError(
+            f"`{key}` must be one of {', '.join(allowed)}",
+            path=key,
+            value=show(value),
+            fix=hint or f"Use e.g. {key}: {default}.",
+        )
+    return value
+
+
+def _ray(data: Any) -> dict[str, Any]:
+    """The ``ray:`` section: known keys with plain values (the Ray backend checks their meaning)."""
+    ray = {} if data is None else data
+    if not isinstance(ray, Mapping):
+        raise SchemaError(
+            "`ray` must be a mapping",
+            path="ray",
+            value=show(ray),
+            fix="Write e.g. ray: {cpus_per_trial: 1, max_concurrent: 2}.",
+        )
+    check_keys("ray", ray, _RAY_KEYS)
+    for key, value in ray.items():
+        names = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not (is_json_scalar(value) or names):
+            raise SchemaError(
+                f"`ray.{key}` must be a string, number, true/false, null or a list of names",
+                path=f"ray.{key}",
+                value=show(value),
+                fix="Write a plain value.",
+            )
+    return {k: list(v) if isinstance(v, list) else v for k, v in ray.items()}
 
 
 def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = None) -> RunSpec:
@@ -165,71 +290,132 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
     if data is None:
         raise SchemaError("the spec is empty", path="spec", value="nothing", fix="See recipes/digits_mlp.yaml.")
     if not isinstance(data, Mapping):
-        raise SchemaError("a spec must be a mapping", path="spec", value=type(data).__name__,
-                          fix="See recipes/digits_mlp.yaml.")
+        raise SchemaError(
+            "a spec must be a mapping", path="spec", value=type(data).__name__, fix="See recipes/digits_mlp.yaml."
+        )
     bad = [k for k in data if not isinstance(k, str)]
     if bad:
-        raise SchemaError("spec keys must be strings", path="spec", value=repr(bad[0]))
+        raise SchemaError(
+            "spec keys must be strings", path="spec", value=show(bad[0]), fix="Quote the key, or remove it."
+        )
     check_keys("spec", data, _KEYS)
     if "space" not in data:
-        raise SchemaError("a spec needs a `space`", path="space", value="nothing",
-                          fix="Add `space: {presets: [mlp_full]}` or list parameters.")
+        raise SchemaError(
+            "a spec needs a `space`",
+            path="space",
+            value="nothing",
+            fix="Add `space: {presets: [mlp_full]}` or list parameters.",
+        )
     model, dataset, builder = data.get("model"), data.get("data"), data.get("builder")
     if builder is not None:
-        if not isinstance(builder, str) or not _BUILDER.match(builder):
-            raise SchemaError("`builder` must be 'module:function'", path="builder", value=repr(builder),
-                              fix="Write e.g. builder: my_models:build (a function config -> (module, datamodule)).")
+        if not isinstance(builder, str) or not _BUILDER.fullmatch(builder):
+            guess = ":".join(builder.rsplit(".", 1)) if isinstance(builder, str) and ":" not in builder else ""
+            raise SchemaError(
+                "`builder` must be 'module:function'",
+                path="builder",
+                value=show(builder),
+                fix=(f"Did you mean {guess!r}? " if _BUILDER.fullmatch(guess) else "")
+                + "Write e.g. builder: my_models:build (a function config -> (module, datamodule)).",
+            )
         if model is not None:
-            raise SchemaError("give either `builder` or `model` + `data`", path="model", value=repr(model),
-                              fix="Remove one of them.")
+            raise SchemaError(
+                "give either `builder` or `model` + `data`", path="model", value=show(model), fix="Remove one of them."
+            )
     else:
         if model is None:
-            raise SchemaError("a spec needs `model` (built-in) or `builder` (module:function)", path="model",
-                              value="nothing", fix="Write e.g. model: mlp and data: digits.")
-        _choice(data, "model", "mlp", BUILTIN_MODELS)
-        _choice(data, "data", "digits", BUILTIN_DATA)
+            raise SchemaError(
+                "a spec needs `model` (built-in) or `builder` (module:function)",
+                path="model",
+                value="nothing",
+                fix="Write e.g. model: mlp and data: digits.",
+            )
+        model = _choice(data, "model", "mlp", BUILTIN_MODELS)
+        dataset = _choice(data, "data", "digits", BUILTIN_DATA)
         if model == "cnn" and dataset != "digits":
-            raise SchemaError("the built-in CNN needs image data", path="data", value=repr(dataset),
-                              fix="Use data: digits, or model: mlp for tabular data.")
+            raise SchemaError(
+                "the built-in CNN needs image data",
+                path="data",
+                value=repr(dataset),
+                fix="Use data: digits, or model: mlp for tabular data.",
+            )
     study = data.get("study", default_study)
-    if study is not None and (not isinstance(study, str) or not re.match(r"^[\w.\-]{1,128}$", study)):
-        raise SchemaError("`study` must be a name of letters, digits, '_', '.', '-'", path="study", value=repr(study))
+    if study is not None and (not isinstance(study, str) or not _STUDY.fullmatch(study)):
+        raise SchemaError(
+            "`study` must be a name of letters, digits, '_', '.', '-'",
+            path="study",
+            value=show(study),
+            fix="Write e.g. study: digits-mlp (at most 128 characters).",
+        )
     storage = data.get("storage")
     if storage is not None and not isinstance(storage, str):
-        raise SchemaError("`storage` must be a URL string", path="storage", value=repr(storage))
-    ray = data.get("ray") or {}
-    if not isinstance(ray, Mapping):
-        raise SchemaError("`ray` must be a mapping", path="ray", value=repr(ray))
-    check_keys("ray", ray, _RAY_KEYS)
+        raise SchemaError(
+            "`storage` must be a URL string",
+            path="storage",
+            value=show(storage),
+            fix="Write e.g. storage: sqlite:///runs/study.db.",
+        )
+    ray = _ray(data.get("ray"))
     metrics, modes = _pair(data)
     max_epochs = _int(data, "max_epochs", 20, 1)
     threads = _int(data, "threads", None, 1)
     accelerator = data.get("accelerator", "auto")
     if not isinstance(accelerator, str):
-        raise SchemaError("`accelerator` must be a string", path="accelerator", value=repr(accelerator),
-                          fix="Use auto, cpu or gpu.")
-    try:
-        pruner = PruningSpec.from_dict(data.get("pruner"))
-        early = EarlyStoppingSpec.from_dict(data.get("early_stopping"))
-    except TypeError as e:
-        raise SchemaError("malformed policy", path="pruner", value=str(e)) from None
+        raise SchemaError(
+            "`accelerator` must be a string", path="accelerator", value=show(accelerator), fix="Use auto, cpu or gpu."
+        )
+    pruner = PruningSpec.from_dict(data.get("pruner"))
+    early = EarlyStoppingSpec.from_dict(data.get("early_stopping"))
+    search = _choice(data, "search", "tpe", SEARCH)
+    space = space_from_spec(data["space"])
+    if search == "grid":
+        try:  # refuse an impossible grid now, not after the study is created
+            space.grid()
+        except SchemaError as e:
+            raise (e if e.path == "space" else e.at("space")) from None
     return RunSpec(
-        space=space_from_spec(data["space"]), metrics=metrics, modes=modes, model=model, data=dataset,
-        builder=builder, study=study, max_epochs=max_epochs or 20, early_stopping=early, pruner=pruner,
-        search=_choice(data, "search", "tpe", SEARCH), trials=_int(data, "trials", 20, 1) or 20,
-        seed=_int(data, "seed", 0, 0) or 0, storage=storage, backend=_choice(data, "backend", "optuna", BACKENDS),
-        accelerator=accelerator, threads=threads, ray=dict(ray), base_dir=base_dir,
+        space=space,
+        metrics=metrics,
+        modes=modes,
+        model=model,
+        data=dataset,
+        builder=builder,
+        study=study,
+        max_epochs=max_epochs or 20,
+        early_stopping=early,
+        pruner=pruner,
+        search=search,
+        trials=_int(data, "trials", 20, 1) or 20,
+        seed=_int(data, "seed", 0, 0) or 0,
+        storage=storage,
+        backend=_choice(data, "backend", "optuna", BACKENDS),
+        accelerator=accelerator,
+        threads=threads,
+        ray=ray,
+        base_dir=base_dir,
     )
 
 
 def load_spec(path: str | os.PathLike[str]) -> RunSpec:
-    """Read and validate a spec file; the study name defaults to the file's stem."""
+    """Read and validate a spec file; the study name defaults to the file's stem.
+
+    Raises:
+        SchemaError: The file cannot be read, is not safe plain YAML, or the spec is invalid; the
+            message starts with the file's name.
+    """
     p = Path(path)
-    if not p.is_file():
-        raise SchemaError("the spec file does not exist", path=str(p), value=repr(str(p)),
-                          fix="Check the path; `tunebridge recipes` lists the bundled recipes.")
-    data = load_yaml(p.read_bytes(), where=str(p))
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        reason = "the spec file does not exist" if isinstance(e, FileNotFoundError) else "cannot read the spec file"
+        raise SchemaError(
+            reason,
+            path=str(p),
+            value=repr(str(p)) if reason.endswith("exist") else e.strerror,
+            fix="Check the path; `tunebridge recipes` lists the bundled recipes.",
+        ) from None
+    data = load_yaml(raw, where=str(p))
     try:
         return parse_spec(data, base_dir=str(p.resolve().parent), default_study=p.stem)
     except SchemaError as e:
-        raise SchemaError(e.rule, path=f"{p.name}: {e.path}" if e.path else p.name, value=e.value, fix=e.fix) from None
+        where = f"{p.name}: {e.path}" if e.path and e.path != "spec" else p.name  # "spec" is the file itself
+        raise SchemaError(e.rule, path=where, value=e.value, fix=e.fix) from None

@@ -25,8 +25,11 @@ def describe_values(p: Param) -> str:
             text += f" step {p.step:g}"
         if p.log:
             text += " log"
-        numbers = p.enumerate()
-        if numbers is not None and len(numbers) <= 8:
+        small = (isinstance(p, Int) and p.size() <= 8) or (
+            isinstance(p, Float) and p.step is not None and (p.high - p.low) <= 7 * p.step
+        )
+        numbers = p.enumerate() if small else None  # never materialise a huge range
+        if numbers is not None:
             text += " = " + ", ".join(f"{v:g}" for v in numbers)
         if p.grid is not None:
             text += f"; grid {list(p.grid)}"
@@ -39,7 +42,7 @@ def describe_values(p: Param) -> str:
 def _grid_size(space: Space) -> str:
     for name, p in space.items():
         try:
-            p.grid_values()
+            next(iter(p.iter_grid_values()), None)
         except SchemaError:
             return f"n/a: float {name!r} has neither `step` nor a `grid:` list"
     try:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from tunebridge.errors import SchemaError
-from tunebridge.schema._codec import check_keys
+from tunebridge.errors import SchemaError, show
+from tunebridge.schema._codec import check_keys, suggest
+from tunebridge.schema._params import _finite_float
 
 __all__ = ["PRUNING_POLICIES", "EarlyStoppingSpec", "PruningSpec"]
 
@@ -18,8 +18,23 @@ Policy = Literal["none", "median", "asha", "hyperband", "patience"]
 
 def _positive_int(where: str, name: str, value: object, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SchemaError(f"`{name}` must be an integer >= {minimum}", path=f"{where}.{name}", value=repr(value),
-                          fix=f"Use e.g. {name}: {max(minimum, 1)}.")
+        raise SchemaError(
+            f"`{name}` must be an integer >= {minimum}",
+            path=f"{where}.{name}",
+            value=show(value),
+            fix=f"Use e.g. {name}: {max(minimum, 1)}.",
+        )
+
+
+def _min_delta(where: str, value: object) -> None:
+    f = _finite_float(value)
+    if f is None or f < 0:
+        raise SchemaError(
+            "`min_delta` must be a number >= 0",
+            path=f"{where}.min_delta",
+            value=show(value),
+            fix="Use e.g. min_delta: 0.001, or 0 to count any improvement.",
+        )
 
 
 @dataclass(frozen=True)
@@ -44,21 +59,27 @@ class PruningSpec:
 
     def __post_init__(self) -> None:
         where = "pruner"
-        if self.policy not in PRUNING_POLICIES:
-            raise SchemaError("`policy` must be one of " + ", ".join(PRUNING_POLICIES), path=f"{where}.policy",
-                              value=repr(self.policy), fix="Use e.g. policy: asha.")
+        if not isinstance(self.policy, str) or self.policy not in PRUNING_POLICIES:
+            hint = suggest(self.policy, PRUNING_POLICIES)
+            raise SchemaError(
+                "`policy` must be one of " + ", ".join(PRUNING_POLICIES),
+                path=f"{where}.policy",
+                value=show(self.policy),
+                fix=hint or "Use e.g. policy: asha.",
+            )
         _positive_int(where, "grace_period", self.grace_period, 1)
         _positive_int(where, "reduction_factor", self.reduction_factor, 2)
         _positive_int(where, "patience", self.patience, 1)
         if self.max_budget is not None:
             _positive_int(where, "max_budget", self.max_budget, 1)
             if self.max_budget < self.grace_period:
-                raise SchemaError("`grace_period <= max_budget` must hold", path=where,
-                                  value=f"grace_period={self.grace_period}, max_budget={self.max_budget}",
-                                  fix="Lower grace_period or raise max_budget.")
-        if not isinstance(self.min_delta, (int, float)) or isinstance(self.min_delta, bool) \
-                or not math.isfinite(self.min_delta) or self.min_delta < 0:
-            raise SchemaError("`min_delta` must be a number >= 0", path=f"{where}.min_delta", value=repr(self.min_delta))
+                raise SchemaError(
+                    "`grace_period <= max_budget` must hold",
+                    path=where,
+                    value=f"grace_period={self.grace_period}, max_budget={self.max_budget}",
+                    fix="Lower grace_period or raise max_budget.",
+                )
+        _min_delta(where, self.min_delta)
 
     @classmethod
     def from_dict(cls, data: Any) -> PruningSpec:
@@ -67,8 +88,12 @@ class PruningSpec:
         if isinstance(data, str):
             data = {"policy": data}
         if not isinstance(data, Mapping):
-            raise SchemaError("`pruner` must be a policy name or a mapping", path="pruner", value=repr(data),
-                              fix="Write e.g. pruner: {policy: asha, grace_period: 2}.")
+            raise SchemaError(
+                "`pruner` must be a policy name or a mapping",
+                path="pruner",
+                value=show(data),
+                fix="Write e.g. pruner: {policy: asha, grace_period: 2}.",
+            )
         check_keys("pruner", data, [f for f in cls.__dataclass_fields__])
         return cls(**data)
 
@@ -99,13 +124,21 @@ class EarlyStoppingSpec:
     def __post_init__(self) -> None:
         where = "early_stopping"
         if self.monitor is not None and (not isinstance(self.monitor, str) or not self.monitor):
-            raise SchemaError("`monitor` must be a metric name", path=f"{where}.monitor", value=repr(self.monitor))
+            raise SchemaError(
+                "`monitor` must be a metric name",
+                path=f"{where}.monitor",
+                value=show(self.monitor),
+                fix="Write e.g. monitor: val_loss, or leave it out to watch the run's metric.",
+            )
         if self.mode is not None and self.mode not in ("min", "max"):
-            raise SchemaError("`mode` must be min or max", path=f"{where}.mode", value=repr(self.mode))
+            raise SchemaError(
+                "`mode` must be min or max",
+                path=f"{where}.mode",
+                value=show(self.mode),
+                fix="Write mode: min or mode: max, or leave it out to use the run's mode.",
+            )
         _positive_int(where, "patience", self.patience, 1)
-        if not isinstance(self.min_delta, (int, float)) or isinstance(self.min_delta, bool) \
-                or not math.isfinite(self.min_delta) or self.min_delta < 0:
-            raise SchemaError("`min_delta` must be a number >= 0", path=f"{where}.min_delta", value=repr(self.min_delta))
+        _min_delta(where, self.min_delta)
 
     @classmethod
     def from_dict(cls, data: Any) -> EarlyStoppingSpec | None:
@@ -114,8 +147,12 @@ class EarlyStoppingSpec:
         if data is True:
             return cls()
         if not isinstance(data, Mapping):
-            raise SchemaError("`early_stopping` must be a mapping, true or false", path="early_stopping",
-                              value=repr(data), fix="Write e.g. early_stopping: {patience: 3}.")
+            raise SchemaError(
+                "`early_stopping` must be a mapping, true or false",
+                path="early_stopping",
+                value=show(data),
+                fix="Write e.g. early_stopping: {patience: 3}.",
+            )
         check_keys("early_stopping", data, [f for f in cls.__dataclass_fields__])
         return cls(**data)
 
