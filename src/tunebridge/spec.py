@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tunebridge import presets
+from tunebridge._spec_space import space_from_spec
 from tunebridge.errors import SchemaError, show
-from tunebridge.schema import EarlyStoppingSpec, Param, PruningSpec, Space, is_json_scalar
-from tunebridge.schema._codec import check_keys, load_yaml, param_from_dict, suggest
+from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space, is_json_scalar
+from tunebridge.schema._codec import check_keys, load_yaml, suggest
 
 __all__ = ["BUILTIN_DATA", "BUILTIN_MODELS", "SEARCH", "RunSpec", "load_spec", "space_from_spec"]
 
@@ -49,7 +49,6 @@ _KEYS = (
     "ray",
     "description",
 )
-_SPACE_FORM = ("presets", "preset", "override", "remove", "params")
 _RAY_KEYS = (
     "address",
     "cpus_per_trial",
@@ -121,95 +120,6 @@ class RunSpec:
     def with_overrides(self, **changes: Any) -> RunSpec:
         """A copy with CLI overrides applied (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-def space_from_spec(data: Any) -> Space:
-    """The ``space:`` section: either parameters, or ``{presets: [...], override: {...}, remove: [...], params: {...}}``.
-
-    ``override`` and ``params`` entries may refer to parameters of the presets (``when``, ``per_layer``);
-    a preset parameter whose condition an override makes impossible goes (see :meth:`Space.replace`).
-    """
-    if isinstance(data, str):
-        try:
-            return presets.get(data)
-        except SchemaError as e:
-            raise SchemaError(e.rule, path="space", value=e.value, fix=e.fix) from None
-    if isinstance(data, Mapping) and ("presets" in data or "preset" in data):
-        check_keys("space", data, _SPACE_FORM)
-        if "presets" in data and "preset" in data:
-            raise SchemaError(
-                "give `presets` or `preset`, not both",
-                path="space",
-                value="both",
-                fix="Merge them into one list under `presets:`.",
-            )
-        names = data.get("presets", data.get("preset"))
-        names = [names] if isinstance(names, str) else names
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise SchemaError(
-                "`presets` must be a list of preset names",
-                path="space.presets",
-                value=show(names),
-                fix=f"Use some of: {', '.join(presets.PRESETS)}.",
-            )
-        space = presets.get(names[0])
-        for name in names[1:]:
-            more = presets.get(name)
-            try:
-                space = space + more
-            except SchemaError as e:
-                raise e.at("space.presets") from None
-        remove = data.get("remove") or []
-        if not isinstance(remove, list) or not all(isinstance(n, str) for n in remove):
-            raise SchemaError(
-                "`remove` must be a list of parameter names",
-                path="space.remove",
-                value=show(remove),
-                fix="Write e.g. remove: [l1_on, l1].",
-            )
-        if remove:
-            try:
-                space = space.without(*remove)
-            except SchemaError as e:
-                raise e.at("space.remove") from None
-        for section in ("override", "params"):
-            extra = data.get(section)
-            if extra is None:
-                continue
-            space = _extend(space, section, extra)
-        return space
-    return Space.from_dict(data, where="space")
-
-
-def _extend(space: Space, section: str, extra: Any) -> Space:
-    """Apply ``override:`` or ``params:`` to the presets' space, one parameter at a time."""
-    where = f"space.{section}"
-    if not isinstance(extra, Mapping):
-        raise SchemaError(
-            f"`{section}` must be a mapping of parameter names to definitions",
-            path=where,
-            value=show(extra),
-            fix="Write e.g. `lr: {type: float, low: 1.0e-4, high: 0.1, log: true}`.",
-        )
-    params: dict[str, Param] = {}
-    for name, body in extra.items():
-        if not isinstance(name, str):
-            raise SchemaError("parameter names must be strings", path=where, value=show(name), fix="Quote the name.")
-        if section == "override" and name not in space:
-            raise SchemaError(
-                "`override` names a parameter the presets do not have",
-                path=where,
-                value=show(name),
-                fix=suggest(name, space.names) or "Put new parameters under `params:`.",
-            )
-        try:
-            params[name] = param_from_dict(name, body)
-        except SchemaError as e:
-            raise e.at(where) from None
-    try:
-        return space.replace(**params)
-    except SchemaError as e:
-        raise e.at("space") from None
 
 
 def _pair(data: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -1,4 +1,7 @@
-"""A named, ordered set of parameters with conditions and per-layer repetition."""
+"""A named, ordered set of parameters with conditions and per-layer repetition.
+
+Checks of its links and of configs live in ``_validate``, grid enumeration in ``_grid``.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from tunebridge.errors import SchemaError, show
+from tunebridge.schema import _grid, _validate
+from tunebridge.schema._base import layer_keys, parent_names
 from tunebridge.schema._codec import dump_yaml, load_yaml, param_from_dict, suggest
-from tunebridge.schema._params import Fixed, Float, Int, Param, Scalar, count_bounds, same_value
+from tunebridge.schema._grid import DEFAULT_MAX_GRID
+from tunebridge.schema._params import Fixed, Param, Scalar, count_bounds, same_value
 
 __all__ = ["DEFAULT_MAX_GRID", "Space"]
 
-DEFAULT_MAX_GRID = 100_000
-# The most copies a per-layer parameter may have: every backend unrolls them into separate parameters.
-MAX_LAYERS = 1024
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 Draw = Callable[[str, Param], Scalar]
-
-
-def _values_hint(param: Param) -> str:
-    """The values a parent can take, in words, for an error's fix."""
-    if isinstance(param, Int):
-        step = f" on a step of {param.step}" if param.step != 1 else ""
-        return f"an integer from {param.low} to {param.high}{step}"
-    if isinstance(param, Float):
-        return f"a number from {param.low!r} to {param.high!r}"
-    values = param.enumerate() or ()
-    return "one of " + show(list(values[:10]))
-
-
-def _copies(config: Mapping[str, Any], count: str) -> int:
-    """How many per-layer copies ``config`` asks for; an absent (inactive) count means none."""
-    n = config.get(count)
-    return 0 if n is None else int(n)
 
 
 class Space:
@@ -94,108 +80,11 @@ class Space:
                     fix="Wrap the value, e.g. Fixed(3) or Choice([...]).",
                 )
         self._params = merged
-        self._check_links()
-        self._order = self._topological_order()
-
-    # -- construction checks -------------------------------------------------------------------
-    def _check_links(self) -> None:
-        for name, p in self._params.items():
-            for parent, values in p.when:
-                if parent == name:
-                    raise SchemaError(
-                        "a parameter cannot be conditioned on itself",
-                        path=f"{name}.when",
-                        value=show(parent),
-                        fix="Name another parameter.",
-                    )
-                if parent not in self._params:
-                    hint = suggest(parent, self._params)
-                    raise SchemaError(
-                        "`when` names a parameter that does not exist",
-                        path=f"{name}.when",
-                        value=show(parent),
-                        fix=hint or "Declare the parent parameter too.",
-                    )
-                pp = self._params[parent]
-                if pp.per_layer is not None:
-                    raise SchemaError(
-                        "`when` cannot name a per-layer parameter",
-                        path=f"{name}.when",
-                        value=show(parent),
-                        fix="Condition on a parameter that is not repeated.",
-                    )
-                for v in values:
-                    if not pp.contains(v):
-                        raise SchemaError(
-                            f"`when[{parent!r}]` lists a value {parent!r} can never take",
-                            path=f"{name}.when",
-                            value=show(v),
-                            fix=f"Use {_values_hint(pp)}.",
-                        )
-            if p.per_layer is not None:
-                count = self._params.get(p.per_layer)
-                if count is None:
-                    hint = suggest(p.per_layer, self._params)
-                    raise SchemaError(
-                        "`per_layer` names a parameter that does not exist",
-                        path=f"{name}.per_layer",
-                        value=show(p.per_layer),
-                        fix=hint or "Declare the layer-count parameter.",
-                    )
-                bounds = count_bounds(count)
-                if p.per_layer == name or count.per_layer is not None or bounds is None:
-                    raise SchemaError(
-                        "`per_layer` must name a non-repeated int parameter whose values are all >= 0",
-                        path=f"{name}.per_layer",
-                        value=f"{p.per_layer!r} ({count._label()})",
-                        fix="Point it at an Int (or a Choice/Fixed of ints) such as n_layers.",
-                    )
-                if bounds[1] > MAX_LAYERS:
-                    raise SchemaError(
-                        f"a layer count must stay <= {MAX_LAYERS}",
-                        path=f"{name}.per_layer",
-                        value=f"{p.per_layer!r} up to {show(bounds[1])}",
-                        fix=f"Lower the largest value of {p.per_layer!r}.",
-                    )
+        _validate.check_links(merged)
+        self._order = _validate.sampling_order(merged)
 
     def _parents(self, name: str) -> list[str]:
-        p = self._params[name]
-        out = [parent for parent, _ in p.when]
-        if p.per_layer is not None:
-            out.append(p.per_layer)
-        return out
-
-    def _topological_order(self) -> tuple[str, ...]:
-        """Parents before children, otherwise declaration order; a cycle is an error.
-
-        Iterative depth-first search: a chain of thousands of conditions must not hit the recursion limit.
-        """
-        order: list[str] = []
-        done: set[str] = set()
-        for root in self._params:
-            if root in done:
-                continue
-            trail = [root]
-            stack = [iter(self._parents(root))]
-            while stack:
-                parent = next(stack[-1], None)
-                if parent is None:
-                    stack.pop()
-                    name = trail.pop()
-                    done.add(name)
-                    order.append(name)
-                elif parent in trail:
-                    cycle = [*trail[trail.index(parent) :], parent]
-                    raise SchemaError(
-                        "conditions must not form a cycle",
-                        path=f"{parent}.when",
-                        value=" -> ".join(cycle),
-                        fix="Remove one of the conditions in the loop.",
-                    )
-                elif parent not in done:
-                    trail.append(parent)
-                    stack.append(iter(self._parents(parent)))
-        return tuple(order)
+        return parent_names(self._params[name])
 
     # -- introspection -------------------------------------------------------------------------
     @property
@@ -343,8 +232,7 @@ class Space:
             p = self._params[name]
             if not self.active(name, config):
                 continue
-            keys = [name] if p.per_layer is None else [f"{name}/{i}" for i in range(_copies(config, p.per_layer))]
-            for key in keys:
+            for key in layer_keys(name, p, config):
                 config[key] = p.value if isinstance(p, Fixed) else draw(key, p)
         return config
 
@@ -354,51 +242,7 @@ class Space:
         A parameter whose parent is missing or out of range is not judged: whether it should be there
         depends on a value the config does not have.
         """
-        if not isinstance(config, Mapping):
-            return [f"a config must be a mapping of parameter names to values, not {type(config).__name__}"]
-        problems: list[str] = []
-        expected: set[str] = set()
-        valid: dict[str, Any] = {}  # values that passed, which decide what is active further down
-        unknown: set[str] = set()  # parameters whose presence cannot be judged
-        for name in self._order:
-            p = self._params[name]
-            if any(parent in unknown for parent in self._parents(name)):
-                unknown.add(name)
-                continue
-            if not self.active(name, valid):
-                continue
-            keys = [name] if p.per_layer is None else [f"{name}/{i}" for i in range(_copies(valid, p.per_layer))]
-            for key in keys:
-                expected.add(key)
-                if key not in config:
-                    problems.append(f"{key!r} is missing (it is active in this config); add a value for it")
-                elif not p.contains(config[key]):
-                    problems.append(f"{key!r} = {show(config[key])} is not a value of {p._label()}")
-                else:
-                    valid[key] = config[key]
-                    continue
-                if p.per_layer is None:
-                    unknown.add(name)
-        for key in config:
-            if key in expected:
-                continue
-            if not isinstance(key, str):
-                problems.append(f"{show(key)} is not a parameter name (names are strings)")
-                continue
-            base, _, layer = key.partition("/")
-            if base in unknown:
-                continue
-            owner = self._params.get(base)
-            if owner is None:
-                hint = suggest(key, self._params)
-                problems.append(f"{key!r} is not a parameter of this space" + (f"; {hint}" if hint else ""))
-            elif layer and owner.per_layer is None:
-                problems.append(f"{key!r} is not a parameter of this space ({base!r} is not repeated per layer)")
-            elif not layer and owner.per_layer is not None:
-                problems.append(f"{key!r} is repeated per layer; name its copies {base}/0, {base}/1, ...")
-            else:
-                problems.append(f"{key!r} is present but inactive in this config; remove it")
-        return problems
+        return _validate.config_errors(self, config)
 
     def validate(self, config: Mapping[str, Any]) -> None:
         """Check a concrete config (e.g. a hand-written one).
@@ -416,16 +260,6 @@ class Space:
             )
 
     # -- grid ----------------------------------------------------------------------------------
-    def _check_grid_values(self) -> None:
-        for name, p in self._params.items():
-            if isinstance(p, Float) and p.step is None and p.grid is None:
-                raise SchemaError(
-                    "a grid search needs the values of every float parameter",
-                    path=name,
-                    value="no `grid` and no `step`",
-                    fix="Add an explicit `grid: [...]` list or a `step` to this parameter.",
-                )
-
     def iter_grid(self) -> Iterator[dict[str, Scalar]]:
         """Every config of the grid, honouring conditions, in a deterministic order, without duplicates.
 
@@ -435,50 +269,7 @@ class Space:
         Raises:
             SchemaError: A float has neither ``step`` nor ``grid``.
         """
-        self._check_grid_values()
-        order = self._order
-        config: dict[str, Scalar] = {}
-
-        def advance(i: int, keys: list[str]) -> tuple[int, list[str]] | None:
-            """The next (position, keys still to assign) after ``order[:i]``, or None at a complete config."""
-            while not keys:
-                if i == len(order):
-                    return None
-                name = order[i]
-                i += 1
-                p = self._params[name]
-                if self.active(name, config):
-                    keys = (
-                        [name] if p.per_layer is None else [f"{name}/{j}" for j in range(_copies(config, p.per_layer))]
-                    )
-            return i, keys
-
-        # One frame per assigned key: (key, its remaining values, where the walk goes on after it).
-        stack: list[tuple[str, Iterator[Scalar], int, list[str]]] = []
-
-        def push(slot: tuple[int, list[str]]) -> None:
-            i, keys = slot
-            stack.append((keys[0], self._params[order[i - 1]].iter_grid_values(), i, keys[1:]))
-
-        first = advance(0, [])
-        if first is None:
-            yield {}
-            return
-        push(first)
-        end = object()
-        while stack:
-            key, values, i, rest = stack[-1]
-            v = next(values, end)
-            if v is end:
-                stack.pop()
-                config.pop(key, None)
-                continue
-            config[key] = v  # type: ignore[assignment]
-            slot = advance(i, rest)
-            if slot is None:
-                yield dict(config)
-            else:
-                push(slot)
+        return _grid.iter_grid(self)
 
     def grid(self, *, max_size: int = DEFAULT_MAX_GRID) -> list[dict[str, Scalar]]:
         """The whole grid as a list.
@@ -486,17 +277,7 @@ class Space:
         Raises:
             SchemaError: A float has neither ``step`` nor ``grid``, or the grid exceeds ``max_size``.
         """
-        out: list[dict[str, Scalar]] = []
-        for cfg in self.iter_grid():
-            out.append(cfg)
-            if len(out) > max_size:
-                raise SchemaError(
-                    "the grid is too large",
-                    path="space",
-                    value=f"more than {max_size} configs",
-                    fix="Give floats a coarser `grid:` list, narrow ranges, or use random/tpe search.",
-                )
-        return out
+        return _grid.grid(self, max_size=max_size)
 
     # -- dict / YAML ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:
