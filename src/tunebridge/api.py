@@ -126,7 +126,8 @@ def tune(
     settings = TrialSettings(
         metric=metrics[0],
         mode=modes[0],
-        max_epochs=max_epochs,
+        # One budget for every backend: Ray's schedulers stop trials at pruning.max_budget too.
+        max_epochs=min(max_epochs, pruning.budget(max_epochs)),
         early_stopping=es,
         seed=seed,
         accelerator=accelerator,

@@ -60,6 +60,7 @@ _RAY_KEYS = (
     "scheduler",
     "pbt_interval",
     "pbt_mutate",
+    "pbt_synch",
     "storage_path",
     "name",
 )

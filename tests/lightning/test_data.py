@@ -42,13 +42,20 @@ def _fitted(name: str, **kw: Any) -> Any:
 
 
 def _trainer(pl: ModuleType, epochs: int) -> Any:
-    return pl.Trainer(max_epochs=epochs, enable_progress_bar=False, enable_model_summary=False, logger=False,
-                      enable_checkpointing=False, accelerator="cpu")
+    return pl.Trainer(
+        max_epochs=epochs,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+    )
 
 
 @pytest.mark.parametrize(("name", "n_features", "n_classes", "n_rows"), SHAPES)
-def test_attributes_are_known_before_setup_and_match_the_data(name: str, n_features: int, n_classes: int,
-                                                              n_rows: int) -> None:
+def test_attributes_are_known_before_setup_and_match_the_data(
+    name: str, n_features: int, n_classes: int, n_rows: int
+) -> None:
     dm = DATASETS[name]()
     assert (dm.n_features, dm.n_classes) == (n_features, n_classes)
     x, y = load_arrays(name)
@@ -163,30 +170,60 @@ def test_batch_index_dataset() -> None:
         BatchIndexDataset(torch.zeros(2, 1), torch.zeros(3))
 
 
-@pytest.mark.parametrize(("call", "error", "match"), [
-    (lambda: make_datamodule("digit", batch_size=8, seed=0), SchemaError,
-     r"data: unknown built-in dataset, but got 'digit'. Did you mean 'digits'\? Known datasets: breast_cancer, "
-     r"digits, wine"),
-    (lambda: make_datamodule("mnist", batch_size=8, seed=0), SchemaError,
-     r"but got 'mnist'. Known datasets: breast_cancer, digits, wine"),
-    (lambda: make_datamodule("wine", batch_size=8, seed=0, for_model="cnn"), SchemaError,
-     r"the 'cnn' model needs image data, but got 'wine' \(tabular\). Use data 'digits' with the CNN"),
-    (lambda: make_datamodule("digits", batch_size=8, seed=0, for_model="rnn"), SchemaError,
-     r"for_model: must be one of 'mlp', 'cnn', but got 'rnn'"),
-    (lambda: make_datamodule("digits", batch_size=8, seed=0, flatten=False), TypeError,
-     r"make_datamodule chooses `flatten` from `for_model`"),
-    (lambda: make_datamodule("wine", batch_size=8, seed=0, namespace="lightning"), SchemaError,
-     r"namespace: must be one of 'lightning.pytorch', 'pytorch_lightning', but got 'lightning'"),
-    (lambda: WineDataModule(batch_size=8, shuffle=True), TypeError,
-     r"WineDataModule got unexpected keyword argument\(s\) 'shuffle'; it accepts batch_size, val_fraction"),
-    (lambda: DigitsDataModule(batch_size=0), SchemaError,
-     r"DigitsDataModule.batch_size: must be an integer >= 1, but got 0"),
-    (lambda: BreastCancerDataModule(batch_size=True), SchemaError, r"batch_size: must be an integer >= 1"),
-    (lambda: WineDataModule(val_fraction=1.0), SchemaError,
-     r"WineDataModule.val_fraction: must be a number in \(0, 1\), but got 1.0"),
-    (lambda: WineDataModule(seed=-1), SchemaError, r"WineDataModule.seed: must be an integer >= 0, but got -1"),
-    (lambda: load_arrays("iris"), SchemaError, r"unknown built-in dataset, but got 'iris'"),
-])
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda: make_datamodule("digit", batch_size=8, seed=0),
+            SchemaError,
+            r"data: unknown built-in dataset, but got 'digit'. Did you mean 'digits'\? Known datasets: breast_cancer, "
+            r"digits, wine",
+        ),
+        (
+            lambda: make_datamodule("mnist", batch_size=8, seed=0),
+            SchemaError,
+            r"but got 'mnist'. Known datasets: breast_cancer, digits, wine",
+        ),
+        (
+            lambda: make_datamodule("wine", batch_size=8, seed=0, for_model="cnn"),
+            SchemaError,
+            r"the 'cnn' model needs image data, but got 'wine' \(tabular\). Use data 'digits' with the CNN",
+        ),
+        (
+            lambda: make_datamodule("digits", batch_size=8, seed=0, for_model="rnn"),
+            SchemaError,
+            r"for_model: must be one of 'mlp', 'cnn', but got 'rnn'",
+        ),
+        (
+            lambda: make_datamodule("digits", batch_size=8, seed=0, flatten=False),
+            TypeError,
+            r"make_datamodule chooses `flatten` from `for_model`",
+        ),
+        (
+            lambda: make_datamodule("wine", batch_size=8, seed=0, namespace="lightning"),
+            SchemaError,
+            r"namespace: must be one of 'lightning.pytorch', 'pytorch_lightning', but got 'lightning'",
+        ),
+        (
+            lambda: WineDataModule(batch_size=8, shuffle=True),
+            TypeError,
+            r"WineDataModule got unexpected keyword argument\(s\) 'shuffle'; it accepts batch_size, val_fraction",
+        ),
+        (
+            lambda: DigitsDataModule(batch_size=0),
+            SchemaError,
+            r"DigitsDataModule.batch_size: must be an integer >= 1, but got 0",
+        ),
+        (lambda: BreastCancerDataModule(batch_size=True), SchemaError, r"batch_size: must be an integer >= 1"),
+        (
+            lambda: WineDataModule(val_fraction=1.0),
+            SchemaError,
+            r"WineDataModule.val_fraction: must be a number in \(0, 1\), but got 1.0",
+        ),
+        (lambda: WineDataModule(seed=-1), SchemaError, r"WineDataModule.seed: must be an integer >= 0, but got -1"),
+        (lambda: load_arrays("iris"), SchemaError, r"unknown built-in dataset, but got 'iris'"),
+    ],
+)
 def test_errors(call: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         call()
@@ -206,16 +243,20 @@ def test_classes_per_package(namespace: str) -> None:
     assert type(restored) is type(dm) and torch.equal(restored.val_set.x, dm.val_set.x)
 
 
-@pytest.mark.parametrize(("namespace", "name", "min_acc"), [
-    ("lightning.pytorch", "wine", 0.9),
-    ("pytorch_lightning", "breast_cancer", 0.9),
-])
+@pytest.mark.parametrize(
+    ("namespace", "name", "min_acc"),
+    [
+        ("lightning.pytorch", "wine", 0.9),
+        ("pytorch_lightning", "breast_cancer", 0.9),
+    ],
+)
 def test_mlp_fits_tabular_data_under_a_trainer(namespace: str, name: str, min_acc: float) -> None:
     pl = importlib.import_module(namespace)
     dm = make_datamodule(name, batch_size=16, seed=0, namespace=namespace)
     torch.manual_seed(0)
-    model = model_classes(namespace).MLPClassifier({"lr": 1e-2}, n_features=dm.n_features, n_classes=dm.n_classes,
-                                                    max_epochs=3)
+    model = model_classes(namespace).MLPClassifier(
+        {"lr": 1e-2}, n_features=dm.n_features, n_classes=dm.n_classes, max_epochs=3
+    )
     trainer = _trainer(pl, 3)
     trainer.fit(model, dm)
     assert float(trainer.callback_metrics["val_acc"]) > min_acc

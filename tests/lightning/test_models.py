@@ -33,8 +33,14 @@ NAMESPACES = ["lightning.pytorch", "pytorch_lightning"]
 
 
 def _trainer(pl: ModuleType, epochs: int) -> Any:
-    return pl.Trainer(max_epochs=epochs, enable_progress_bar=False, enable_model_summary=False, logger=False,
-                      enable_checkpointing=False, accelerator="cpu")
+    return pl.Trainer(
+        max_epochs=epochs,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+    )
 
 
 def _batch(n: int = 16, features: int = 64, classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,12 +56,16 @@ def _count(module: nn.Module, kind: type[nn.Module]) -> int:
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES)
-@pytest.mark.parametrize(("model", "config", "epochs", "min_acc"), [
-    ("mlp", {"lr": 1e-2, "optimizer": "adam"}, 3, 0.85),
-    ("cnn", {"lr": 1e-2, "optimizer": "adam", "batch_norm": True}, 3, 0.5),
-])
-def test_builtin_models_learn_digits(namespace: str, model: str, config: dict[str, Any], epochs: int,
-                                     min_acc: float) -> None:
+@pytest.mark.parametrize(
+    ("model", "config", "epochs", "min_acc"),
+    [
+        ("mlp", {"lr": 1e-2, "optimizer": "adam"}, 3, 0.85),
+        ("cnn", {"lr": 1e-2, "optimizer": "adam", "batch_norm": True}, 3, 0.5),
+    ],
+)
+def test_builtin_models_learn_digits(
+    namespace: str, model: str, config: dict[str, Any], epochs: int, min_acc: float
+) -> None:
     pl = importlib.import_module(namespace)
     module, dm = build_builtin(model, "digits", config, max_epochs=epochs, seed=0, namespace=namespace)
     assert isinstance(module, pl.LightningModule) and isinstance(dm, pl.LightningDataModule)
@@ -117,10 +127,13 @@ def test_modules_pickle_by_reference(namespace: str, kind: str) -> None:
     torch.testing.assert_close(restored.state_dict(), module.state_dict())
 
 
-@pytest.mark.parametrize(("call", "match"), [
-    (lambda: make_classes("lightning"), r"namespace: must be one of 'lightning.pytorch', 'pytorch_lightning'"),
-    (lambda: models.NoSuchThing, r"has no attribute 'NoSuchThing'"),
-])
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: make_classes("lightning"), r"namespace: must be one of 'lightning.pytorch', 'pytorch_lightning'"),
+        (lambda: models.NoSuchThing, r"has no attribute 'NoSuchThing'"),
+    ],
+)
 def test_bad_namespace_or_attribute(call: Any, match: str) -> None:
     with pytest.raises((SchemaError, AttributeError), match=match):
         call()
@@ -129,60 +142,77 @@ def test_bad_namespace_or_attribute(call: Any, match: str) -> None:
 # --- structure ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("config", "widths"), [
-    ({}, [64, 64, 10]),
-    ({"n_layers": 0}, [10]),
-    ({"n_layers": 3, "units/0": 32, "units/1": 16, "units/2": 8}, [32, 16, 8, 10]),
-    ({"n_layers": 2, "units": 20, "units/1": 5}, [20, 5, 10]),  # per-layer key wins over the shared one
-    ({"n_layers": 1.0, "units/0": 12.0, "unrelated": "ignored"}, [12, 10]),  # integral floats are fine
-    ({"n_layers": np.int64(1), "units/0": np.int32(7), "batch_norm": np.bool_(True)}, [7, 10]),  # Ray's numpy
-])
+@pytest.mark.parametrize(
+    ("config", "widths"),
+    [
+        ({}, [64, 64, 10]),
+        ({"n_layers": 0}, [10]),
+        ({"n_layers": 3, "units/0": 32, "units/1": 16, "units/2": 8}, [32, 16, 8, 10]),
+        ({"n_layers": 2, "units": 20, "units/1": 5}, [20, 5, 10]),  # per-layer key wins over the shared one
+        ({"n_layers": 1.0, "units/0": 12.0, "unrelated": "ignored"}, [12, 10]),  # integral floats are fine
+        ({"n_layers": np.int64(1), "units/0": np.int32(7), "batch_norm": np.bool_(True)}, [7, 10]),  # Ray's numpy
+    ],
+)
 def test_mlp_layer_widths(config: dict[str, Any], widths: list[int]) -> None:
     net = mlp_network(config, n_features=64, n_classes=10)
     assert [m.out_features for m in net if isinstance(m, nn.Linear)] == widths
 
 
-@pytest.mark.parametrize(("config", "kind", "count"), [
-    ({"batch_norm": True, "n_layers": 3}, nn.BatchNorm1d, 3),
-    ({"batch_norm": False}, nn.BatchNorm1d, 0),
-    ({"dropout": 0.3}, nn.Dropout, 2),
-    ({"dropout": 0.0}, nn.Dropout, 0),
-    ({"activation": "tanh"}, nn.Tanh, 2),
-    ({"activation": "gelu", "n_layers": 1}, nn.GELU, 1),
-    ({"activation": "leaky_relu"}, nn.LeakyReLU, 2),
-])
+@pytest.mark.parametrize(
+    ("config", "kind", "count"),
+    [
+        ({"batch_norm": True, "n_layers": 3}, nn.BatchNorm1d, 3),
+        ({"batch_norm": False}, nn.BatchNorm1d, 0),
+        ({"dropout": 0.3}, nn.Dropout, 2),
+        ({"dropout": 0.0}, nn.Dropout, 0),
+        ({"activation": "tanh"}, nn.Tanh, 2),
+        ({"activation": "gelu", "n_layers": 1}, nn.GELU, 1),
+        ({"activation": "leaky_relu"}, nn.LeakyReLU, 2),
+    ],
+)
 def test_mlp_layer_kinds(config: dict[str, Any], kind: type[nn.Module], count: int) -> None:
     assert _count(mlp_network(config, n_features=30, n_classes=2), kind) == count
 
 
-@pytest.mark.parametrize(("config", "kind", "count"), [
-    ({"batch_norm": True, "n_blocks": 3}, nn.BatchNorm2d, 3),
-    ({}, nn.BatchNorm2d, 0),
-    ({"pooling": "avg"}, nn.AvgPool2d, 2),
-    ({"n_blocks": 5}, nn.MaxPool2d, 3),  # 8 -> 4 -> 2 -> 1, then no more pooling
-    ({"dropout": 0.2}, nn.Dropout, 1),
-])
+@pytest.mark.parametrize(
+    ("config", "kind", "count"),
+    [
+        ({"batch_norm": True, "n_blocks": 3}, nn.BatchNorm2d, 3),
+        ({}, nn.BatchNorm2d, 0),
+        ({"pooling": "avg"}, nn.AvgPool2d, 2),
+        ({"n_blocks": 5}, nn.MaxPool2d, 3),  # 8 -> 4 -> 2 -> 1, then no more pooling
+        ({"dropout": 0.2}, nn.Dropout, 1),
+    ],
+)
 def test_convnet_layer_kinds(config: dict[str, Any], kind: type[nn.Module], count: int) -> None:
     assert _count(convnet_network(config, input_shape=(1, 8, 8), n_classes=10), kind) == count
 
 
-@pytest.mark.parametrize(("config", "shape"), [
-    ({}, (1, 8, 8)),
-    ({"n_blocks": 5, "kernel_size": 7, "filters/0": 4, "filters/4": 6}, (1, 8, 8)),
-    ({"n_blocks": 3, "kernel_size": 5, "filters": 8}, (3, 5, 7)),
-    ({"n_blocks": 0}, (2, 4, 4)),
-    ({"kernel_size": np.int64(5), "pooling": np.str_("avg"), "batch_norm": np.bool_(False)}, (1, 8, 8)),
-])
+@pytest.mark.parametrize(
+    ("config", "shape"),
+    [
+        ({}, (1, 8, 8)),
+        ({"n_blocks": 5, "kernel_size": 7, "filters/0": 4, "filters/4": 6}, (1, 8, 8)),
+        ({"n_blocks": 3, "kernel_size": 5, "filters": 8}, (3, 5, 7)),
+        ({"n_blocks": 0}, (2, 4, 4)),
+        ({"kernel_size": np.int64(5), "pooling": np.str_("avg"), "batch_norm": np.bool_(False)}, (1, 8, 8)),
+    ],
+)
 def test_convnet_forward_shapes(config: dict[str, Any], shape: tuple[int, int, int]) -> None:
     net = convnet_network(config, input_shape=shape, n_classes=10)
     assert net(torch.rand(3, *shape)).shape == (3, 10)
 
 
-@pytest.mark.parametrize(("module", "n_params"), [
-    (lambda: MLPClassifier({"n_layers": 1}, n_features=64, n_classes=10), 64 * 64 + 64 + 64 * 10 + 10),
-    (lambda: ConvNetClassifier({"n_blocks": 1, "filters/0": 4}, input_shape=(1, 8, 8), n_classes=10),
-     4 * 9 + 4 + 4 * 16 * 10 + 10),
-])
+@pytest.mark.parametrize(
+    ("module", "n_params"),
+    [
+        (lambda: MLPClassifier({"n_layers": 1}, n_features=64, n_classes=10), 64 * 64 + 64 + 64 * 10 + 10),
+        (
+            lambda: ConvNetClassifier({"n_blocks": 1, "filters/0": 4}, input_shape=(1, 8, 8), n_classes=10),
+            4 * 9 + 4 + 4 * 16 * 10 + 10,
+        ),
+    ],
+)
 def test_n_params(module: Any, n_params: int) -> None:
     assert module().n_params == n_params
 
@@ -193,8 +223,13 @@ def test_n_params(module: Any, n_params: int) -> None:
 BOTH, MLP, CNN = ("mlp", "cnn"), ("mlp",), ("cnn",)
 INVALID = [  # key, value, message, the models that read the key
     ("activation", "foo", r"activation: must be one of 'relu', 'tanh', 'gelu', 'leaky_relu', but got 'foo'", BOTH),
-    ("optimizer", "nadam", r"optimizer: must be one of 'sgd', 'momentum', 'rmsprop', 'adam', 'adamw', but got "
-                           r"'nadam'", BOTH),
+    (
+        "optimizer",
+        "nadam",
+        r"optimizer: must be one of 'sgd', 'momentum', 'rmsprop', 'adam', 'adamw', but got "
+        r"'nadam'",
+        BOTH,
+    ),
     ("lr_schedule", "step", r"lr_schedule: must be one of 'none', 'exponential', 'cosine', but got 'step'", BOTH),
     ("kernel_size", 4, r"kernel_size: must be one of 3, 5, 7, but got 4", CNN),
     ("pooling", "min", r"pooling: must be one of 'max', 'avg', but got 'min'", CNN),
@@ -218,25 +253,32 @@ def _build(kind: str, config: dict[str, Any]) -> Any:
     return ConvNetClassifier(config, input_shape=(1, 8, 8), n_classes=10)
 
 
-@pytest.mark.parametrize(("key", "value", "match", "kind"),
-                         [(k, v, m, kind) for k, v, m, kinds in INVALID for kind in kinds])
+@pytest.mark.parametrize(
+    ("key", "value", "match", "kind"), [(k, v, m, kind) for k, v, m, kinds in INVALID for kind in kinds]
+)
 def test_invalid_config_values_raise(key: str, value: Any, match: str, kind: str) -> None:
     with pytest.raises(ValueError, match=match):
         _build(kind, {key: value})
 
 
-@pytest.mark.parametrize(("key", "value", "kind"),
-                         [(k, v, kind) for k, v, _, kinds in INVALID for kind in BOTH if kind not in kinds])
+@pytest.mark.parametrize(
+    ("key", "value", "kind"), [(k, v, kind) for k, v, _, kinds in INVALID for kind in BOTH if kind not in kinds]
+)
 def test_keys_of_the_other_model_are_ignored(key: str, value: Any, kind: str) -> None:
     _build(kind, {key: value, "some_other_key": object()})
 
 
-@pytest.mark.parametrize(("call", "match"), [
-    (lambda: MLPClassifier({}, n_features=0, n_classes=10), r"MLPClassifier.n_features: must be a positive"),
-    (lambda: MLPClassifier({}, n_features=64, n_classes=10, max_epochs=0), r"max_epochs: must be an integer >= 1"),
-    (lambda: ConvNetClassifier({}, input_shape=(8, 8), n_classes=10),
-     r"input_shape: must be \(channels, height, width\), but got \(8, 8\)"),
-])
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: MLPClassifier({}, n_features=0, n_classes=10), r"MLPClassifier.n_features: must be a positive"),
+        (lambda: MLPClassifier({}, n_features=64, n_classes=10, max_epochs=0), r"max_epochs: must be an integer >= 1"),
+        (
+            lambda: ConvNetClassifier({}, input_shape=(8, 8), n_classes=10),
+            r"input_shape: must be \(channels, height, width\), but got \(8, 8\)",
+        ),
+    ],
+)
 def test_invalid_constructor_arguments_raise(call: Any, match: str) -> None:
     with pytest.raises(SchemaError, match=match):
         call()
@@ -249,8 +291,12 @@ def test_invalid_constructor_arguments_raise(call: Any, match: str) -> None:
 @pytest.mark.parametrize("schedule", ["none", "exponential", "cosine"])
 def test_every_optimizer_and_schedule_builds_and_steps(optimizer: str, schedule: str) -> None:
     torch.manual_seed(0)
-    model = MLPClassifier({"optimizer": optimizer, "lr_schedule": schedule, "lr": 0.1, "n_layers": 1},
-                          n_features=64, n_classes=10, max_epochs=4)
+    model = MLPClassifier(
+        {"optimizer": optimizer, "lr_schedule": schedule, "lr": 0.1, "n_layers": 1},
+        n_features=64,
+        n_classes=10,
+        max_epochs=4,
+    )
     built = model.configure_optimizers()
     if schedule == "none":
         opt, sched = built, None
@@ -268,44 +314,53 @@ def test_every_optimizer_and_schedule_builds_and_steps(optimizer: str, schedule:
         assert opt.param_groups[0]["lr"] == pytest.approx(expected[schedule])
 
 
-@pytest.mark.parametrize(("config", "kind", "group"), [
-    ({"optimizer": "sgd", "momentum": 0.9}, torch.optim.SGD, {"momentum": 0.0, "weight_decay": 0.0}),
-    ({"optimizer": "momentum"}, torch.optim.SGD, {"momentum": 0.9, "nesterov": False}),
-    ({"optimizer": "momentum", "momentum": 0.6}, torch.optim.SGD, {"momentum": 0.6}),
-    ({"optimizer": "rmsprop"}, torch.optim.RMSprop, {"momentum": 0.0}),
-    ({"optimizer": "rmsprop", "momentum": 0.5}, torch.optim.RMSprop, {"momentum": 0.5}),
-    ({}, torch.optim.Adam, {"lr": 1e-3, "weight_decay": 0.0}),
-    ({"optimizer": "adamw"}, torch.optim.AdamW, {"weight_decay": 0.0}),
-    ({"optimizer": "adamw", "weight_decay": 0.01}, torch.optim.AdamW, {"weight_decay": 0.01}),
-    ({"weight_decay_on": True, "weight_decay": 1e-4}, torch.optim.Adam, {"weight_decay": 1e-4}),
-    ({"weight_decay_on": False, "weight_decay": 1e-4}, torch.optim.Adam, {"weight_decay": 0.0}),
-    ({"weight_decay_on": True}, torch.optim.Adam, {"weight_decay": 0.0}),
-])
+@pytest.mark.parametrize(
+    ("config", "kind", "group"),
+    [
+        ({"optimizer": "sgd", "momentum": 0.9}, torch.optim.SGD, {"momentum": 0.0, "weight_decay": 0.0}),
+        ({"optimizer": "momentum"}, torch.optim.SGD, {"momentum": 0.9, "nesterov": False}),
+        ({"optimizer": "momentum", "momentum": 0.6}, torch.optim.SGD, {"momentum": 0.6}),
+        ({"optimizer": "rmsprop"}, torch.optim.RMSprop, {"momentum": 0.0}),
+        ({"optimizer": "rmsprop", "momentum": 0.5}, torch.optim.RMSprop, {"momentum": 0.5}),
+        ({}, torch.optim.Adam, {"lr": 1e-3, "weight_decay": 0.0}),
+        ({"optimizer": "adamw"}, torch.optim.AdamW, {"weight_decay": 0.0}),
+        ({"optimizer": "adamw", "weight_decay": 0.01}, torch.optim.AdamW, {"weight_decay": 0.01}),
+        ({"weight_decay_on": True, "weight_decay": 1e-4}, torch.optim.Adam, {"weight_decay": 1e-4}),
+        ({"weight_decay_on": False, "weight_decay": 1e-4}, torch.optim.Adam, {"weight_decay": 0.0}),
+        ({"weight_decay_on": True}, torch.optim.Adam, {"weight_decay": 0.0}),
+    ],
+)
 def test_optimizer_settings(config: dict[str, Any], kind: type, group: dict[str, Any]) -> None:
     opt = MLPClassifier(config, n_features=4, n_classes=2).configure_optimizers()
     assert type(opt) is kind
     assert {k: opt.param_groups[0][k] for k in group} == pytest.approx(group)
 
 
-@pytest.mark.parametrize(("config", "attrs"), [
-    ({"lr_schedule": "exponential"}, {"gamma": 0.95}),
-    ({"lr_schedule": "exponential", "lr_gamma": 0.8}, {"gamma": 0.8}),
-    ({"lr": 0.1, "lr_schedule": "cosine"}, {"T_max": 7, "eta_min": 0.001}),
-    ({"lr": 0.1, "lr_schedule": "cosine", "lr_min_factor": 0.5}, {"T_max": 7, "eta_min": 0.05}),
-])
+@pytest.mark.parametrize(
+    ("config", "attrs"),
+    [
+        ({"lr_schedule": "exponential"}, {"gamma": 0.95}),
+        ({"lr_schedule": "exponential", "lr_gamma": 0.8}, {"gamma": 0.8}),
+        ({"lr": 0.1, "lr_schedule": "cosine"}, {"T_max": 7, "eta_min": 0.001}),
+        ({"lr": 0.1, "lr_schedule": "cosine", "lr_min_factor": 0.5}, {"T_max": 7, "eta_min": 0.05}),
+    ],
+)
 def test_schedule_settings(config: dict[str, Any], attrs: dict[str, float]) -> None:
     built = MLPClassifier(config, n_features=4, n_classes=2, max_epochs=7).configure_optimizers()
     scheduler = built["lr_scheduler"]["scheduler"]
     assert {k: getattr(scheduler, k) for k in attrs} == pytest.approx(attrs)
 
 
-@pytest.mark.parametrize(("config", "coefficient"), [
-    ({"l1_on": True, "l1": 0.01}, 0.01),
-    ({"l1": 0.02}, 0.02),
-    ({"l1_on": False, "l1": 0.01}, 0.0),  # a stale conditional value is switched off
-    ({"l1_on": True}, 0.0),
-    ({}, 0.0),
-])
+@pytest.mark.parametrize(
+    ("config", "coefficient"),
+    [
+        ({"l1_on": True, "l1": 0.01}, 0.01),
+        ({"l1": 0.02}, 0.02),
+        ({"l1_on": False, "l1": 0.01}, 0.0),  # a stale conditional value is switched off
+        ({"l1_on": True}, 0.0),
+        ({}, 0.0),
+    ],
+)
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_l1_adds_to_the_training_loss(config: dict[str, Any], coefficient: float, kind: str) -> None:
     if kind == "mlp":
@@ -348,12 +403,20 @@ def test_build_builtin_seeds_the_weights_and_leaves_the_global_rng_alone() -> No
     assert not torch.equal(a.net[0].weight, c.net[0].weight)
 
 
-@pytest.mark.parametrize(("model", "data", "config", "match"), [
-    ("mpl", "digits", {}, r"model: unknown built-in model, but got 'mpl'. Did you mean 'mlp'\? Known models: mlp, cnn"),
-    ("cnn", "wine", {}, r"the 'cnn' model needs image data, but got 'wine' \(tabular\)"),
-    ("mlp", "digitz", {}, r"Did you mean 'digits'\?"),
-    ("mlp", "digits", {"batch_size": 0}, r"batch_size: must be an integer >= 1, but got 0"),
-])
+@pytest.mark.parametrize(
+    ("model", "data", "config", "match"),
+    [
+        (
+            "mpl",
+            "digits",
+            {},
+            r"model: unknown built-in model, but got 'mpl'. Did you mean 'mlp'\? Known models: mlp, cnn",
+        ),
+        ("cnn", "wine", {}, r"the 'cnn' model needs image data, but got 'wine' \(tabular\)"),
+        ("mlp", "digitz", {}, r"Did you mean 'digits'\?"),
+        ("mlp", "digits", {"batch_size": 0}, r"batch_size: must be an integer >= 1, but got 0"),
+    ],
+)
 def test_build_builtin_errors(model: str, data: str, config: dict[str, Any], match: str) -> None:
     with pytest.raises(SchemaError, match=match):
         build_builtin(model, data, config, max_epochs=1, seed=0)

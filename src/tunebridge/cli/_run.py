@@ -117,7 +117,11 @@ def run_command(
             w.wait()
         err_console.print(
             f"\n[yellow]interrupted[/]: finished trials are kept in {storage_url} (study {spec.study!r}). "
-            f"Run the same command again to resume."
+            + (
+                "Run the same command with --resume to continue the unfinished trials from their checkpoints."
+                if spec.backend == "ray"
+                else "Run the same command again to resume."
+            )
         )
         raise typer.Exit(130) from None
     result.record["wall_time_s"] = round(time.perf_counter() - started, 3)

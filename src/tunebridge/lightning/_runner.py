@@ -241,10 +241,17 @@ def _fit(
                 mode=es.mode or settings.mode,
                 patience=es.patience,
                 min_delta=es.min_delta,
-                strict=True,
+                # The reporter, which runs right after it, raises MetricNotFoundError for the run's metric.
+                strict=bool(es.monitor and es.monitor != settings.metric),
                 check_finite=True,
+                # Check after each validation (as EarlyStoppingSpec.patience counts them), not at the
+                # train epoch's end: a trial resumed from a checkpoint taken at validation end (Ray's
+                # ASHA/HyperBand/PBT, --resume) replays on_train_epoch_end before validating again,
+                # and a strict check there fails on the empty metrics.
+                check_on_train_epoch_end=False,
             )
-            callbacks.append(stopper)
+            # Before the reporter: a checkpoint taken while reporting then holds this epoch's stopping state.
+            callbacks.insert(0, stopper)
         callbacks.extend(extra_callbacks or [])
         kwargs: dict[str, Any] = {
             "max_epochs": epochs,

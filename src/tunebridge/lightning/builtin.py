@@ -52,8 +52,9 @@ def _make_classes(namespace: str) -> SimpleNamespace:
     )
 
 
-def build_builtin(model: str, data: str, config: Mapping[str, Any], *, max_epochs: int, seed: int,
-                  namespace: str | None = None) -> tuple[Any, Any]:
+def build_builtin(
+    model: str, data: str, config: Mapping[str, Any], *, max_epochs: int, seed: int, namespace: str | None = None
+) -> tuple[Any, Any]:
     """A built-in LightningModule and the datamodule it trains on, both from one config.
 
     The datamodule takes ``batch_size`` from the config (default 64); the model reads the rest. The
@@ -76,17 +77,23 @@ def build_builtin(model: str, data: str, config: Mapping[str, Any], *, max_epoch
     if model not in MODEL_KINDS:
         match = difflib.get_close_matches(str(model), MODEL_KINDS, n=1)
         hint = f"Did you mean {match[0]!r}? " if match else ""
-        raise SchemaError("unknown built-in model", path="model", value=repr(model),
-                          fix=f"{hint}Known models: {', '.join(MODEL_KINDS)}.")
+        raise SchemaError(
+            "unknown built-in model",
+            path="model",
+            value=repr(model),
+            fix=f"{hint}Known models: {', '.join(MODEL_KINDS)}.",
+        )
     batch_size = _read_int(config, "batch_size", 64, low=1)
     dm = make_datamodule(data, batch_size=batch_size, seed=seed, for_model=model, namespace=namespace)
     classes = make_classes(namespace)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if model == "mlp":
-            module = classes.MLPClassifier(config, n_features=dm.n_features, n_classes=dm.n_classes,
-                                           max_epochs=max_epochs)
+            module = classes.MLPClassifier(
+                config, n_features=dm.n_features, n_classes=dm.n_classes, max_epochs=max_epochs
+            )
         else:
-            module = classes.ConvNetClassifier(config, input_shape=dm.input_shape, n_classes=dm.n_classes,
-                                               max_epochs=max_epochs)
+            module = classes.ConvNetClassifier(
+                config, input_shape=dm.input_shape, n_classes=dm.n_classes, max_epochs=max_epochs
+            )
     return module, dm

@@ -33,8 +33,15 @@ from tunebridge._compat import lightning_namespace
 from tunebridge.errors import SchemaError
 
 __all__ = [
-    "DATASETS", "BatchIndexDataset", "BreastCancerDataModule", "DigitsDataModule", "WineDataModule",
-    "datamodule_classes", "load_arrays", "make_datamodule", "split_indices",
+    "DATASETS",
+    "BatchIndexDataset",
+    "BreastCancerDataModule",
+    "DigitsDataModule",
+    "WineDataModule",
+    "datamodule_classes",
+    "load_arrays",
+    "make_datamodule",
+    "split_indices",
 ]
 
 NAMESPACES = ("lightning.pytorch", "pytorch_lightning")
@@ -83,8 +90,12 @@ class BatchIndexDataset(Dataset[tuple[Tensor, Tensor]]):
 
     def __init__(self, x: Tensor, y: Tensor) -> None:
         if len(x) != len(y):
-            raise SchemaError("x and y must have the same number of rows", path="BatchIndexDataset",
-                              value=f"{len(x)} and {len(y)}", fix="Pass features and labels of one split.")
+            raise SchemaError(
+                "x and y must have the same number of rows",
+                path="BatchIndexDataset",
+                value=f"{len(x)} and {len(y)}",
+                fix="Pass features and labels of one split.",
+            )
         self.x = x
         self.y = y
 
@@ -100,15 +111,23 @@ def _check_dataset(name: str) -> str:
     if name not in _LOADERS:
         match = difflib.get_close_matches(str(name), list(_LOADERS), n=1)
         hint = f"Did you mean {match[0]!r}? " if match else ""
-        raise SchemaError("unknown built-in dataset", path="data", value=repr(name),
-                          fix=f"{hint}Known datasets: {', '.join(sorted(_LOADERS))}.")
+        raise SchemaError(
+            "unknown built-in dataset",
+            path="data",
+            value=repr(name),
+            fix=f"{hint}Known datasets: {', '.join(sorted(_LOADERS))}.",
+        )
     return name
 
 
 def _check_int(owner: str, name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise SchemaError(f"must be an integer >= {low}", path=f"{owner}.{name}", value=repr(value),
-                          fix=f"Pass an int {name} >= {low}.")
+        raise SchemaError(
+            f"must be an integer >= {low}",
+            path=f"{owner}.{name}",
+            value=repr(value),
+            fix=f"Pass an int {name} >= {low}.",
+        )
     return int(value)
 
 
@@ -116,8 +135,12 @@ def _resolve_namespace(namespace: str | None) -> str:
     if namespace is None:
         return lightning_namespace().__name__
     if namespace not in NAMESPACES:
-        raise SchemaError(f"must be one of {', '.join(map(repr, NAMESPACES))}", path="namespace",
-                          value=repr(namespace), fix="Name the Lightning package whose Trainer will run the data.")
+        raise SchemaError(
+            f"must be one of {', '.join(map(repr, NAMESPACES))}",
+            path="namespace",
+            value=repr(namespace),
+            fix="Name the Lightning package whose Trainer will run the data.",
+        )
     return namespace
 
 
@@ -153,20 +176,32 @@ def _datamodule_classes(namespace: str) -> SimpleNamespace:
         val_fraction: float
         seed: int
 
-        def __init__(self, *, batch_size: int = 64, val_fraction: float = 0.2, seed: int = 0,
-                     val_batch_size: int = 512, **kw: Any) -> None:
+        def __init__(
+            self,
+            *,
+            batch_size: int = 64,
+            val_fraction: float = 0.2,
+            seed: int = 0,
+            val_batch_size: int = 512,
+            **kw: Any,
+        ) -> None:
             super().__init__()
             owner = type(self).__name__
             if kw:
-                raise TypeError(f"{owner} got unexpected keyword argument(s) {', '.join(map(repr, kw))}; it "
-                                f"accepts batch_size, val_fraction, seed, val_batch_size{self._extra_args()}.")
+                raise TypeError(
+                    f"{owner} got unexpected keyword argument(s) {', '.join(map(repr, kw))}; it "
+                    f"accepts batch_size, val_fraction, seed, val_batch_size{self._extra_args()}."
+                )
             self.batch_size = _check_int(owner, "batch_size", batch_size, 1)
             self.val_batch_size = _check_int(owner, "val_batch_size", val_batch_size, 1)
             self.seed = _check_int(owner, "seed", seed, 0)
-            if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) \
-                    or not 0 < val_fraction < 1:
-                raise SchemaError("must be a number in (0, 1)", path=f"{owner}.val_fraction",
-                                  value=repr(val_fraction), fix="Use e.g. val_fraction=0.2.")
+            if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real) or not 0 < val_fraction < 1:
+                raise SchemaError(
+                    "must be a number in (0, 1)",
+                    path=f"{owner}.val_fraction",
+                    value=repr(val_fraction),
+                    fix="Use e.g. val_fraction=0.2.",
+                )
             self.val_fraction = float(val_fraction)
             self.train_set: BatchIndexDataset | None = None
             self.val_set: BatchIndexDataset | None = None
@@ -222,10 +257,19 @@ def _datamodule_classes(namespace: str) -> SimpleNamespace:
         n_classes = 10
         input_shape = (1, 8, 8)
 
-        def __init__(self, *, batch_size: int = 64, val_fraction: float = 0.2, seed: int = 0,
-                     val_batch_size: int = 512, flatten: bool = True, **kw: Any) -> None:
-            super().__init__(batch_size=batch_size, val_fraction=val_fraction, seed=seed,
-                             val_batch_size=val_batch_size, **kw)
+        def __init__(
+            self,
+            *,
+            batch_size: int = 64,
+            val_fraction: float = 0.2,
+            seed: int = 0,
+            val_batch_size: int = 512,
+            flatten: bool = True,
+            **kw: Any,
+        ) -> None:
+            super().__init__(
+                batch_size=batch_size, val_fraction=val_fraction, seed=seed, val_batch_size=val_batch_size, **kw
+            )
             self.flatten = bool(flatten)
             self.save_hyperparameters()
 
@@ -243,10 +287,18 @@ def _datamodule_classes(namespace: str) -> SimpleNamespace:
         mean: np.ndarray | None = None
         std: np.ndarray | None = None
 
-        def __init__(self, *, batch_size: int = 64, val_fraction: float = 0.2, seed: int = 0,
-                     val_batch_size: int = 512, **kw: Any) -> None:
-            super().__init__(batch_size=batch_size, val_fraction=val_fraction, seed=seed,
-                             val_batch_size=val_batch_size, **kw)
+        def __init__(
+            self,
+            *,
+            batch_size: int = 64,
+            val_fraction: float = 0.2,
+            seed: int = 0,
+            val_batch_size: int = 512,
+            **kw: Any,
+        ) -> None:
+            super().__init__(
+                batch_size=batch_size, val_fraction=val_fraction, seed=seed, val_batch_size=val_batch_size, **kw
+            )
             self.save_hyperparameters()
 
         def _transform(self, x_train: np.ndarray, x_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -293,8 +345,9 @@ def _datamodule_classes(namespace: str) -> SimpleNamespace:
     return SimpleNamespace(namespace=namespace, datasets=classes, **{c.__name__: c for c in classes.values()})
 
 
-def make_datamodule(name: str, *, batch_size: int, seed: int, for_model: str = "mlp",
-                    namespace: str | None = None, **kw: Any) -> Any:
+def make_datamodule(
+    name: str, *, batch_size: int, seed: int, for_model: str = "mlp", namespace: str | None = None, **kw: Any
+) -> Any:
     """A datamodule of a bundled dataset, shaped for the model that will read it.
 
     Args:
@@ -311,17 +364,27 @@ def make_datamodule(name: str, *, batch_size: int, seed: int, for_model: str = "
     """
     _check_dataset(name)
     if for_model not in MODEL_KINDS:
-        raise SchemaError(f"must be one of {', '.join(map(repr, MODEL_KINDS))}", path="for_model",
-                          value=repr(for_model), fix="Name the built-in model that reads the data.")
+        raise SchemaError(
+            f"must be one of {', '.join(map(repr, MODEL_KINDS))}",
+            path="for_model",
+            value=repr(for_model),
+            fix="Name the built-in model that reads the data.",
+        )
     if "flatten" in kw:
-        raise TypeError("make_datamodule chooses `flatten` from `for_model`: pass for_model='mlp' for flat rows "
-                        "or for_model='cnn' for images instead.")
+        raise TypeError(
+            "make_datamodule chooses `flatten` from `for_model`: pass for_model='mlp' for flat rows "
+            "or for_model='cnn' for images instead."
+        )
     cls = datamodule_classes(namespace).datasets[name]
     if name == "digits":
         kw["flatten"] = for_model == "mlp"
     elif for_model == "cnn":
-        raise SchemaError("the 'cnn' model needs image data", path="data", value=f"{name!r} (tabular)",
-                          fix="Use data 'digits' with the CNN, or the 'mlp' model for tabular data.")
+        raise SchemaError(
+            "the 'cnn' model needs image data",
+            path="data",
+            value=f"{name!r} (tabular)",
+            fix="Use data 'digits' with the CNN, or the 'mlp' model for tabular data.",
+        )
     return cls(batch_size=batch_size, seed=seed, **kw)
 
 

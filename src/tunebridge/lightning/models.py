@@ -36,13 +36,26 @@ from tunebridge.errors import SchemaError
 from tunebridge.presets import ACTIVATIONS, OPTIMIZERS, SCHEDULES
 
 __all__ = [
-    "ACTIVATION_LAYERS", "NAMESPACES", "ConvNetClassifier", "MLPClassifier", "TrainingConfig", "build_optimizer",
-    "build_scheduler", "convnet_network", "l1_norm", "mlp_network", "model_classes",
+    "ACTIVATION_LAYERS",
+    "NAMESPACES",
+    "ConvNetClassifier",
+    "MLPClassifier",
+    "TrainingConfig",
+    "build_optimizer",
+    "build_scheduler",
+    "convnet_network",
+    "l1_norm",
+    "mlp_network",
+    "model_classes",
 ]
 
 NAMESPACES = ("lightning.pytorch", "pytorch_lightning")
-ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU,
-                                                  "leaky_relu": nn.LeakyReLU}
+ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+}
 POOLING_LAYERS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 KERNEL_SIZES = (3, 5, 7)
 # Momentum when the config leaves it out: the classic 0.9 for SGD with momentum, torch's 0 for RMSprop.
@@ -56,8 +69,12 @@ def _listing(values: tuple[Any, ...]) -> str:
 def _read_choice(config: Mapping[str, Any], key: str, default: Any, allowed: tuple[Any, ...]) -> Any:
     value = config.get(key, default)
     if isinstance(value, bool) or value not in allowed:
-        raise SchemaError(f"must be one of {_listing(allowed)}", path=key, value=repr(value),
-                          fix=f"Restrict `{key}` in the search space to these values.")
+        raise SchemaError(
+            f"must be one of {_listing(allowed)}",
+            path=key,
+            value=repr(value),
+            fix=f"Restrict `{key}` in the search space to these values.",
+        )
     return value
 
 
@@ -65,29 +82,44 @@ def _read_int(config: Mapping[str, Any], key: str, default: int, *, low: int) ->
     value = config.get(key, default)
     integral = isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer()
     if not integral or value < low:
-        raise SchemaError(f"must be an integer >= {low}", path=key, value=repr(value),
-                          fix=f"Declare `{key}` as an Int parameter with low >= {low}.")
+        raise SchemaError(
+            f"must be an integer >= {low}",
+            path=key,
+            value=repr(value),
+            fix=f"Declare `{key}` as an Int parameter with low >= {low}.",
+        )
     return int(value)
 
 
-def _read_float(config: Mapping[str, Any], key: str, default: float, *, low: float, high: float = math.inf,
-                open_low: bool = False, open_high: bool = False) -> float:
+def _read_float(
+    config: Mapping[str, Any],
+    key: str,
+    default: float,
+    *,
+    low: float,
+    high: float = math.inf,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
     value = config.get(key, default)
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
     if ok:
         ok = (value > low if open_low else value >= low) and (value < high if open_high else value <= high)
     if not ok:
         interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-        raise SchemaError(f"must be a number in {interval}", path=key, value=repr(value),
-                          fix=f"Keep the bounds of `{key}` inside {interval}.")
+        raise SchemaError(
+            f"must be a number in {interval}",
+            path=key,
+            value=repr(value),
+            fix=f"Keep the bounds of `{key}` inside {interval}.",
+        )
     return float(value)
 
 
 def _read_flag(config: Mapping[str, Any], key: str, default: bool) -> bool:
     value = config.get(key, default)
     if isinstance(value, str) or value not in (True, False):  # numpy bools compare equal, strings never do
-        raise SchemaError("must be a boolean", path=key, value=repr(value),
-                          fix=f"Declare `{key}` as a Bool parameter.")
+        raise SchemaError("must be a boolean", path=key, value=repr(value), fix=f"Declare `{key}` as a Bool parameter.")
     return bool(value)
 
 
@@ -160,14 +192,16 @@ def build_optimizer(params: Any, training: TrainingConfig) -> torch.optim.Optimi
     raise SchemaError(f"must be one of {_listing(OPTIMIZERS)}", path="optimizer", value=repr(name))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, training: TrainingConfig,
-                    max_epochs: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, training: TrainingConfig, max_epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The per-epoch learning-rate schedule ``training`` describes, or None for ``lr_schedule="none"``."""
     if training.lr_schedule == "exponential":
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=training.lr_gamma)
     if training.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max_epochs, eta_min=training.lr * training.lr_min_factor)
+            optimizer, T_max=max_epochs, eta_min=training.lr * training.lr_min_factor
+        )
     return None
 
 
@@ -178,8 +212,12 @@ def _activation(config: Mapping[str, Any]) -> type[nn.Module]:
 def _check_positive(owner: str, **sizes: int) -> None:
     for name, size in sizes.items():
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-            raise SchemaError("must be a positive integer", path=f"{owner}.{name}", value=repr(size),
-                              fix="Take it from the datamodule (n_features, input_shape, n_classes).")
+            raise SchemaError(
+                "must be a positive integer",
+                path=f"{owner}.{name}",
+                value=repr(size),
+                fix="Take it from the datamodule (n_features, input_shape, n_classes).",
+            )
 
 
 def mlp_network(config: Mapping[str, Any], *, n_features: int, n_classes: int) -> nn.Sequential:
@@ -214,8 +252,7 @@ def mlp_network(config: Mapping[str, Any], *, n_features: int, n_classes: int) -
     return nn.Sequential(*layers)
 
 
-def convnet_network(config: Mapping[str, Any], *, input_shape: tuple[int, int, int],
-                    n_classes: int) -> nn.Sequential:
+def convnet_network(config: Mapping[str, Any], *, input_shape: tuple[int, int, int], n_classes: int) -> nn.Sequential:
     """The ConvNet a config describes: ``n_blocks`` conv blocks, then flatten, Dropout? and a linear head.
 
     A block is Conv2d(``filters/i``, ``kernel_size``, padding "same"), BatchNorm2d?, activation and a
@@ -233,10 +270,15 @@ def convnet_network(config: Mapping[str, Any], *, input_shape: tuple[int, int, i
         SchemaError: A structure key holds an invalid value.
     """
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
-        raise SchemaError("must be (channels, height, width)", path="ConvNetClassifier.input_shape",
-                          value=repr(input_shape), fix="Use the datamodule's input_shape, e.g. (1, 8, 8).")
-    _check_positive("ConvNetClassifier", channels=input_shape[0], height=input_shape[1], width=input_shape[2],
-                    n_classes=n_classes)
+        raise SchemaError(
+            "must be (channels, height, width)",
+            path="ConvNetClassifier.input_shape",
+            value=repr(input_shape),
+            fix="Use the datamodule's input_shape, e.g. (1, 8, 8).",
+        )
+    _check_positive(
+        "ConvNetClassifier", channels=input_shape[0], height=input_shape[1], width=input_shape[2], n_classes=n_classes
+    )
     channels, height, width = (int(s) for s in input_shape)
     n_blocks = _read_int(config, "n_blocks", 2, low=0)
     kernel = int(_read_choice(config, "kernel_size", 3, KERNEL_SIZES))
@@ -274,8 +316,12 @@ def _resolve_namespace(namespace: str | None) -> str:
     if namespace is None:
         return lightning_namespace().__name__
     if namespace not in NAMESPACES:
-        raise SchemaError(f"must be one of {_listing(NAMESPACES)}", path="namespace", value=repr(namespace),
-                          fix="Name the Lightning package whose Trainer will run the module.")
+        raise SchemaError(
+            f"must be one of {_listing(NAMESPACES)}",
+            path="namespace",
+            value=repr(namespace),
+            fix="Name the Lightning package whose Trainer will run the module.",
+        )
     return namespace
 
 
@@ -314,8 +360,12 @@ def _model_classes(namespace: str) -> SimpleNamespace:
         def __init__(self, config: Mapping[str, Any], max_epochs: int, hparams: dict[str, Any]) -> None:
             super().__init__()
             if isinstance(max_epochs, bool) or not isinstance(max_epochs, numbers.Integral) or max_epochs < 1:
-                raise SchemaError("must be an integer >= 1", path=f"{type(self).__name__}.max_epochs",
-                                  value=repr(max_epochs), fix="Pass the Trainer's max_epochs.")
+                raise SchemaError(
+                    "must be an integer >= 1",
+                    path=f"{type(self).__name__}.max_epochs",
+                    value=repr(max_epochs),
+                    fix="Pass the Trainer's max_epochs.",
+                )
             self.config = dict(config)
             self.training_config = TrainingConfig.from_config(config)
             self.max_epochs = int(max_epochs)
@@ -374,8 +424,7 @@ def _model_classes(namespace: str) -> SimpleNamespace:
             SchemaError: A config key holds an invalid value.
         """
 
-        def __init__(self, config: Mapping[str, Any], *, n_features: int, n_classes: int,
-                     max_epochs: int = 20) -> None:
+        def __init__(self, config: Mapping[str, Any], *, n_features: int, n_classes: int, max_epochs: int = 20) -> None:
             net = mlp_network(config, n_features=n_features, n_classes=n_classes)
             super().__init__(config, max_epochs, {"n_features": int(n_features), "n_classes": int(n_classes)})
             self.net = net
@@ -393,8 +442,9 @@ def _model_classes(namespace: str) -> SimpleNamespace:
             SchemaError: A config key holds an invalid value.
         """
 
-        def __init__(self, config: Mapping[str, Any], *, input_shape: tuple[int, int, int], n_classes: int,
-                     max_epochs: int = 20) -> None:
+        def __init__(
+            self, config: Mapping[str, Any], *, input_shape: tuple[int, int, int], n_classes: int, max_epochs: int = 20
+        ) -> None:
             net = convnet_network(config, input_shape=input_shape, n_classes=n_classes)
             shape = tuple(int(s) for s in input_shape)
             super().__init__(config, max_epochs, {"input_shape": shape, "n_classes": int(n_classes)})

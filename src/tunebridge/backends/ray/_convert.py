@@ -1,0 +1,149 @@
+"""A :class:`~tunebridge.schema.Space` in Ray Tune's terms, with the meaning the schema gives it.
+
+Three ways a space reaches Ray, chosen by :func:`tunebridge.backends.ray.plan_run`:
+
+- a flat, unconditional space searched at random compiles to Ray's own domains (:func:`ray_domain`,
+  the only place where Ray's exclusive upper bounds are turned into the schema's inclusive ones);
+- every other space, and every model-based algorithm, is sampled by Optuna through
+  :class:`DefineByRun`, which walks the space with :func:`tunebridge.backends.optuna.suggest` and
+  returns the decoded config (never through Ray's lossy ``OptunaSearch.convert_search_space``);
+- a grid (and PBT's initial population) is an explicit list of whole configs under one key,
+  :data:`CONFIG_KEY`, so Ray evaluates exactly the configs the schema enumerates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from tunebridge.errors import ConversionError
+from tunebridge.schema import Bool, Choice, Fixed, Float, Int, Param, Scalar, Space
+
+__all__ = [
+    "BACKEND",
+    "CONFIG_KEY",
+    "DefineByRun",
+    "config_key",
+    "native_param_space",
+    "plain",
+    "ray_config_to_config",
+    "ray_domain",
+    "sample_configs",
+]
+
+BACKEND = "ray"
+CONFIG_KEY = "tb_config"
+
+
+def ray_domain(name: str, p: Param) -> Any:
+    """Ray's domain for one parameter, drawing exactly the values the schema allows.
+
+    Raises:
+        ConversionError: The parameter has no exact Ray domain (a ``step`` other than 1); such
+            spaces are sampled through Optuna's define-by-run instead (see :func:`native_param_space`).
+    """
+    from ray import tune
+
+    if isinstance(p, Fixed):
+        return p.value
+    if isinstance(p, Int):
+        if p.step != 1:
+            # qrandint rounds to multiples of q (not low + k*step) and gives both ends half the weight.
+            raise ConversionError(
+                backend=BACKEND,
+                param=name,
+                option=f"step={p.step}",
+                fix="Ray's qrandint rounds to multiples of q with half-weight ends; "
+                "tunebridge samples this space through Optuna's define-by-run instead.",
+            )
+        # The one off-by-one of this adapter: Ray's randint/lograndint exclude their upper bound
+        # (lograndint(16, 1024) never returns 1024), the schema includes it, hence high + 1.
+        return tune.lograndint(p.low, p.high + 1) if p.log else tune.randint(p.low, p.high + 1)
+    if isinstance(p, Float):
+        if p.step is not None:
+            raise ConversionError(
+                backend=BACKEND,
+                param=name,
+                option=f"step={p.step}",
+                fix="Ray's quniform rounds to multiples of q with half-weight ends; "
+                "tunebridge samples this space through Optuna's define-by-run instead.",
+            )
+        return tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
+    if isinstance(p, (Choice, Bool)):
+        # Random search ignores order, so an ordered choice is drawn like any other.
+        return tune.choice(list(p.enumerate()))
+    raise ConversionError(
+        backend=BACKEND, param=name, option=type(p).__name__, fix="Use Int, Float, Choice, Bool or Fixed."
+    )
+
+
+def native_param_space(space: Space) -> dict[str, Any] | None:
+    """Ray's ``param_space`` for a flat unconditional space, or None when Ray's domains cannot draw it exactly."""
+    if space.is_conditional():
+        return None
+    try:
+        return {name: ray_domain(name, p) for name, p in space.items()}
+    except ConversionError:
+        return None
+
+
+class DefineByRun:
+    """The ``space`` callable given to Ray's ``OptunaSearch``: one config per Optuna trial.
+
+    It returns the whole decoded config, so ordered choices hold their values (not Optuna's indices)
+    and fixed values are present. Picklable (Ray saves the searcher with the experiment).
+    """
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> dict[str, Scalar]:
+        from tunebridge.backends.optuna import suggest
+
+        return suggest(trial, self.space)
+
+
+def sample_configs(space: Space, n: int, *, seed: int | None) -> list[dict[str, Scalar]]:
+    """``n`` configs drawn at random exactly as the Optuna backend's random search draws them."""
+    import optuna
+
+    from tunebridge.backends.optuna import suggest
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return [suggest(study.ask(), space) for _ in range(n)]
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python scalar it stands for (the schema compares types exactly)."""
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, (str, bytes)):
+        return item()
+    return value
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            _flatten(f"{prefix}/{key}" if prefix else str(key), inner, out)
+    else:
+        out[prefix] = plain(value)
+
+
+def ray_config_to_config(ray_config: Mapping[str, Any]) -> dict[str, Scalar]:
+    """The schema config of a Ray trial's config.
+
+    A list-driven trial (grid, PBT) carries it whole under :data:`CONFIG_KEY`. OptunaSearch hands
+    configs through Ray's ``unflatten_dict``, which turns ``units/0`` into ``{"units": {"0": ...}}``;
+    flattening with ``/`` (reserved for per-layer copies, so never part of a name) undoes it.
+    """
+    if CONFIG_KEY in ray_config:
+        return {str(k): plain(v) for k, v in dict(ray_config[CONFIG_KEY]).items()}
+    out: dict[str, Any] = {}
+    _flatten("", ray_config, out)
+    return out
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A canonical string for a config (to compare configs across runs)."""
+    return json.dumps(dict(config), sort_keys=True)

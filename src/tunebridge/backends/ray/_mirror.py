@@ -1,0 +1,210 @@
+"""Finished Ray trials written into the run's Optuna study, one at a time and exactly once.
+
+The Optuna study is what ``tunebridge show``, reports and optuna-dashboard read, whatever the
+backend. A driver-side ``ray.tune.Callback`` records every trial as soon as it ends (so a run killed
+midway keeps its finished trials); after a run every trial Ray knows of is synced again, and trials
+already in the study (by ``ray_trial_id``) are skipped, so a resume never duplicates one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import traceback
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tunebridge._progress import StudyProgress
+from tunebridge.backends.optuna import StudyOptions, distribution, encode
+from tunebridge.backends.ray._convert import ray_config_to_config
+from tunebridge.backends.ray._schedulers import TIME_ATTR
+
+__all__ = ["MIRRORS", "Mirror", "MirrorCallback", "error_of", "finished"]
+
+TRACEBACK_LIMIT = 8000
+# Live mirrors by experiment path. The callback itself holds only the path: Ray pickles callbacks
+# with the experiment, and a restored experiment's callback must find the study of the new run.
+MIRRORS: dict[str, Mirror] = {}
+
+
+def error_of(trial: Any) -> BaseException | str:
+    """The exception a Ray trial failed with (its original cause when it could be pickled), or its text."""
+    error: Any = None
+    path = getattr(trial, "pickled_error_file", None)
+    try:
+        if path and os.path.exists(path):
+            from ray import cloudpickle
+
+            with open(path, "rb") as f:
+                error = cloudpickle.load(f)
+        if error is None:
+            error = trial.get_pickled_error() or trial.get_error()
+    except Exception as exc:  # an unpicklable error: fall back to its text
+        error = f"{type(exc).__name__} while reading the trial's error: {exc}"
+    if error is None:
+        return "the Ray trial failed without an error record"
+    return error  # type: ignore[no-any-return]
+
+
+def _reason(error: BaseException | str) -> tuple[str, str]:
+    """``(fail_reason, traceback)`` like the Optuna backend's: the user's exception, not Ray's wrapper."""
+    if isinstance(error, str):
+        return error.strip().splitlines()[-1][:2000] if error.strip() else "unknown error", error[-TRACEBACK_LIMIT:]
+    cause = getattr(error, "cause", None)
+    shown = cause if isinstance(cause, BaseException) else error
+    text = str(error) if cause is not None else "".join(traceback.format_exception(error))
+    return f"{type(shown).__name__}: {shown}"[:2000], text[-TRACEBACK_LIMIT:]
+
+
+class Mirror:
+    """Writes Ray trials into ``study`` and advances the progress bar."""
+
+    def __init__(self, study: optuna.Study, opts: StudyOptions, bar: StudyProgress | None = None) -> None:
+        self.study, self.opts, self.bar = study, opts, bar
+        self.curves: dict[str, dict[int, float]] = {}
+        self.known = {t.user_attrs.get("ray_trial_id") for t in study.get_trials(deepcopy=False)} - {None}
+        self.experiment = ""
+
+    def on_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        """Keep the monitored metric of every epoch (the study's intermediate values)."""
+        curve = self.curves.setdefault(trial_id, {})
+        if "tb_curve" in result:
+            curve.update({int(k): float(v) for k, v in json.loads(result["tb_curve"]).items()})
+        metric = self.opts.metrics[0]
+        if not result.get("tb_done") and metric in result and TIME_ATTR in result:
+            curve[int(result[TIME_ATTR])] = float(result[metric])
+
+    def record(
+        self,
+        trial_id: str,
+        ray_config: Mapping[str, Any],
+        last_result: Mapping[str, Any] | None,
+        error: BaseException | str | None,
+    ) -> bool:
+        """Add one finished Ray trial to the study (False when it is already there)."""
+        if trial_id in self.known:
+            return False
+        result = dict(last_result or {})
+        config = ray_config_to_config(ray_config)
+        attrs: dict[str, Any] = {
+            "config": json.loads(json.dumps(config)),
+            "ray_trial_id": trial_id,
+            "ray_experiment": self.experiment,
+        }
+        curve = dict(self.curves.pop(trial_id, {}))
+        values: list[float] | None = None
+        outcome = json.loads(result["tb_outcome"]) if result.get("tb_done") and "tb_outcome" in result else None
+        if error is not None:
+            state = TrialState.FAIL
+            attrs["fail_reason"], attrs["traceback"] = _reason(error)
+        elif outcome is not None:
+            curve.update({int(k): float(v) for k, v in outcome["curve"].items()})
+            attrs.update(
+                epochs=outcome["epochs"], best_epoch=outcome["best_epoch"], early_stopped=outcome["early_stopped"]
+            )
+            for key, value in outcome["metrics"].items():
+                attrs[f"final_{key}"] = (
+                    value if isinstance(value, (int, float)) and math.isfinite(value) else str(value)
+                )
+            attrs.update(outcome["extra"])
+            state = TrialState.PRUNED if outcome["pruned"] else TrialState.COMPLETE
+            values = None if outcome["pruned"] else [float(v) for v in outcome["values"]]
+        else:  # stopped by the scheduler before the objective returned
+            state = TrialState.PRUNED
+            if TIME_ATTR in result:
+                attrs["epochs"] = int(result[TIME_ATTR])
+            for key, value in result.items():
+                if key in self.opts.metrics and isinstance(value, (int, float)):
+                    attrs[f"final_{key}"] = float(value)
+        n_obj = len(self.opts.metrics)
+        if state == TrialState.PRUNED and n_obj == 1 and curve:
+            values = [curve[max(curve)]]  # what Optuna's tell() stores for a pruned trial
+        params, dists = self._params(config)
+        trial = optuna.trial.create_trial(
+            state=state,
+            values=values,
+            params=params,
+            distributions=dists,
+            user_attrs=attrs,
+            intermediate_values=dict(sorted(curve.items())) if n_obj == 1 else None,
+        )
+        elapsed = result.get("time_total_s")
+        if isinstance(elapsed, (int, float)) and trial.datetime_complete is not None:
+            trial.datetime_start = trial.datetime_complete - datetime.timedelta(seconds=float(elapsed))
+        self.study.add_trial(trial)
+        self.known.add(trial_id)
+        if self.bar is not None:
+            label = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed")
+            self.bar.update(label, values[0] if values and state == TrialState.COMPLETE else None)
+        return True
+
+    def _params(self, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        space = self.opts.space
+        try:
+            params = encode(space, config)
+            dists = {k: distribution(k.split("/", 1)[0], space[k.split("/", 1)[0]]) for k in params}
+            for key, value in params.items():
+                if not dists[key]._contains(dists[key].to_internal_repr(value)):
+                    raise ValueError(key)
+        except (KeyError, ValueError, TypeError):
+            return {}, {}  # a config outside the space (its trial failed on validation): keep it as an attr only
+        return params, dists
+
+    def sync(self, trials: Iterable[Any]) -> int:
+        """Record every finished trial Ray knows of that the study lacks; returns how many were added."""
+        added = 0
+        for trial in trials:
+            if trial.trial_id in self.known:
+                continue
+            if trial.status == "ERROR":
+                added += self.record(trial.trial_id, trial.config, trial.last_result, error_of(trial))
+            elif finished(trial):
+                for_result = trial.last_result or {}
+                self.on_result(trial.trial_id, for_result)
+                added += self.record(trial.trial_id, trial.config, for_result, None)
+        return added
+
+
+def finished(trial: Any) -> bool:
+    """Whether a Ray trial is over for tunebridge: its objective returned, or Ray stopped it after a result."""
+    result = trial.last_result or {}
+    return bool(result.get("tb_done")) or (trial.status == "TERMINATED" and result.get(TIME_ATTR) is not None)
+
+
+def _callback_base() -> type:
+    from ray.tune import Callback
+
+    return Callback
+
+
+class MirrorCallback(_callback_base()):  # type: ignore[misc]
+    """Ray callback that records each trial in the live :class:`Mirror` of its experiment."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        mirror = MIRRORS.get(self.key)
+        if mirror is not None:
+            mirror.on_result(trial.trial_id, result)
+            if result.get("tb_done"):
+                # The objective has returned: the trial is finished whatever Ray does with it next
+                # (HyperBand may still PAUSE it until its bracket is processed).
+                mirror.record(trial.trial_id, trial.config, result, None)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        mirror = MIRRORS.get(self.key)
+        if mirror is not None and (trial.last_result or {}).get(TIME_ATTR) is not None:
+            mirror.record(trial.trial_id, trial.config, trial.last_result, None)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        mirror = MIRRORS.get(self.key)
+        if mirror is not None:
+            mirror.record(trial.trial_id, trial.config, trial.last_result, error_of(trial))

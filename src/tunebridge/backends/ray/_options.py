@@ -1,0 +1,156 @@
+"""The Ray backend's options (``tune(..., ray={...})``, the CLI's ``--address`` etc.), validated once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from tunebridge.errors import SchemaError
+from tunebridge.schema._codec import check_keys
+
+__all__ = ["RayOptions", "storage_root"]
+
+PAUSING_SCHEDULERS = ("asha", "hyperband", "pbt")
+DEFAULT_STORAGE = "~/tunebridge-ray"
+
+
+def _number(name: str, value: object, *, minimum: float, integer: bool, strict: bool = False) -> None:
+    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    if ok and (value < minimum or (strict and value == minimum)):  # type: ignore[operator]
+        ok = False
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        rule = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        raise SchemaError(f"`{name}` must be {kind} {rule}", path=f"ray.{name}", value=repr(value))
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How a run uses Ray.
+
+    Attributes:
+        address: None starts (or reuses) an in-process local Ray; ``"auto"`` joins the cluster this
+            machine belongs to (``ray start --head`` / ``ray start --address``); ``"ray://host:10001"``
+            connects a Ray client (trials are then mirrored into the study when the run ends).
+        cpus_per_trial: CPUs reserved per trial (also ``torch.set_num_threads`` in the trial).
+        gpus_per_trial: GPUs per trial; fractions share a GPU between trials.
+        max_concurrent: Trials running at once (default: the cluster's CPUs // cpus_per_trial).
+        checkpoint_frequency: Epochs between Lightning checkpoints; default 1 for schedulers that
+            stop or pause trials (asha, hyperband), ``pbt_interval`` for PBT, else 0 (none).
+        checkpoint_keep: Checkpoints kept per trial, the best by the metric (the latest is always
+            kept). PBT keeps every checkpoint it takes (one per perturbation), see :meth:`keep`.
+        reuse_actors: Reuse trial processes (skips re-importing torch and Lightning per trial).
+        scheduler: ``"pbt"`` for PopulationBasedTraining; otherwise the pruning spec decides.
+        pbt_interval: Epochs between PBT perturbations (default: a quarter of the budget).
+        pbt_mutate: Parameters PBT may mutate (default: the non-structural ones the space has).
+        pbt_synch: Synchronous PBT: every member waits at each perturbation until the whole
+            population got there (reproducible; needs the population to run at once).
+        storage_path: Folder of Ray's experiment state and checkpoints (see :func:`storage_root`).
+        name: The Ray experiment's name (default: the study name, else ``tunebridge``).
+    """
+
+    address: str | None = None
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    max_concurrent: int | None = None
+    checkpoint_frequency: int | None = None
+    checkpoint_keep: int = 2
+    reuse_actors: bool = True
+    scheduler: str | None = None
+    pbt_interval: int | None = None
+    pbt_mutate: tuple[str, ...] | None = None
+    pbt_synch: bool = False
+    storage_path: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.address is not None and not isinstance(self.address, str):
+            raise SchemaError(
+                "`address` must be a string such as 'auto' or 'ray://host:10001'",
+                path="ray.address",
+                value=repr(self.address),
+            )
+        _number("cpus_per_trial", self.cpus_per_trial, minimum=0, integer=False, strict=True)
+        _number("gpus_per_trial", self.gpus_per_trial, minimum=0, integer=False)
+        if self.max_concurrent is not None:
+            _number("max_concurrent", self.max_concurrent, minimum=1, integer=True)
+        if self.checkpoint_frequency is not None:
+            _number("checkpoint_frequency", self.checkpoint_frequency, minimum=0, integer=True)
+        _number("checkpoint_keep", self.checkpoint_keep, minimum=1, integer=True)
+        if self.pbt_interval is not None:
+            _number("pbt_interval", self.pbt_interval, minimum=1, integer=True)
+        for flag in ("reuse_actors", "pbt_synch"):
+            if not isinstance(getattr(self, flag), bool):
+                raise SchemaError(
+                    f"`{flag}` must be true or false", path=f"ray.{flag}", value=repr(getattr(self, flag))
+                )
+        if self.scheduler not in (None, "pbt"):
+            raise SchemaError(
+                "`scheduler` must be 'pbt' (other schedulers come from the pruning spec)",
+                path="ray.scheduler",
+                value=repr(self.scheduler),
+                fix="Use pruner: {policy: asha|hyperband|median|patience|none} for the others.",
+            )
+        if self.pbt_mutate is not None:
+            names = (self.pbt_mutate,) if isinstance(self.pbt_mutate, str) else tuple(self.pbt_mutate)
+            if not all(isinstance(n, str) and n for n in names):
+                raise SchemaError(
+                    "`pbt_mutate` must be a list of parameter names", path="ray.pbt_mutate", value=repr(self.pbt_mutate)
+                )
+            object.__setattr__(self, "pbt_mutate", names)
+        for key in ("storage_path", "name"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise SchemaError(f"`{key}` must be a non-empty string", path=f"ray.{key}", value=repr(value))
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any] | RayOptions | None) -> RayOptions:
+        """Options from ``tune(ray={...})``; unknown keys are refused with the nearest known one."""
+        if isinstance(options, RayOptions):
+            return options
+        data = dict(options or {})
+        check_keys("ray", data, [f.name for f in fields(cls)])
+        return cls(**data)
+
+    def policy(self, pruning_policy: str) -> str:
+        """The scheduler this run uses: ``pbt`` or the pruning policy."""
+        return self.scheduler or pruning_policy
+
+    def checkpoint_every(self, pruning_policy: str, pbt_interval: int = 1) -> int:
+        """Epochs between checkpoints: as set, else each PBT perturbation, 1 for asha/hyperband, 0 otherwise."""
+        if self.checkpoint_frequency is not None:
+            return self.checkpoint_frequency
+        if self.policy(pruning_policy) == "pbt":
+            return pbt_interval  # PBT clones the checkpoint of a perturbation epoch, never one in between
+        return 1 if self.policy(pruning_policy) in PAUSING_SCHEDULERS else 0
+
+    def keep(self, pruning_policy: str) -> int | None:
+        """Checkpoints kept per trial (None: all).
+
+        PBT keeps all: Ray 2.60 registers the checkpoint of each PBT save a second time, and its
+        top-k bookkeeping then deletes a checkpoint another trial is still cloning.
+        """
+        return None if self.policy(pruning_policy) == "pbt" else self.checkpoint_keep
+
+
+def storage_root(options: RayOptions, storage: str | None) -> str:
+    """Where Ray keeps experiment state and checkpoints.
+
+    ``storage_path`` if given; else ``ray_results/`` next to a SQLite or journal-file study
+    (``sqlite:///runs/study.db`` -> ``runs/ray_results``), so one folder holds the whole run; else
+    ``~/tunebridge-ray``. Always an absolute path (Ray requires one).
+    """
+    if options.storage_path:
+        return os.path.abspath(os.path.expanduser(options.storage_path))
+    file: str | None = None
+    if storage and storage.startswith("sqlite:///"):
+        file = storage[len("sqlite:///") :]
+    elif storage and (
+        storage.startswith(("journal://", "file://")) or storage.endswith((".log", ".journal", ".jsonl"))
+    ):
+        file = storage.split("://", 1)[1] if "://" in storage else storage
+    if file and file != ":memory:":
+        return os.path.join(os.path.dirname(os.path.abspath(os.path.expanduser(file))), "ray_results")
+    return os.path.abspath(os.path.expanduser(DEFAULT_STORAGE))

@@ -1,0 +1,202 @@
+"""Everything a Ray run is made of, decided before Ray starts: search, scheduler, trial plan.
+
+:func:`plan_run` is pure apart from building Ray objects, so every refusal (a space Ray cannot
+express, PBT over a structural parameter, pruning several objectives) happens before any trial.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from tunebridge.backends.optuna import StudyOptions, check_convertible, make_sampler
+from tunebridge.backends.ray._convert import (
+    BACKEND,
+    CONFIG_KEY,
+    DefineByRun,
+    config_key,
+    native_param_space,
+    sample_configs,
+)
+from tunebridge.backends.ray._options import RayOptions
+from tunebridge.backends.ray._schedulers import make_scheduler, pbt_interval
+from tunebridge.backends.ray._trainable import TrialPlan
+from tunebridge.errors import ConversionError
+
+__all__ = ["RayPlan", "plan_run"]
+
+
+@dataclass
+class RayPlan:
+    """One Ray experiment: what ``Tuner`` gets.
+
+    Attributes:
+        kind: ``native`` (Ray's domains), ``optuna`` (OptunaSearch over the define-by-run space) or
+            ``list`` (an explicit list of whole configs: grid, PBT population).
+        param_space: Ray's ``param_space``.
+        search_alg: The searcher (None: Ray's BasicVariantGenerator over ``param_space``).
+        scheduler: The trial scheduler (None: FIFO).
+        num_samples: Ray's ``num_samples``.
+        configs: The configs of a ``list`` plan.
+        metric, mode: Ray's single metric and mode (None for several objectives).
+        trial: What every trial needs to know.
+        checkpoint_keep: Checkpoints kept per trial.
+        policy: The scheduler's name (``none``, ``asha``, ``hyperband``, ``median``, ``patience``, ``pbt``).
+    """
+
+    kind: str
+    param_space: dict[str, Any]
+    search_alg: Any
+    scheduler: Any
+    num_samples: int
+    configs: list[dict[str, Any]] | None
+    metric: str | None
+    mode: str | None
+    trial: TrialPlan
+    checkpoint_keep: int | None
+    policy: str
+
+
+def plan_run(
+    opts: StudyOptions,
+    options: RayOptions,
+    *,
+    n_trials: int,
+    objective: bytes = b"",
+    done_configs: Collection[str] = (),
+    warm_trials: Sequence[optuna.trial.FrozenTrial] = (),
+    offset: int = 0,
+) -> RayPlan:
+    """Plan one Ray experiment of ``n_trials`` trials.
+
+    Args:
+        opts: The study's options (space, metrics, search, seed, pruning, budget).
+        options: The Ray options.
+        n_trials: Trials this experiment runs (the budget left).
+        objective: The pickled objective (unpickled in the trial, after the driver's ``sys.path``).
+        done_configs: :func:`config_key` of configs already evaluated (a grid skips them).
+        warm_trials: Finished trials a model-based sampler learns from before its first suggestion.
+        offset: Trials already run; a continuation seeds its random draws with ``seed + offset``
+            so it does not repeat the first run's configs.
+
+    Raises:
+        ConversionError: The space, search or scheduler cannot be expressed in Ray.
+    """
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    check_convertible(opts.space)  # the study mirror stores Optuna distributions
+    if CONFIG_KEY in opts.space:
+        raise ConversionError(
+            backend=BACKEND,
+            param=CONFIG_KEY,
+            option="this parameter name",
+            fix=f"The Ray backend reserves {CONFIG_KEY!r} for whole configs; rename the parameter.",
+        )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # OptunaSearch's own study would log at INFO
+    n_obj = len(opts.metrics)
+    policy = options.policy(opts.pruning.policy)
+    budget = opts.pruning.budget(opts.max_epochs)
+    interval = pbt_interval(budget, options.pbt_interval)
+    scheduler = make_scheduler(
+        opts.pruning,
+        max_epochs=opts.max_epochs,
+        n_objectives=n_obj,
+        mode=opts.modes[0],
+        space=opts.space,
+        scheduler=options.scheduler,
+        pbt_mutate=options.pbt_mutate,
+        pbt_every=interval,
+        pbt_synch=options.pbt_synch,
+        seed=opts.seed,
+    )
+    seed = None if opts.seed is None else opts.seed + offset
+    freq = options.checkpoint_every(opts.pruning.policy, interval)
+    if policy == "hyperband" and freq != 1:
+        raise ConversionError(
+            backend=BACKEND,
+            param="checkpoint_frequency",
+            option=f"{freq} with hyperband",
+            fix="HyperBand pauses trials at any epoch; use checkpoint_frequency=1.",
+        )
+    if policy == "pbt":
+        if not freq or interval % freq:
+            raise ConversionError(
+                backend=BACKEND,
+                param="checkpoint_frequency",
+                option=f"{freq} with pbt_interval={interval}",
+                fix="PBT clones the checkpoint taken at each perturbation: make pbt_interval a "
+                "multiple of checkpoint_frequency (default 1).",
+            )
+        if opts.search not in ("random", "grid"):
+            raise ConversionError(
+                backend=BACKEND,
+                param="search",
+                option=f"{opts.search} with pbt",
+                fix="PBT explores by mutating a population; use search: random (or grid).",
+            )
+    trial = TrialPlan(
+        metrics=tuple(opts.metrics),
+        modes=tuple(opts.modes),
+        space=opts.space,
+        budget=budget,
+        checkpoint_frequency=freq,
+        threads=max(1, int(options.cpus_per_trial)),
+        apply_config_on_restore=policy == "pbt",
+        objective=objective,
+        sys_path=tuple(p for p in sys.path if p),
+        cwd=os.getcwd(),
+    )
+    single = n_obj == 1
+    common = {
+        "scheduler": scheduler,
+        "metric": opts.metrics[0] if single else None,
+        "mode": opts.modes[0] if single else None,
+        "trial": trial,
+        "checkpoint_keep": options.keep(opts.pruning.policy),
+        "policy": policy,
+    }
+    if opts.search == "grid" or policy == "pbt":
+        if opts.search == "grid":
+            done = set(done_configs)
+            configs = [c for c in opts.space.grid() if config_key(c) not in done][: max(0, n_trials)]
+        else:
+            configs = sample_configs(opts.space, max(0, n_trials), seed=seed)
+        return RayPlan(
+            kind="list",
+            param_space={CONFIG_KEY: tune.grid_search(configs)},
+            search_alg=None,
+            num_samples=1 if configs else 0,
+            configs=configs,
+            **common,
+        )
+    native = native_param_space(opts.space) if opts.search == "random" else None
+    if native is not None:
+        return RayPlan(
+            kind="native",
+            param_space=native,
+            search_alg=BasicVariantGenerator(random_state=seed),
+            num_samples=n_trials,
+            configs=None,
+            **common,
+        )
+    sampler = make_sampler(opts.search, seed=seed, space=opts.space, n_objectives=n_obj)
+    storage = optuna.storages.InMemoryStorage()
+    if warm_trials:
+        # OptunaSearch loads this study (its fixed name is "optuna"): a continuation keeps what TPE/GP learned.
+        warm = optuna.create_study(storage=storage, study_name="optuna", directions=opts.directions)  # type: ignore[arg-type]
+        warm.add_trials([t for t in warm_trials if t.params])
+    searcher = OptunaSearch(
+        space=DefineByRun(opts.space),
+        sampler=sampler,
+        storage=storage,
+        metric=opts.metrics[0] if single else list(opts.metrics),
+        mode=opts.modes[0] if single else list(opts.modes),
+    )
+    return RayPlan(kind="optuna", param_space={}, search_alg=searcher, num_samples=n_trials, configs=None, **common)
