@@ -127,3 +127,25 @@ def test_grid_across_workers_runs_each_point_exactly_once(backend: str, request:
     configs = [str(sorted(t.user_attrs["config"].items())) for t in complete]
     assert len(set(configs)) == grid_size
     assert study.get_trials(deepcopy=False)[killed_number].user_attrs["requeued"] is True
+
+
+def test_a_joining_worker_follows_the_study_queue_not_its_own_budget(tmp_path: Path) -> None:
+    from tunebridge.backends._base import TrialOutcome
+    from tunebridge.backends.optuna import StudyOptions, open_study, run_trials
+    from tunebridge.schema import Int, Space
+
+    def objective(config: dict, reporter: object) -> TrialOutcome:
+        return TrialOutcome(metrics={"y": config["x"]}, best={"y": config["x"]}, epochs=1, best_epoch=1)
+
+    opts = StudyOptions(
+        space=Space(x=Int(0, 9)),
+        metrics=["y"],
+        modes=["min"],
+        search="random",
+        storage=f"journal://{tmp_path}/q.log",
+        study="q",
+    )
+    open_study(opts, n_trials=6)  # the creator fills the queue with six trials
+    joiner = open_study(opts, n_trials=2)  # a worker started with a smaller --trials
+    run_trials(joiner, opts, objective, n_trials=2, progress=False, top_up=False)
+    assert sum(t.state == TrialState.COMPLETE for t in joiner.get_trials(deepcopy=False)) == 6

@@ -85,7 +85,9 @@ def worker(
     spec: SpecArg,
     storage: StorageOpt = None,
     study: StudyOpt = None,
-    trials: Annotated[int | None, typer.Option(help="Trial budget for the whole study (all workers).")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Trial budget, used if this worker creates the study (others follow its queue).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (must match the study's).")] = None,
     drain: Annotated[bool, typer.Option(help="On SIGINT/SIGTERM, let the running trial finish.")] = False,
     force: Annotated[bool, typer.Option(help="Join even if the spec changed since the study started.")] = False,

@@ -151,7 +151,7 @@ def run_trials(
             values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
             bar.best = (min if mode == "min" else max)(values) if values else None  # type: ignore[type-var]
         # The queue is the budget (see _queue.py), so the loop never has to count trials.
-        while (stop is None or not stop.is_set()) and done < n_trials:
+        while stop is None or not stop.is_set():
             trial = claim(study)
             if trial is None:
                 # Trials left RUNNING by a dead process: stale heartbeats always; without any
