@@ -11,7 +11,8 @@ from typing import Any
 from tunebridge import presets
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import Param, Space
-from tunebridge.schema._codec import check_keys, param_from_dict, suggest
+from tunebridge.schema._codec import check_keys, param_from_dict
+from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["space_from_spec"]
 
@@ -95,7 +96,7 @@ def _extend(space: Space, section: str, extra: Any) -> Space:
                 "`override` names a parameter the presets do not have",
                 path=where,
                 value=show(name),
-                fix=suggest(name, space.names) or "Put new parameters under `params:`.",
+                fix=did_you_mean(name, space.names) or "Put new parameters under `params:`.",
             )
         try:
             params[name] = param_from_dict(name, body)

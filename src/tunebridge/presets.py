@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import Bool, Choice, Float, Int, Space
-from tunebridge.schema._codec import suggest
+from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["PRESETS", "cnn", "cnn_full", "get", "mlp", "mlp_full", "regularization", "training"]
 
@@ -105,7 +105,7 @@ def get(name: str) -> Space:
         SchemaError: No preset has that name; the message suggests the nearest one.
     """
     if not isinstance(name, str) or name not in PRESETS:
-        hint = suggest(name, PRESETS)
+        hint = did_you_mean(name, PRESETS)
         raise SchemaError(
             "unknown preset",
             path="space.presets",

@@ -18,7 +18,8 @@ from typing import Any
 from tunebridge._spec_space import space_from_spec
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space, is_json_scalar
-from tunebridge.schema._codec import check_keys, load_yaml, suggest
+from tunebridge.schema._codec import check_keys, load_yaml
+from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["BUILTIN_DATA", "BUILTIN_MODELS", "SEARCH", "RunSpec", "load_spec", "space_from_spec"]
 
@@ -163,7 +164,7 @@ def _int(data: Mapping[str, Any], key: str, default: int | None, minimum: int) -
 def _choice(data: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
     value = data.get(key, default)
     if not isinstance(value, str) or value not in allowed:
-        hint = suggest(value, allowed)
+        hint = did_you_mean(value, allowed)
         raise SchemaError(
             f"`{key}` must be one of {', '.join(allowed)}",
             path=key,

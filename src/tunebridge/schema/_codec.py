@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from tunebridge.errors import SchemaError, show
+from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._params import Bool, Choice, Fixed, Float, Int, Param, is_json_scalar
 
 __all__ = ["check_keys", "dump_yaml", "load_yaml", "param_from_dict", "suggest"]
@@ -46,19 +46,11 @@ _FLOAT_FIRST = list("-+0123456789.")
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-def suggest(word: object, known: Any) -> str:
-    """A "did you mean" sentence for ``word`` among ``known`` names, or an empty string."""
-    if not isinstance(word, str):
-        return ""
-    match = difflib.get_close_matches(word, [str(k) for k in known], n=1, cutoff=0.6)
-    return f"Did you mean {match[0]!r}?" if match else ""
-
-
 def check_keys(where: str, data: Mapping[Any, Any], allowed: tuple[str, ...] | list[str]) -> None:
     """Raise :class:`SchemaError` for the first key of ``data`` not in ``allowed``."""
     for key in data:
         if not isinstance(key, str) or key not in allowed:
-            hint = suggest(key, allowed)
+            hint = did_you_mean(key, allowed)
             raise SchemaError(
                 "unknown key",
                 path=where,
@@ -86,7 +78,7 @@ def param_from_dict(name: str, data: Any) -> Param:
             "`type` must be one of int, float, choice, bool, fixed",
             path=f"{name}.type",
             value=show(kind) if "type" in data else "nothing",
-            fix=suggest(kind, _KINDS) or "Add e.g. `type: float`.",
+            fix=did_you_mean(kind, _KINDS) or "Add e.g. `type: float`.",
         )
     kind = _KIND_ALIASES.get(kind.lower(), kind.lower())
     check_keys(name, data, _KEYS[kind])

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from tunebridge.errors import SchemaError, show
-from tunebridge.schema._codec import check_keys, suggest
+from tunebridge.schema._codec import check_keys
+from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._params import _finite_float
 
 __all__ = ["PRUNING_POLICIES", "EarlyStoppingSpec", "PruningSpec"]
@@ -60,7 +61,7 @@ class PruningSpec:
     def __post_init__(self) -> None:
         where = "pruner"
         if not isinstance(self.policy, str) or self.policy not in PRUNING_POLICIES:
-            hint = suggest(self.policy, PRUNING_POLICIES)
+            hint = did_you_mean(self.policy, PRUNING_POLICIES)
             raise SchemaError(
                 "`policy` must be one of " + ", ".join(PRUNING_POLICIES),
                 path=f"{where}.policy",

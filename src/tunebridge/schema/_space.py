@@ -15,7 +15,8 @@ from typing import Any
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import _grid, _validate
 from tunebridge.schema._base import layer_keys, parent_names
-from tunebridge.schema._codec import dump_yaml, load_yaml, param_from_dict, suggest
+from tunebridge.schema._codec import dump_yaml, load_yaml, param_from_dict
+from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._grid import DEFAULT_MAX_GRID
 from tunebridge.schema._params import Fixed, Param, Scalar, count_bounds, same_value
 
@@ -198,7 +199,7 @@ class Space:
                     "cannot remove a parameter that does not exist",
                     path=show(n) if not isinstance(n, str) else n,
                     value=show(n),
-                    fix=suggest(n, self._params) or f"Known parameters: {known}.",
+                    fix=did_you_mean(n, self._params) or f"Known parameters: {known}.",
                 )
         for name in self._params:
             if name in names:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema._base import Param, layer_keys, parent_names
-from tunebridge.schema._codec import suggest
+from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._params import Float, Int, count_bounds
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def check_links(params: Mapping[str, Param]) -> None:
                     fix="Name another parameter.",
                 )
             if parent not in params:
-                hint = suggest(parent, params)
+                hint = did_you_mean(parent, params)
                 raise SchemaError(
                     "`when` names a parameter that does not exist",
                     path=f"{name}.when",
@@ -68,7 +68,7 @@ def check_links(params: Mapping[str, Param]) -> None:
         if p.per_layer is not None:
             count = params.get(p.per_layer)
             if count is None:
-                hint = suggest(p.per_layer, params)
+                hint = did_you_mean(p.per_layer, params)
                 raise SchemaError(
                     "`per_layer` names a parameter that does not exist",
                     path=f"{name}.per_layer",
@@ -167,7 +167,7 @@ def config_errors(space: Space, config: Mapping[str, Any]) -> list[str]:
             continue
         owner = space[base] if base in space else None
         if owner is None:
-            hint = suggest(key, space.names)
+            hint = did_you_mean(key, space.names)
             problems.append(f"{key!r} is not a parameter of this space" + (f"; {hint}" if hint else ""))
         elif layer and owner.per_layer is None:
             problems.append(f"{key!r} is not a parameter of this space ({base!r} is not repeated per layer)")

@@ -12,7 +12,7 @@ import optuna
 
 from tunebridge.errors import ConversionError, SchemaError
 from tunebridge.schema import PruningSpec, Space
-from tunebridge.schema._codec import suggest
+from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["SEARCH_ALGORITHMS", "make_pruner", "make_sampler", "make_storage", "normalize_db_url"]
 
@@ -31,7 +31,7 @@ def make_sampler(search: str, *, seed: int | None, space: Space, n_objectives: i
         MissingDependencyError: ``cmaes`` without the ``cmaes`` package (before any trial runs).
     """
     if search not in SEARCH_ALGORITHMS:
-        hint = suggest(search, SEARCH_ALGORITHMS)
+        hint = did_you_mean(search, SEARCH_ALGORITHMS)
         raise SchemaError(
             "unknown search algorithm",
             path="search",
