@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from functools import cache
 from types import SimpleNamespace
@@ -17,8 +16,11 @@ from typing import Any
 import torch
 
 from tunebridge.errors import SchemaError
+from tunebridge.lightning._packages import resolve_namespace
+from tunebridge.lightning._training import _read_int
 from tunebridge.lightning.data import MODEL_KINDS, datamodule_classes, make_datamodule
-from tunebridge.lightning.models import _read_int, _resolve_namespace, model_classes
+from tunebridge.lightning.models import model_classes
+from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["MODEL_KINDS", "build_builtin", "make_classes"]
 
@@ -36,7 +38,7 @@ def make_classes(namespace: str | None = None) -> SimpleNamespace:
     Raises:
         SchemaError: ``namespace`` names neither package.
     """
-    return _make_classes(_resolve_namespace(namespace))
+    return _make_classes(resolve_namespace(namespace))
 
 
 @cache
@@ -75,13 +77,9 @@ def build_builtin(
         SchemaError: Unknown model or dataset, a CNN on tabular data, or an invalid config value.
     """
     if model not in MODEL_KINDS:
-        match = difflib.get_close_matches(str(model), MODEL_KINDS, n=1)
-        hint = f"Did you mean {match[0]!r}? " if match else ""
+        hint, known = did_you_mean(model, MODEL_KINDS), f"Known models: {', '.join(MODEL_KINDS)}."
         raise SchemaError(
-            "unknown built-in model",
-            path="model",
-            value=repr(model),
-            fix=f"{hint}Known models: {', '.join(MODEL_KINDS)}.",
+            "unknown built-in model", path="model", value=repr(model), fix=f"{hint} {known}" if hint else known
         )
     batch_size = _read_int(config, "batch_size", 64, low=1)
     dm = make_datamodule(data, batch_size=batch_size, seed=seed, for_model=model, namespace=namespace)

@@ -5,7 +5,8 @@ and the loaders draw whole batches of indices (:class:`BatchIndexDataset`). The 
 is stratified and seeded, and the train shuffling is seeded too, so a seed fixes what a trial sees.
 
 As for the models, classes are built per Lightning package: the module-level classes and
-:data:`DATASETS` use the default one, :func:`datamodule_classes` builds them for either.
+:data:`DATASETS` use the default one, :func:`datamodule_classes` builds them for either. Both are built
+on first use, so importing this module does not import Lightning.
 
 Example:
     >>> dm = make_datamodule("wine", batch_size=32, seed=0)
@@ -15,12 +16,12 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
-from types import SimpleNamespace
-from typing import Any
+from operator import attrgetter
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,14 +30,17 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from tunebridge._compat import lightning_namespace
+from tunebridge._vocab import BUILTIN_DATA, BUILTIN_MODELS
 from tunebridge.errors import SchemaError
+from tunebridge.lightning._packages import NAMESPACES, PackageClasses, lazy_attribute
+from tunebridge.schema._hints import did_you_mean
 
 __all__ = [
     "DATASETS",
     "BatchIndexDataset",
     "BreastCancerDataModule",
     "DigitsDataModule",
+    "NAMESPACES",
     "WineDataModule",
     "datamodule_classes",
     "load_arrays",
@@ -44,8 +48,16 @@ __all__ = [
     "split_indices",
 ]
 
-NAMESPACES = ("lightning.pytorch", "pytorch_lightning")
-MODEL_KINDS = ("mlp", "cnn")
+if TYPE_CHECKING:  # built on first use by the module __getattr__ (end of file); declared for the checkers
+    DATASETS: dict[str, type[Any]]
+    DigitsDataModule: type[Any]
+    BreastCancerDataModule: type[Any]
+    WineDataModule: type[Any]
+
+#: The built-in models a datamodule can be shaped for (``for_model``); re-exported by ``builtin``.
+MODEL_KINDS = BUILTIN_MODELS
+# Names are checked against the shared vocabulary; this maps each of them to its loader (a test holds
+# the keys equal to BUILTIN_DATA).
 _LOADERS = {"digits": load_digits, "breast_cancer": load_breast_cancer, "wine": load_wine}
 
 
@@ -108,14 +120,10 @@ class BatchIndexDataset(Dataset[tuple[Tensor, Tensor]]):
 
 
 def _check_dataset(name: str) -> str:
-    if name not in _LOADERS:
-        match = difflib.get_close_matches(str(name), list(_LOADERS), n=1)
-        hint = f"Did you mean {match[0]!r}? " if match else ""
+    if name not in BUILTIN_DATA:
+        hint, known = did_you_mean(name, BUILTIN_DATA), f"Known datasets: {', '.join(sorted(BUILTIN_DATA))}."
         raise SchemaError(
-            "unknown built-in dataset",
-            path="data",
-            value=repr(name),
-            fix=f"{hint}Known datasets: {', '.join(sorted(_LOADERS))}.",
+            "unknown built-in dataset", path="data", value=repr(name), fix=f"{hint} {known}" if hint else known
         )
     return name
 
@@ -131,19 +139,6 @@ def _check_int(owner: str, name: str, value: Any, low: int) -> int:
     return int(value)
 
 
-def _resolve_namespace(namespace: str | None) -> str:
-    if namespace is None:
-        return lightning_namespace().__name__
-    if namespace not in NAMESPACES:
-        raise SchemaError(
-            f"must be one of {', '.join(map(repr, NAMESPACES))}",
-            path="namespace",
-            value=repr(namespace),
-            fix="Name the Lightning package whose Trainer will run the data.",
-        )
-    return namespace
-
-
 def datamodule_classes(namespace: str | None = None) -> SimpleNamespace:
     """The three datamodule classes built on one Lightning package (cached per package).
 
@@ -157,12 +152,11 @@ def datamodule_classes(namespace: str | None = None) -> SimpleNamespace:
     Raises:
         SchemaError: ``namespace`` names neither package.
     """
-    return _datamodule_classes(_resolve_namespace(namespace))
+    return _CLASSES(namespace)
 
 
-@cache
-def _datamodule_classes(namespace: str) -> SimpleNamespace:
-    pl = lightning_namespace(namespace)
+def _build(pl: ModuleType) -> dict[str, Any]:
+    """The public datamodule classes on the Lightning package ``pl``, and ``datasets`` (name -> class)."""
 
     class _ArrayDataModule(pl.LightningDataModule):  # type: ignore[misc, name-defined]
         """A seeded, stratified split of one bundled dataset, served from memory."""
@@ -338,11 +332,10 @@ def _datamodule_classes(namespace: str) -> SimpleNamespace:
         n_classes = 3
 
     classes = {"digits": DigitsDataModule, "breast_cancer": BreastCancerDataModule, "wine": WineDataModule}
-    for cls in classes.values():
-        # Pickle finds a class by module + qualname; the module __getattr__ below rebuilds the alias.
-        cls.__module__ = __name__
-        cls.__qualname__ = f"{cls.__name__}__{namespace.replace('.', '_')}"
-    return SimpleNamespace(namespace=namespace, datasets=classes, **{c.__name__: c for c in classes.values()})
+    return {"datasets": classes, **{c.__name__: c for c in classes.values()}}
+
+
+_CLASSES = PackageClasses(__name__, _build, runs="data")
 
 
 def make_datamodule(
@@ -388,18 +381,13 @@ def make_datamodule(
     return cls(batch_size=batch_size, seed=seed, **kw)
 
 
-def __getattr__(name: str) -> type:
-    base, sep, tag = name.partition("__")
-    for namespace in NAMESPACES:
-        if sep and tag == namespace.replace(".", "_"):
-            found = getattr(_datamodule_classes(namespace), base, None)
-            if isinstance(found, type):
-                return found
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_DEFAULTS: dict[str, Callable[[SimpleNamespace], Any]] = {
+    "DATASETS": lambda classes: dict(classes.datasets),
+    **{name: attrgetter(name) for name in ("DigitsDataModule", "BreastCancerDataModule", "WineDataModule")},
+}
 
 
-_DEFAULT = datamodule_classes()
-DATASETS: dict[str, type] = dict(_DEFAULT.datasets)
-DigitsDataModule = _DEFAULT.DigitsDataModule
-BreastCancerDataModule = _DEFAULT.BreastCancerDataModule
-WineDataModule = _DEFAULT.WineDataModule
+def __getattr__(name: str) -> Any:
+    # The default-package classes and DATASETS, and the pickled classes (`WineDataModule__pytorch_lightning`,
+    # ...), built here on first use rather than at import, so that importing this module leaves Lightning unloaded.
+    return lazy_attribute(_CLASSES, name, _DEFAULTS)
