@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.measure import Measurement
 from rich.table import Table
 
 from tunebridge.cli._common import console, default_storage, err_console
 from tunebridge.errors import ConversionError, SchemaError
-from tunebridge.schema import Fixed, Float, Int, Param, Space
+from tunebridge.schema import Fixed, Float, Int, Param, Scalar, Space
 from tunebridge.spec import load_spec
 
-__all__ = ["check_command", "describe_values"]
+__all__ = ["check_command", "describe_values", "sample_table"]
 
 
 def describe_values(p: Param) -> str:
@@ -61,7 +62,35 @@ def _compact(dist: object) -> str:
     return f"{name}({low:g}, {high:g}{extra})"
 
 
-def check_command(path: Path) -> None:
+def _cell(value: Scalar) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def sample_table(space: Space, configs: list[dict[str, Scalar]], title: str) -> Table:
+    """Configs as rows with one column per parameter when that fits the console, else ``key=value`` lines.
+
+    Inactive parameters are empty in the wide form and absent in the narrow one.
+    """
+    rank = {name: i for i, name in enumerate(space.order)}
+    keys = sorted({k for c in configs for k in c}, key=lambda k: (rank[k.split("/")[0]], int(k.partition("/")[2] or 0)))
+    wide = Table(title=title, min_width=min(len(title), console.width))  # an unwrapped title
+    wide.add_column("#", justify="right")
+    for key in keys:
+        wide.add_column(key, no_wrap=True)
+    for i, config in enumerate(configs):
+        wide.add_row(str(i), *(_cell(config[k]) if k in config else "" for k in keys))
+    if Measurement.get(console, console.options.update_width(10_000), wide).maximum <= console.width:
+        return wide
+    narrow = Table(title=title, show_lines=True)
+    narrow.add_column("#", justify="right")
+    narrow.add_column("config (active parameters)", overflow="fold")
+    for i, config in enumerate(configs):
+        narrow.add_row(str(i), "  ".join(f"{k}={_cell(v)}" for k, v in config.items()))
+    return narrow
+
+
+def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> None:
+    """Print the space and run tables, then ``sample`` configs drawn with ``seed`` (default: the spec's)."""
     spec = load_spec(path)
     space = spec.space
     from tunebridge.backends.optuna._compile import distribution
@@ -122,4 +151,13 @@ def check_command(path: Path) -> None:
         for problem in problems:
             err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
+    if sample:
+        seed = spec.seed if seed is None else seed
+        configs = space.sample(sample, seed=seed, backend=spec.backend)
+        table = sample_table(
+            space, configs, f"{sample} configs as search: random draws them ({spec.backend}, seed {seed})"
+        )
+        if spec.search != "random":
+            table.caption = f"the spec searches with {spec.search}, whose configs differ from these"
+        console.print(table)
     console.print("[green]ok[/]: the spec is valid")

@@ -16,9 +16,10 @@ from tunebridge.errors import SchemaError, show
 from tunebridge.schema import _grid, _validate
 from tunebridge.schema._base import layer_keys, parent_names
 from tunebridge.schema._codec import dump_yaml, load_yaml, param_from_dict
-from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._grid import DEFAULT_MAX_GRID
+from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._params import Fixed, Param, Scalar, count_bounds, same_value
+from tunebridge.schema._sample import backend_sampler
 
 __all__ = ["DEFAULT_MAX_GRID", "Space"]
 
@@ -259,6 +260,36 @@ class Space:
                 value="; ".join(problems),
                 fix="Fix the listed values (tunebridge check SPEC shows each parameter's range).",
             )
+
+    def sample(self, n: int, *, seed: int | None = 0, backend: str = "optuna") -> list[dict[str, Scalar]]:
+        """``n`` configs exactly as ``backend``'s random search (``search: random``) draws them, no training.
+
+        Args:
+            n: How many configs (0 gives ``[]``).
+            seed: The search's seed (a spec's ``seed:``), in ``[0, 2**32 - 1]``; None draws anew each call.
+            backend: ``"optuna"`` or ``"ray"``. Ray draws a flat unconditional space with its own domains
+                and every other space as Optuna does.
+
+        Returns:
+            The configs of a fresh run's first ``n`` trials, in order: active parameters, fixed values.
+
+        Raises:
+            SchemaError: ``n``, ``seed`` or ``backend`` is invalid.
+            ConversionError: The backend cannot express the space.
+            MissingDependencyError: ``backend="ray"`` without Ray installed.
+
+        Example:
+            >>> from tunebridge.schema import Choice, Float, Space
+            >>> space = Space(lr=Float(1e-4, 1e-1, log=True), optimizer=Choice(["sgd", "adam"]))
+            >>> configs = space.sample(3, seed=0, backend="optuna")
+            >>> [sorted(c) for c in configs]
+            [['lr', 'optimizer'], ['lr', 'optimizer'], ['lr', 'optimizer']]
+            >>> configs == space.sample(3, seed=0) and all(not space.errors(c) for c in configs)
+            True
+        """
+        # The schema stays standard library only: tunebridge.backends.<backend>._sample is imported now.
+        configs: list[dict[str, Scalar]] = backend_sampler(n, seed, backend)(self, n, seed=seed)
+        return configs
 
     # -- grid ----------------------------------------------------------------------------------
     def iter_grid(self) -> Iterator[dict[str, Scalar]]:

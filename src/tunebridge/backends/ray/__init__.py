@@ -5,6 +5,11 @@ maps to Ray's schedulers with epochs as the time unit, Lightning trials report t
 ``ray.tune.report`` with checkpoints, and every finished trial is written into the run's Optuna
 study, so results, reports and ``tunebridge show`` are the same for both backends.
 
+``sample_configs`` here is the Optuna backend's random draw (:mod:`tunebridge.backends.optuna._sample`):
+the one :func:`plan_run` lists as PBT's first population, and what ``OptunaSearch`` draws at random
+for spaces Ray's domains cannot draw. What a Ray random search draws for every space (Ray's own
+domains for flat ones) is ``space.sample(n, seed=seed, backend="ray")`` (``backends/ray/_sample.py``).
+
 Importing this package needs ``ray[tune]`` (``pip install 'tunebridge[ray]'``).
 """
 
@@ -14,13 +19,13 @@ from tunebridge._compat import require
 
 require("ray.tune", "The Ray backend")
 
+from tunebridge.backends.optuna._sample import sample_configs  # noqa: E402
 from tunebridge.backends.ray._convert import (  # noqa: E402
     CONFIG_KEY,
     DefineByRun,
     native_param_space,
     ray_config_to_config,
     ray_domain,
-    sample_configs,
 )
 from tunebridge.backends.ray._mirror import Mirror, MirrorCallback  # noqa: E402
 from tunebridge.backends.ray._options import RayOptions, storage_root  # noqa: E402

@@ -17,6 +17,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+# PBT's first population is drawn by Optuna; kept importable from here, its home is the Optuna backend.
+from tunebridge.backends.optuna._sample import sample_configs
 from tunebridge.errors import ConversionError
 from tunebridge.schema import Bool, Choice, Fixed, Float, Int, Param, Scalar, Space
 
@@ -102,16 +104,6 @@ class DefineByRun:
         from tunebridge.backends.optuna import suggest
 
         return suggest(trial, self.space)
-
-
-def sample_configs(space: Space, n: int, *, seed: int | None) -> list[dict[str, Scalar]]:
-    """``n`` configs drawn at random exactly as the Optuna backend's random search draws them."""
-    import optuna
-
-    from tunebridge.backends.optuna import suggest
-
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    return [suggest(study.ask(), space) for _ in range(n)]
 
 
 def plain(value: Any) -> Any:

@@ -1,0 +1,38 @@
+"""Which backend draws :meth:`Space.sample`'s configs: checked here, imported by name on call.
+
+The schema stays standard library only: ``tunebridge.backends.<backend>._sample`` is imported when
+a sample is asked for, never when the schema is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tunebridge._vocab import BACKENDS
+from tunebridge.errors import SchemaError, show
+from tunebridge.schema._hints import did_you_mean
+
+__all__ = ["backend_sampler"]
+
+
+def backend_sampler(n: object, seed: object, backend: object) -> Any:
+    """Check :meth:`Space.sample`'s arguments; the backend's ``sample_configs``, imported by name."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise SchemaError("`n` must be an int >= 0", path="n", value=show(n), fix="Pass how many configs, e.g. 5.")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+        raise SchemaError(
+            "`seed` must be an int in [0, 2**32 - 1] or None",
+            path="seed",
+            value=show(seed),
+            fix="Pass the run's seed (a spec's `seed:`), or None for fresh draws.",
+        )
+    if backend not in BACKENDS:
+        hint = did_you_mean(backend, BACKENDS)
+        raise SchemaError(
+            "unknown backend",
+            path="backend",
+            value=show(backend),
+            fix=(hint + " " if hint else "") + f"Use one of: {', '.join(BACKENDS)}.",
+        )
+    return importlib.import_module(f"tunebridge.backends.{backend}._sample").sample_configs
