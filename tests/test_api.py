@@ -234,8 +234,10 @@ def test_storage_and_study_name_persist(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"metric": ""}, SchemaError, r"metric: `metric` must be a name or a list of names, but got ''"),
-        ({"metric": []}, SchemaError, r"`metric` must be a name or a list of names"),
+        # One objective check for tune() and spec files (tunebridge.spec.objectives), so one message.
+        ({"metric": ""}, SchemaError, r"metric: `metric` must name the validation metric to optimise .*but got ''"),
+        ({"metric": []}, SchemaError, r"`metric` must name the validation metric to optimise"),
+        ({"metric": ["val_loss", "val_loss"]}, SchemaError, r"metric: metrics must be unique"),
         ({"mode": "up"}, SchemaError, r"mode: `mode` must be min or max, one per metric, but got 'up'"),
         ({"metric": ["val_loss", "n_params"], "mode": ["min"] * 3}, SchemaError, r"`mode` must be min or max, one per"),
         ({"trials": 0}, SchemaError, r"trials: `trials` must be an integer >= 1, but got 0"),
@@ -288,3 +290,31 @@ def test_bad_arguments_raise_before_any_trial(kwargs: dict[str, Any], error: typ
     with pytest.raises(error, match=match):
         tune(args.pop("build"), args.pop("space"), **args)
     assert calls == []  # nothing was trained
+
+
+def _failing_build(config: dict[str, Any]) -> tuple[Any, Any]:
+    raise RuntimeError("no model today")
+
+
+def test_grace_period_for_heartbeats_is_deprecated_in_favour_of_heartbeat_timeout(tmp_path: Path) -> None:
+    # The pruning spec's grace_period counts epochs; the worker's counts seconds without a heartbeat.
+    with pytest.warns(DeprecationWarning, match=r"grace_period=\.\.\.\) is deprecated.*heartbeat_timeout"):
+        result = tune(
+            _failing_build,
+            Space(x=Int(0, 3)),
+            metric="val_loss",
+            trials=1,
+            storage=f"sqlite:///{tmp_path}/s.db",
+            grace_period=5.0,
+            progress=False,
+        )
+    assert result.record["counts"]["fail"] == 1
+    assert result.study.trials[0].user_attrs["fail_reason"] == "RuntimeError: no model today"
+
+
+def test_worker_options_name_the_heartbeat_timeout() -> None:
+    from tunebridge.backends.optuna import WorkerOptions
+
+    assert WorkerOptions().dead_after == 30.0  # 3 default heartbeat intervals
+    assert WorkerOptions(heartbeat=2.0).dead_after == 6.0
+    assert WorkerOptions(heartbeat=2.0, heartbeat_timeout=1.5).dead_after == 1.5

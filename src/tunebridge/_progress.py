@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from types import TracebackType
 from typing import Any
+
+from tunebridge.backends._base import is_better
 
 __all__ = ["StudyProgress"]
 
@@ -72,10 +73,13 @@ class StudyProgress:
     def update(self, state: str, value: float | None = None, *, advance: bool = True) -> None:
         """Record one finished trial (``complete``, ``pruned`` or ``failed``)."""
         self.counts[state] = self.counts.get(state, 0) + 1
-        if value is not None and self.mode is not None and math.isfinite(value) and state == "complete":
-            better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
-            if better:
-                self.best = value
+        if (
+            value is not None
+            and self.mode is not None
+            and state == "complete"
+            and is_better(value, self.best, self.mode)
+        ):
+            self.best = value
         if self._progress is not None:
             self._progress.update(
                 self._task,

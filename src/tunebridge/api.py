@@ -4,25 +4,79 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tunebridge import _record
 from tunebridge._compat import versions
+from tunebridge._storage_url import is_memory
+from tunebridge._vocab import BACKENDS
 from tunebridge.backends._base import Objective
-from tunebridge.backends.optuna import StudyOptions, open_study, run_trials, trial_config
+from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials, trial_config
 from tunebridge.errors import SchemaError
 from tunebridge.lightning import Builder, LightningObjective, TrialSettings, import_builder
 from tunebridge.results import TuneResult, counts, trials_table
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
+from tunebridge.spec import objectives
 
-__all__ = ["TuneResult", "make_result", "run_study", "tune"]
+__all__ = ["TuneResult", "make_result", "run_study", "study_options", "tune"]
 
 
-def _as_list(value: str | Sequence[str], what: str) -> list[str]:
-    out = [value] if isinstance(value, str) else list(value)
-    if not out or not all(isinstance(v, str) and v for v in out):
-        raise SchemaError(f"`{what}` must be a name or a list of names", path=what, value=repr(value))
-    return out
+def study_options(
+    space: Space,
+    *,
+    metric: str | Sequence[str],
+    mode: str | Sequence[str] = "min",
+    backend: str = "optuna",
+    search: str = "tpe",
+    pruner: PruningSpec | Mapping[str, Any] | str | None = None,
+    max_epochs: int = 20,
+    storage: str | None = None,
+    study: str | None = None,
+    seed: int | None = 0,
+    spec_hash: str | None = None,
+    force: bool = False,
+) -> StudyOptions:
+    """The one way to build a study's options: ``tune()``, ``run --jobs`` and workers all use it.
+
+    It validates the objectives (:func:`tunebridge.spec.objectives`), the space, the budget and the
+    backend, and records the package versions and the backend on the study.
+
+    Raises:
+        SchemaError: An invalid option, named with the rule and the fix.
+    """
+    metrics, modes = objectives(metric, mode)
+    if not isinstance(space, Space):
+        raise SchemaError(
+            "`space` must be a tunebridge Space",
+            path="space",
+            value=type(space).__name__,
+            fix="Build it with Space(...), Space.from_yaml(...) or a preset.",
+        )
+    if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 1:
+        raise SchemaError("`max_epochs` must be an integer >= 1", path="max_epochs", value=repr(max_epochs))
+    if backend not in BACKENDS:
+        raise SchemaError(
+            "`backend` must be optuna or ray",
+            path="backend",
+            value=repr(backend),
+            fix="Use backend='optuna' or backend='ray'.",
+        )
+    return StudyOptions(
+        space=space,
+        metrics=list(metrics),
+        modes=list(modes),
+        search=search,
+        seed=seed,
+        pruning=pruner if isinstance(pruner, PruningSpec) else PruningSpec.from_dict(pruner),
+        max_epochs=max_epochs,
+        storage=storage,
+        study=study,
+        spec_hash=spec_hash,
+        force=force,
+        attrs={"versions": versions(), "backend": backend},
+    )
 
 
 def tune(
@@ -50,9 +104,10 @@ def tune(
     stop: threading.Event | None = None,
     trial_timeout: float | None = None,
     heartbeat: float | None = 10.0,
-    grace_period: float | None = None,
+    heartbeat_timeout: float | None = None,
     max_retry: int | None = 3,
     join: bool = False,
+    grace_period: float | None = None,
 ) -> TuneResult:
     """Tune a LightningModule over ``space``.
 
@@ -81,11 +136,13 @@ def tune(
         stop: Set this event to stop after the running trial.
         trial_timeout: Seconds after which a trial is stopped and marked failed.
         heartbeat: Seconds between heartbeats of the running trial (None or 0: off; always off for
-            in-memory studies); a trial whose worker died (no
-            heartbeat for ``grace_period`` s, default 3 intervals) is marked failed and its config
-            re-queued (at most ``max_retry`` times) by the other workers.
+            in-memory studies); a trial whose worker died (no heartbeat for ``heartbeat_timeout`` s,
+            default 3 intervals) is marked failed and its config re-queued (at most ``max_retry``
+            times) by the other workers.
         join: Join a study another process started, following its queue (``tunebridge worker``):
             the budget is the one the study was created with.
+        grace_period: Deprecated name of ``heartbeat_timeout`` (a ``DeprecationWarning``); the
+            pruning spec's ``grace_period`` (epochs) is unrelated.
 
     Returns:
         A :class:`TuneResult`.
@@ -93,29 +150,30 @@ def tune(
     Raises:
         SchemaError: Bad options. ConversionError: the space cannot be expressed in the backend.
     """
-    metrics = _as_list(metric, "metric")
-    modes = _as_list(mode, "mode")
-    if len(modes) == 1 and len(metrics) > 1:
-        modes = modes * len(metrics)
-    if len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
-        raise SchemaError(
-            "`mode` must be min or max, one per metric",
-            path="mode",
-            value=repr(mode),
-            fix="Write e.g. mode='max', or ['min', 'min'] for two metrics.",
+    if grace_period is not None:
+        warnings.warn(
+            "tune(grace_period=...) is deprecated: it means seconds without a heartbeat, not the pruning "
+            "spec's grace_period (epochs); pass heartbeat_timeout= instead.",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    if not isinstance(space, Space):
-        raise SchemaError(
-            "`space` must be a tunebridge Space",
-            path="space",
-            value=type(space).__name__,
-            fix="Build it with Space(...), Space.from_yaml(...) or a preset.",
-        )
+        heartbeat_timeout = grace_period if heartbeat_timeout is None else heartbeat_timeout
+    opts = study_options(
+        space,
+        metric=metric,
+        mode=mode,
+        backend=backend,
+        search=search,
+        pruner=pruner,
+        max_epochs=max_epochs,
+        storage=storage,
+        study=study,
+        seed=seed,
+        spec_hash=spec_hash,
+        force=force,
+    )
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise SchemaError("`trials` must be an integer >= 1", path="trials", value=repr(trials))
-    if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 1:
-        raise SchemaError("`max_epochs` must be an integer >= 1", path="max_epochs", value=repr(max_epochs))
-    pruning = pruner if isinstance(pruner, PruningSpec) else PruningSpec.from_dict(pruner)
     es = (
         early_stopping
         if isinstance(early_stopping, EarlyStoppingSpec) or early_stopping is None
@@ -124,47 +182,33 @@ def tune(
     if isinstance(build, str):
         build = import_builder(build)
     settings = TrialSettings(
-        metric=metrics[0],
-        mode=modes[0],
+        metric=opts.metrics[0],
+        mode=opts.modes[0],
         # One budget for every backend: Ray's schedulers stop trials at pruning.max_budget too.
-        max_epochs=min(max_epochs, pruning.budget(max_epochs)),
+        max_epochs=min(max_epochs, opts.pruning.budget(max_epochs)),
         early_stopping=es,
         seed=seed,
         accelerator=accelerator,
         threads=threads,
     )
-    objective = LightningObjective(build, settings)
-    opts = StudyOptions(
-        space=space,
-        metrics=metrics,
-        modes=modes,
-        search=search,
-        seed=seed,
-        pruning=pruning,
-        max_epochs=max_epochs,
-        storage=storage,
-        study=study,
-        spec_hash=spec_hash,
-        force=force,
-        attrs={"versions": versions(), "backend": backend},
+    worker = WorkerOptions(
+        stop=stop,
+        trial_timeout=trial_timeout,
+        heartbeat=None if is_memory(storage) else heartbeat,  # nobody else can see an in-memory study
+        heartbeat_timeout=heartbeat_timeout,
+        max_retry=max_retry,
+        join=join,
     )
-    if storage is None or storage in ("memory", ":memory:"):
-        heartbeat = None  # nobody else can see an in-memory study
     started = time.perf_counter()
     optuna_study = run_study(
         opts,
-        objective,
+        LightningObjective(build, settings),
         backend=backend,
         n_trials=trials,
         progress=progress,
         ray=ray,
         resume=resume,
-        stop=stop,
-        trial_timeout=trial_timeout,
-        heartbeat=heartbeat,
-        grace_period=grace_period,
-        max_retry=max_retry,
-        join=join,
+        worker=worker,
     )
     return make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
 
@@ -178,33 +222,20 @@ def run_study(
     progress: bool = False,
     ray: Mapping[str, Any] | None = None,
     resume: bool = False,
-    stop: threading.Event | None = None,
-    trial_timeout: float | None = None,
-    heartbeat: float | None = None,
-    grace_period: float | None = None,
-    max_retry: int | None = 3,
-    join: bool = False,
+    worker: WorkerOptions | None = None,
 ) -> Any:
     """Run ``objective`` over ``opts.space`` with a backend; returns the Optuna study holding every trial.
 
     This is the backend-neutral seam the conformance suite tests: ``objective(config, reporter)``
-    may be any callable returning a :class:`~tunebridge.backends._base.TrialOutcome`.
+    may be any :class:`~tunebridge.backends._base.Objective`.
+
+    Args:
+        worker: Optuna backend: how this process runs its trials (stop event, trial timeout,
+            heartbeats, joining a shared study).
     """
     if backend == "optuna":
         study = open_study(opts, n_trials=n_trials)
-        run_trials(
-            study,
-            opts,
-            objective,
-            n_trials=n_trials,
-            progress=progress,
-            stop=stop,
-            trial_timeout=trial_timeout,
-            heartbeat=heartbeat,
-            grace_period=grace_period,
-            max_retry=max_retry,
-            top_up=not join,
-        )
+        run_trials(study, opts, objective, n_trials=n_trials, progress=progress, worker=worker)
         return study
     if backend == "ray":
         from tunebridge.backends.ray import run_ray
@@ -238,8 +269,8 @@ def make_result(study: Any, opts: StudyOptions, *, wall_time: float, backend: st
                 {"number": t.number, "values": list(t.values), "config": trial_config(opts.space, t)} for t in pareto
             ]
         best_config = trial_config(opts.space, best)
-        best_metrics = {k[len("final_") :]: v for k, v in best.user_attrs.items() if k.startswith("final_")}
-        best_metrics["epochs"] = best.user_attrs.get("epochs")
+        best_metrics = _record.final_metrics(best.user_attrs)
+        best_metrics["epochs"] = best.user_attrs.get(_record.EPOCHS)
     record = {
         "study": study.study_name,
         "storage": opts.storage,

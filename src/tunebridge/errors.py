@@ -16,6 +16,7 @@ __all__ = [
     "ConversionError",
     "MetricNotFoundError",
     "MissingDependencyError",
+    "NonFiniteMetricError",
     "SchemaError",
     "SpecMismatchError",
     "TrialOutOfMemoryError",
@@ -150,3 +151,7 @@ class TrialTimeoutError(TunebridgeError, TimeoutError):
 
 class TrialOutOfMemoryError(TunebridgeError, MemoryError):
     """A trial ran out of (CPU or CUDA) memory; it fails with the batch size in the reason."""
+
+
+class NonFiniteMetricError(TunebridgeError, ArithmeticError):
+    """A monitored metric or a loss became NaN or infinite; the trial fails with this reason."""

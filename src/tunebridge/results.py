@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunebridge import _record
 from tunebridge.schema import Scalar, Space
 
 if TYPE_CHECKING:
@@ -31,18 +32,15 @@ def trials_table(study: optuna.Study, space: Space | None = None) -> pd.DataFram
             row["value"] = values[0]
         else:
             row.update({f"value_{i}": v for i, v in enumerate(values)})
-        row["epochs"] = t.user_attrs.get("epochs")
+        row["epochs"] = t.user_attrs.get(_record.EPOCHS)
         row["duration_s"] = t.duration.total_seconds() if t.duration is not None else None
-        if space is not None or "config" in t.user_attrs:
-            try:
-                config = trial_config(space, t) if space is not None else t.user_attrs["config"]
-            except (KeyError, IndexError, ValueError):
-                config = dict(t.params)
-        else:
-            config = dict(t.params)
-        row.update({f"param.{k}": v for k, v in config.items()})
-        row.update({k[len("final_") :]: v for k, v in t.user_attrs.items() if k.startswith("final_")})
-        row["fail_reason"] = t.user_attrs.get("fail_reason")
+        try:
+            config = trial_config(space, t) if space is not None else _record.config_of(t.user_attrs)
+        except (KeyError, IndexError, ValueError):
+            config = None
+        row.update({f"param.{k}": v for k, v in (config if config is not None else t.params).items()})
+        row.update(_record.final_metrics(t.user_attrs))
+        row["fail_reason"] = t.user_attrs.get(_record.FAIL_REASON)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -53,7 +51,7 @@ def counts(study: optuna.Study) -> dict[str, int]:
     out: dict[str, int] = {"complete": 0, "pruned": 0, "fail": 0, "requeued": 0, "running": 0, "waiting": 0}
     for t in study.get_trials(deepcopy=False):
         key = t.state.name.lower()
-        if key == "fail" and (t.user_attrs.get("requeued") or t.user_attrs.get("cancelled")):
+        if key == "fail" and _record.outside_budget(t.user_attrs):
             key = "requeued"
         out[key] = out.get(key, 0) + 1
     return out

@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from tunebridge._spec_space import space_from_spec
+from tunebridge._vocab import BACKENDS, BUILTIN_DATA, BUILTIN_MODELS, MODES, RAY_OPTION_KEYS, SEARCH_ALGORITHMS
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space, is_json_scalar
 from tunebridge.schema._codec import check_keys, load_yaml
 from tunebridge.schema._hints import did_you_mean
 
-__all__ = ["BUILTIN_DATA", "BUILTIN_MODELS", "SEARCH", "RunSpec", "load_spec", "space_from_spec"]
+__all__ = ["BUILTIN_DATA", "BUILTIN_MODELS", "SEARCH", "RunSpec", "load_spec", "objectives", "space_from_spec"]
 
-BUILTIN_MODELS = ("mlp", "cnn")
-BUILTIN_DATA = ("digits", "breast_cancer", "wine")
-SEARCH = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
-BACKENDS = ("optuna", "ray")
+SEARCH = SEARCH_ALGORITHMS  # the spec's name for it (tunebridge._vocab is the one definition)
 _BUILDER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _STUDY = re.compile(r"[\w.\-]{1,128}")
 _KEYS = (
@@ -49,21 +47,6 @@ _KEYS = (
     "threads",
     "ray",
     "description",
-)
-_RAY_KEYS = (
-    "address",
-    "cpus_per_trial",
-    "gpus_per_trial",
-    "max_concurrent",
-    "checkpoint_frequency",
-    "checkpoint_keep",
-    "reuse_actors",
-    "scheduler",
-    "pbt_interval",
-    "pbt_mutate",
-    "pbt_synch",
-    "storage_path",
-    "name",
 )
 
 
@@ -124,22 +107,40 @@ class RunSpec:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def _pair(data: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    metric, mode = data.get("metric"), data.get("mode")
+_NOTHING = object()
+
+
+def objectives(metric: object, mode: object = "min") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The one check of a run's objectives (spec files, :func:`tunebridge.tune` and workers alike).
+
+    Args:
+        metric: A metric name or a list of unique names (several make a multi-objective study).
+        mode: ``min`` or ``max``, one for all metrics or one per metric.
+
+    Returns:
+        ``(metrics, modes)``, one mode per metric.
+
+    Raises:
+        SchemaError: No metric, an empty or repeated name, or a mode that is not min/max per metric.
+
+    Example:
+        >>> objectives(["val_loss", "n_params"], "min")
+        (('val_loss', 'n_params'), ('min', 'min'))
+    """
     metrics = [metric] if isinstance(metric, str) else metric
-    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) and m for m in metrics):
+    if not isinstance(metrics, (list, tuple)) or not metrics or not all(isinstance(m, str) and m for m in metrics):
         raise SchemaError(
             "`metric` must name the validation metric to optimise (or list several)",
             path="metric",
-            value=show(metric) if "metric" in data else "nothing",
+            value="nothing" if metric is _NOTHING else show(metric),
             fix="Write e.g. metric: val_acc.",
         )
     modes = [mode] * len(metrics) if isinstance(mode, str) else mode
-    if not isinstance(modes, list) or len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
+    if not isinstance(modes, (list, tuple)) or len(modes) != len(metrics) or any(m not in MODES for m in modes):
         raise SchemaError(
             "`mode` must be min or max, one per metric",
             path="mode",
-            value=show(mode) if "mode" in data else "nothing",
+            value="nothing" if mode is _NOTHING else show(mode),
             fix="Write e.g. mode: max, or [min, min] for two metrics.",
         )
     if len(set(metrics)) != len(metrics):
@@ -184,7 +185,7 @@ def _ray(data: Any) -> dict[str, Any]:
             value=show(ray),
             fix="Write e.g. ray: {cpus_per_trial: 1, max_concurrent: 2}.",
         )
-    check_keys("ray", ray, _RAY_KEYS)
+    check_keys("ray", ray, RAY_OPTION_KEYS)
     for key, value in ray.items():
         names = isinstance(value, list) and all(isinstance(v, str) for v in value)
         if not (is_json_scalar(value) or names):
@@ -267,7 +268,7 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
             fix="Write e.g. storage: sqlite:///runs/study.db.",
         )
     ray = _ray(data.get("ray"))
-    metrics, modes = _pair(data)
+    metrics, modes = objectives(data.get("metric", _NOTHING), data.get("mode", _NOTHING))
     max_epochs = _int(data, "max_epochs", 20, 1)
     threads = _int(data, "threads", None, 1)
     accelerator = data.get("accelerator", "auto")
@@ -277,7 +278,7 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
         )
     pruner = PruningSpec.from_dict(data.get("pruner"))
     early = EarlyStoppingSpec.from_dict(data.get("early_stopping"))
-    search = _choice(data, "search", "tpe", SEARCH)
+    search = _choice(data, "search", "tpe", SEARCH_ALGORITHMS)
     space = space_from_spec(data["space"])
     if search == "grid":
         try:  # refuse an impossible grid now, not after the study is created

@@ -23,6 +23,7 @@ from tunebridge.backends._base import Reporter, TrialOutcome
 from tunebridge.backends.optuna import (
     SEARCH_ALGORITHMS,
     StudyOptions,
+    WorkerOptions,
     count_finished,
     make_pruner,
     make_sampler,
@@ -31,7 +32,7 @@ from tunebridge.backends.optuna import (
     open_study,
     storage_kind,
 )
-from tunebridge.errors import ConversionError, SchemaError, SpecMismatchError
+from tunebridge.errors import ConversionError, MissingDependencyError, SchemaError, SpecMismatchError
 from tunebridge.schema import Bool, Choice, Float, Int, PruningSpec, Space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -249,7 +250,21 @@ def test_unknown_storage_url_raises_schema_error(url: str) -> None:
     ],
 )
 def test_normalize_db_url(url: str, normalized: str) -> None:
-    assert normalize_db_url(url) == normalized
+    # A string rule: the drivers are given, so the test means the same on a machine without psycopg.
+    assert normalize_db_url(url, drivers={"psycopg"}) == normalized
+
+
+@pytest.mark.parametrize(
+    ("drivers", "normalized"),
+    [({"psycopg", "psycopg2"}, "postgresql+psycopg://u@h/db"), ({"psycopg2"}, "postgresql+psycopg2://u@h/db")],
+)
+def test_normalize_db_url_prefers_psycopg3_then_psycopg2(drivers: set[str], normalized: str) -> None:
+    assert normalize_db_url("postgresql://u@h/db", drivers=drivers) == normalized
+
+
+def test_normalize_db_url_without_a_postgres_driver_names_the_extra() -> None:
+    with pytest.raises(MissingDependencyError, match=r"pip install 'tunebridge\[postgres\]'"):
+        normalize_db_url("postgresql://u@h/db", drivers=set())
 
 
 def _round_trip(url: str) -> None:
@@ -423,7 +438,7 @@ def test_resume_after_a_crashed_process_finishes_the_budget(tmp_path: Path) -> N
     timer = threading.Timer(3.0, stop.set)  # in case the loop waits on the dead trial
     timer.start()
     try:
-        study = run_study(o, make_objective(), n_trials=3, stop=stop)
+        study = run_study(o, make_objective(), n_trials=3, worker=WorkerOptions(stop=stop))
     finally:
         timer.cancel()
     assert not stop.is_set(), "run_study waited on the dead trial until stopped"
@@ -483,7 +498,9 @@ def test_multi_objective_study_gives_a_pareto_front(search: str) -> None:
 
 def test_trial_timeout_fails_a_slow_trial_and_the_study_goes_on() -> None:
     started = time.perf_counter()
-    study = run_study(opts(FLAT), make_objective(sleep_on={1: 30.0}), n_trials=3, trial_timeout=0.5)
+    study = run_study(
+        opts(FLAT), make_objective(sleep_on={1: 30.0}), n_trials=3, worker=WorkerOptions(trial_timeout=0.5)
+    )
     assert time.perf_counter() - started < 10
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     reason = study.trials[1].user_attrs["fail_reason"]
@@ -497,7 +514,7 @@ def test_trial_timeout_keeps_an_outer_alarm_running() -> None:
     previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
     signal.setitimer(signal.ITIMER_REAL, 120.0)
     try:
-        run_study(opts(FLAT), make_objective(), n_trials=1, trial_timeout=30.0)
+        run_study(opts(FLAT), make_objective(), n_trials=1, worker=WorkerOptions(trial_timeout=30.0))
         remaining = signal.getitimer(signal.ITIMER_REAL)[0]
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

@@ -27,7 +27,7 @@ pytest.importorskip("ray.tune")
 from ray import cloudpickle
 
 from tunebridge.api import run_study
-from tunebridge.backends._base import Reporter, TrialOutcome
+from tunebridge.backends._base import Reporter, Resume, TrialOutcome
 from tunebridge.backends.optuna import StudyOptions, count_finished
 from tunebridge.backends.ray import run_ray
 from tunebridge.schema import Choice, EarlyStoppingSpec, Float, Int, PruningSpec, Space
@@ -48,17 +48,10 @@ class CurveObjective:
         base = abs(float(config.get("lr", 0.01)) - 0.01) * 10 + 0.01 * int(config.get("n_layers", 1))
         return base + 0.01 * epoch if self.rising else base + 1.0 / epoch
 
-    def __call__(
-        self,
-        config: dict[str, Any],
-        reporter: Reporter,
-        *,
-        ckpt_path: str | None = None,
-        extra_callbacks: list[Any] | None = None,
-    ) -> TrialOutcome:
+    def __call__(self, config: dict[str, Any], reporter: Reporter, *, resume: Resume | None = None) -> TrialOutcome:
         start, restored = 1, False
-        if ckpt_path is not None:
-            with open(ckpt_path) as f:
+        if resume is not None:  # the Objective contract: Ray passes resume= to go on from a checkpoint
+            with open(resume.checkpoint) as f:
                 start, restored = json.load(f)["epoch"] + 1, True
         seen: dict[int, float] = {}  # like a real objective, it knows only the epochs it trained itself
         epoch, pruned = start - 1, False

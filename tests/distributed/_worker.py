@@ -9,7 +9,7 @@ import sys
 import time
 
 from tunebridge.backends._base import TrialOutcome
-from tunebridge.backends.optuna import StudyOptions, open_study, run_trials
+from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials
 from tunebridge.schema import Choice, Float, Int, Space
 
 SPACE = Space(
@@ -43,9 +43,8 @@ def main() -> None:
     )
     s = open_study(opts, n_trials=n_trials)
     print("ready", flush=True)
-    run_trials(
-        s, opts, objective, n_trials=n_trials, progress=False, heartbeat=0.5, grace_period=3.0, top_up=False, poll=0.2
-    )
+    worker = WorkerOptions(heartbeat=0.5, heartbeat_timeout=3.0, join=True, poll=0.2)
+    run_trials(s, opts, objective, n_trials=n_trials, progress=False, worker=worker)
     print("done", flush=True)
 
 

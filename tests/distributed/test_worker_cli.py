@@ -126,3 +126,8 @@ def test_run_jobs_starts_processes_that_share_one_budget(tmp_path: Path) -> None
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
     assert len({t.user_attrs["worker"] for t in trials}) == 2, "two processes ran trials"
     assert (tmp_path / "tunebridge-runs" / study / "best.yaml").is_file()
+    # The study was opened with the options tune() builds (one study_options()), so it records them.
+    attrs = optuna.load_study(study_name=study, storage=make_storage(storage)).user_attrs
+    assert attrs["backend"] == "optuna"
+    assert {"python", "torch", "optuna", "lightning", "tunebridge"} <= set(attrs["versions"])
+    assert attrs["versions"]["optuna"] == optuna.__version__

@@ -1,14 +1,43 @@
-"""What every backend shares: the per-epoch reporter protocol and the outcome of one trial."""
+"""What every backend shares: the objective and reporter contracts, a trial's outcome, and the trial rules.
+
+Each rule below has one home and every backend (and the Lightning runner) calls it:
+
+- :func:`objective_values` / :func:`finite_objective_values`: the value of a trial;
+- :func:`best_epoch`: which epoch is the trial's best;
+- :func:`check_epoch_metrics`: the monitored metric must be logged, and it and every loss finite;
+- :func:`may_prune`: the budget's last epoch is never pruned;
+- :func:`is_better` / :func:`best_of`: the best value so far (progress bars, summaries);
+- :data:`CHECKPOINT_FILE`: the file a reporter's ``checkpoint(folder)`` writes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError
 from tunebridge.schema import Scalar
 
-__all__ = ["Objective", "Reporter", "TrialOutcome", "objective_values"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "Objective",
+    "Reporter",
+    "Resume",
+    "TrialOutcome",
+    "best_epoch",
+    "best_of",
+    "check_epoch_metrics",
+    "finite_objective_values",
+    "is_better",
+    "may_prune",
+    "objective_values",
+]
+
+#: The file inside a checkpoint folder that holds the trial's training state.
+CHECKPOINT_FILE = "checkpoint.ckpt"
 
 
 class Reporter(Protocol):
@@ -17,10 +46,32 @@ class Reporter(Protocol):
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Callable[[str], None] | None = None) -> bool:
         """Record ``metrics`` for ``epoch``; return True when the trial should stop now (pruned).
 
-        ``checkpoint(path)``, when given, writes a resumable checkpoint into the folder ``path``;
-        a backend that pauses and resumes trials (Ray's ASHA/PBT) calls it.
+        ``checkpoint(folder)``, when given, writes a resumable checkpoint into ``folder`` (its
+        training state as :data:`CHECKPOINT_FILE`); a backend that pauses and resumes trials
+        (Ray's ASHA/HyperBand/PBT) calls it.
         """
         ...
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a paused or cloned trial goes on from.
+
+    Attributes:
+        folder: A folder that a reporter's ``checkpoint(folder)`` wrote.
+        reapply_config: The config was changed since the checkpoint was taken (PBT mutated it):
+            training hyperparameters (lr, momentum, weight decay) come from the config, not from
+            the restored optimizer state.
+    """
+
+    folder: str
+    reapply_config: bool = False
+
+    @property
+    def checkpoint(self) -> str:
+        """The training-state file in :attr:`folder` (the folder itself when no such file exists)."""
+        path = os.path.join(self.folder, CHECKPOINT_FILE)
+        return path if os.path.exists(path) else self.folder
 
 
 @dataclass
@@ -34,6 +85,7 @@ class TrialOutcome:
         best_epoch: The epoch of ``best``.
         pruned: Stopped by the pruner/scheduler.
         early_stopped: Stopped by within-trial early stopping.
+        extra: More trial attributes to record (JSON values).
     """
 
     metrics: dict[str, float]
@@ -45,7 +97,18 @@ class TrialOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Objective = Callable[[dict[str, Scalar], Reporter], TrialOutcome]
+class Objective(Protocol):
+    """What every backend runs for one trial.
+
+    ``objective(config, reporter)`` trains ``config``, calls ``reporter.report`` once per epoch and
+    returns the :class:`TrialOutcome`. A backend that pauses trials (Ray's schedulers, PBT) calls it
+    again with ``resume=`` to go on from a checkpoint the objective wrote through the reporter; a
+    backend passes ``resume`` only then, so an objective that never writes checkpoints may leave it out.
+    """
+
+    def __call__(
+        self, config: dict[str, Scalar], reporter: Reporter, *, resume: Resume | None = None
+    ) -> TrialOutcome: ...
 
 
 def objective_values(outcome: TrialOutcome, metrics: list[str]) -> list[float]:
@@ -53,6 +116,9 @@ def objective_values(outcome: TrialOutcome, metrics: list[str]) -> list[float]:
 
     The best epoch (not the last) is used because within-trial early stopping runs ``patience``
     epochs past the best one; the same rule holds for every backend.
+
+    Raises:
+        MetricNotFoundError: A metric is in neither the best nor the final metrics.
     """
     out = []
     for m in metrics:
@@ -61,7 +127,69 @@ def objective_values(outcome: TrialOutcome, metrics: list[str]) -> list[float]:
         elif m in outcome.metrics:
             out.append(float(outcome.metrics[m]))
         else:
-            from tunebridge.errors import MetricNotFoundError
-
             raise MetricNotFoundError(m, list(outcome.metrics))
     return out
+
+
+def finite_objective_values(outcome: TrialOutcome, metrics: list[str]) -> list[float]:
+    """:func:`objective_values`, refusing NaN and infinities (the trial then fails, on every backend).
+
+    Raises:
+        FloatingPointError: An objective value is not finite.
+    """
+    values = objective_values(outcome, metrics)
+    for m, v in zip(metrics, values):
+        if not math.isfinite(v):
+            raise FloatingPointError(f"metric {m!r} is {v}")
+    return values
+
+
+def best_epoch(history: Mapping[int, Mapping[str, float]], metric: str, mode: str) -> int | None:
+    """The trial's best epoch: the first epoch with the best finite value of ``metric`` (None: none).
+
+    Example:
+        >>> best_epoch({1: {"loss": 0.5}, 2: {"loss": 0.3}, 3: {"loss": 0.3}}, "loss", "min")
+        2
+    """
+    sign = 1.0 if mode == "min" else -1.0
+    epochs = [e for e in sorted(history) if metric in history[e] and not math.isnan(history[e][metric])]
+    return min(epochs, key=lambda e: sign * history[e][metric]) if epochs else None
+
+
+def check_epoch_metrics(epoch: int, metrics: Mapping[str, float], metric: str) -> None:
+    """The rule for one epoch's validation metrics.
+
+    Raises:
+        MetricNotFoundError: ``metric`` is not logged (lists those that are).
+        NonFiniteMetricError: ``metric`` or any loss is NaN or infinite.
+    """
+    if metric not in metrics:
+        raise MetricNotFoundError(metric, list(metrics))
+    for key, value in metrics.items():
+        if (key == metric or "loss" in key) and not math.isfinite(value):
+            raise NonFiniteMetricError(f"metric {key!r} is {value} at epoch {epoch}")
+
+
+def may_prune(epoch: int, budget: int | None) -> bool:
+    """A trial may be pruned at ``epoch`` unless it has trained the whole budget.
+
+    A trial that trained its last epoch is complete, whatever the pruner says (Optuna's successive
+    halving would otherwise prune it at the top rung).
+    """
+    return budget is None or epoch < budget
+
+
+def is_better(value: float, best: float | None, mode: str) -> bool:
+    """Whether ``value`` beats ``best`` (None: nothing yet) in ``mode``; NaN never does."""
+    if not math.isfinite(value):
+        return False
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+def best_of(values: Iterable[float | None], mode: str) -> float | None:
+    """The best finite value of ``values`` in ``mode`` (None when there is none)."""
+    best: float | None = None
+    for v in values:
+        if v is not None and is_better(v, best, mode):
+            best = v
+    return best

@@ -96,13 +96,22 @@ def worker(
         float | None, typer.Option(help="Seconds after which a trial is stopped and failed.")
     ] = None,
     heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats of the running trial.")] = 10.0,
+    heartbeat_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds without heartbeat before a trial's worker counts as dead (default 3 heartbeats)."),
+    ] = None,
     grace_period: Annotated[
-        float | None, typer.Option(help="Seconds without heartbeat before a trial's worker counts as dead.")
+        float | None, typer.Option(hidden=True, help="Deprecated: use --heartbeat-timeout.")
     ] = None,
     max_retry: Annotated[int, typer.Option(help="How often a dead worker's config is re-queued.")] = 3,
 ) -> None:
     """Join a shared study as one worker; stops when the study's trial budget is reached."""
+    from tunebridge.cli._common import err_console
     from tunebridge.cli._run import worker_command
+
+    if grace_period is not None:  # the pruning spec's grace_period counts epochs: one name, one meaning
+        err_console.print("[yellow]warning[/]: --grace-period is deprecated; use --heartbeat-timeout (seconds).")
+        heartbeat_timeout = grace_period if heartbeat_timeout is None else heartbeat_timeout
 
     with fail_on_tunebridge_errors():
         worker_command(
@@ -116,18 +125,24 @@ def worker(
             threads=threads,
             trial_timeout=trial_timeout,
             heartbeat=heartbeat,
-            grace_period=grace_period,
+            heartbeat_timeout=heartbeat_timeout,
             max_retry=max_retry,
         )
 
 
 @app.command()
-def check(spec: SpecArg) -> None:
+def check(
+    spec: SpecArg,
+    sample: Annotated[
+        int, typer.Option(min=0, help="Also print N configs as the spec's backend draws them with search: random.")
+    ] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed of --sample (default: the spec's).")] = None,
+) -> None:
     """Pre-flight a spec without training: ranges, conditions, grid size, the compiled Optuna form."""
     from tunebridge.cli._check import check_command
 
     with fail_on_tunebridge_errors():
-        check_command(spec)
+        check_command(spec, sample=sample, seed=seed)
 
 
 @app.command()

@@ -17,7 +17,7 @@ from rich.table import Table
 from tunebridge.cli._common import DEFAULT_ROOT, console, default_storage, err_console
 from tunebridge.spec import RunSpec, load_spec
 
-__all__ = ["build_for", "run_command", "tune_kwargs", "worker_command"]
+__all__ = ["build_for", "run_command", "study_kwargs", "tune_kwargs", "worker_command"]
 
 
 def build_for(spec: RunSpec) -> Any:
@@ -30,23 +30,30 @@ def build_for(spec: RunSpec) -> Any:
     return builtin_builder(spec.model, spec.data, max_epochs=spec.max_epochs, seed=spec.seed)
 
 
-def tune_kwargs(spec: RunSpec, storage: str) -> dict[str, Any]:
-    """The keyword arguments of :func:`tunebridge.tune` a spec stands for."""
+def study_kwargs(spec: RunSpec, storage: str) -> dict[str, Any]:
+    """The keyword arguments of :func:`tunebridge.api.study_options` a spec stands for."""
     return {
         "metric": list(spec.metrics),
         "mode": list(spec.modes),
         "backend": spec.backend,
-        "trials": spec.trials,
         "search": spec.search,
         "pruner": spec.pruner,
-        "early_stopping": spec.early_stopping,
         "max_epochs": spec.max_epochs,
         "storage": storage,
         "study": spec.study,
         "seed": spec.seed,
+        "spec_hash": spec.hash(),
+    }
+
+
+def tune_kwargs(spec: RunSpec, storage: str) -> dict[str, Any]:
+    """The keyword arguments of :func:`tunebridge.tune` a spec stands for."""
+    return {
+        **study_kwargs(spec, storage),
+        "trials": spec.trials,
+        "early_stopping": spec.early_stopping,
         "accelerator": spec.accelerator,
         "threads": spec.threads,
-        "spec_hash": spec.hash(),
     }
 
 
@@ -134,25 +141,13 @@ def _spawn_workers(
     path: Path, n: int, storage: str, spec: RunSpec, force: bool, trial_timeout: float | None
 ) -> list[subprocess.Popen[bytes]]:
     """Start ``n`` extra local worker processes on the same storage (processes, not threads)."""
-    from tunebridge.backends.optuna import StudyOptions, ensure_budget, open_study
+    from tunebridge.api import study_options
+    from tunebridge.backends.optuna import ensure_budget, open_study
 
-    # Create the study and fill its queue once, before any worker starts, so that none of them races.
-    study = open_study(
-        StudyOptions(
-            space=spec.space,
-            metrics=list(spec.metrics),
-            modes=list(spec.modes),
-            search=spec.search,
-            seed=spec.seed,
-            pruning=spec.pruner,
-            max_epochs=spec.max_epochs,
-            storage=storage,
-            study=spec.study,
-            spec_hash=spec.hash(),
-            force=force,
-        ),
-        n_trials=spec.trials,
-    )
+    # Create the study and fill its queue once, before any worker starts, so that none of them races;
+    # with the same options tune() builds (versions and backend recorded on the study).
+    opts = study_options(spec.space, **study_kwargs(spec, storage), force=force)
+    study = open_study(opts, n_trials=spec.trials)
     ensure_budget(study, spec.trials)
     cmd = [
         sys.executable,
@@ -190,7 +185,7 @@ def worker_command(
     threads: int | None,
     trial_timeout: float | None,
     heartbeat: float = 10.0,
-    grace_period: float | None = None,
+    heartbeat_timeout: float | None = None,
     max_retry: int = 3,
 ) -> None:
     spec, storage_url = _load(path, storage=storage, study=study, trials=trials, seed=seed, threads=threads)
@@ -220,7 +215,7 @@ def worker_command(
             join=True,
             trial_timeout=trial_timeout,
             heartbeat=heartbeat,
-            grace_period=grace_period,
+            heartbeat_timeout=heartbeat_timeout,
             max_retry=max_retry,
             **kwargs,
         )

@@ -8,20 +8,19 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import math
-import os
 import signal
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
 from tunebridge._compat import lightning_namespace_of
-from tunebridge.backends._base import Reporter, TrialOutcome
-from tunebridge.errors import MetricNotFoundError, TrialOutOfMemoryError, TunebridgeError
+from tunebridge.backends._base import Reporter, Resume, TrialOutcome, best_epoch
+from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError, TrialOutOfMemoryError
+from tunebridge.lightning._callbacks import early_stopping, reapply_config_callback, report_callback, scalars
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
 __all__ = ["Builder", "LightningObjective", "NonFiniteMetricError", "TrialSettings", "fit_trial", "quiet_lightning"]
@@ -38,10 +37,6 @@ _NOISY_WARNINGS = (
     r".*Consider setting `persistent_workers=True`.*",
     r".*You defined a `validation_step` but have no `val_dataloader`.*",
 )
-
-
-class NonFiniteMetricError(TunebridgeError, ArithmeticError):
-    """A monitored metric or a loss became NaN or infinite; the trial fails with this reason."""
 
 
 @dataclass(frozen=True)
@@ -89,87 +84,14 @@ def _silence_loggers() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        try:
-            out[str(key)] = float(value)
-        except (TypeError, ValueError, RuntimeError):  # non-scalar tensors are skipped
-            continue
-    return out
-
-
-_CALLBACKS: dict[str, type] = {}
-
-
-def _report_callback(ns: ModuleType) -> type:
-    """A reporting callback class for one Lightning package (the two are separate class trees)."""
-    if ns.__name__ in _CALLBACKS:
-        return _CALLBACKS[ns.__name__]
-
-    class ReportCallback(ns.Callback):  # type: ignore[misc,name-defined]
-        """Reports the validation metrics once per epoch and stops the trial when pruned."""
-
-        def __init__(self, reporter: Reporter | None, metric: str, mode: str) -> None:
-            self.reporter = reporter
-            self.metric = metric
-            self.mode = mode
-            self.history: list[tuple[int, dict[str, float]]] = []
-            self.pruned = False
-
-        def decide(self, epoch: int, metrics: dict[str, float]) -> None:
-            """Raise when the monitored metric is missing or a monitored/loss value is not finite."""
-            if self.metric not in metrics:
-                raise MetricNotFoundError(self.metric, list(metrics))
-            for key, value in metrics.items():
-                if (key == self.metric or "loss" in key) and not math.isfinite(value):
-                    raise NonFiniteMetricError(f"metric {key!r} is {value} at epoch {epoch}")
-
-        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-            if trainer.sanity_checking:
-                return
-            metrics = _scalars(trainer.callback_metrics)
-            epoch = int(trainer.current_epoch) + 1
-            self.decide(epoch, metrics)
-            if self.history and self.history[-1][0] == epoch:
-                self.history[-1] = (epoch, metrics)
-            else:
-                self.history.append((epoch, metrics))
-
-            def save(folder: str) -> None:
-                trainer.save_checkpoint(os.path.join(folder, "checkpoint.ckpt"))
-
-            stop = self.reporter is not None and self.reporter.report(epoch, metrics, save)
-            # A trial that has just trained its last epoch is complete, whatever the pruner says
-            # (Optuna's successive halving would otherwise prune it at the top rung).
-            if stop and epoch < int(trainer.max_epochs or 0):
-                self.pruned = True
-                trainer.should_stop = True
-
-    _CALLBACKS[ns.__name__] = ReportCallback
-    return ReportCallback
-
-
-def _check_datamodule(ns: ModuleType, module: Any, datamodule: Any) -> None:
-    if datamodule is None:
-        return
-    own = ns.LightningDataModule
-    if not isinstance(datamodule, own):
-        raise TypeError(
-            f"the datamodule {type(datamodule).__name__} is not a {ns.__name__}.LightningDataModule, but the "
-            f"module {type(module).__name__} is a {ns.__name__} module: lightning.pytorch and pytorch_lightning "
-            "are separate class trees, so build both from the same package."
-        )
-
-
 def fit_trial(
     build: Builder,
     config: dict[str, Scalar],
     reporter: Reporter | None,
     settings: TrialSettings,
     *,
-    ckpt_path: str | None = None,
-    extra_callbacks: list[Any] | None = None,
+    resume: Resume | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrialOutcome:
     """Build, fit and evaluate one config.
 
@@ -179,18 +101,21 @@ def fit_trial(
         config: The sampled config.
         reporter: Receives the metrics of every epoch; returning True prunes the trial.
         settings: How to train.
-        ckpt_path: Resume training from this Lightning checkpoint.
+        resume: Go on from a checkpoint the reporter's ``checkpoint(folder)`` wrote.
+        callbacks: More Lightning callbacks (of the module's package) for this trial.
 
     Raises:
         MetricNotFoundError: The monitored metric is never logged (lists those that are).
         NonFiniteMetricError: The monitored metric or a loss became NaN/inf.
+        TrialOutOfMemoryError: The trial ran out of memory (the batch size is in the message).
     """
     import torch
 
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
     try:
-        return _fit(build, config, reporter, settings, ckpt_path=ckpt_path, extra_callbacks=extra_callbacks)
+        with quiet_lightning():
+            return _fit(build, config, reporter, settings, resume=resume, callbacks=callbacks)
     except Exception as exc:
         if not _is_oom(exc):
             raise
@@ -220,73 +145,99 @@ def _fit(
     reporter: Reporter | None,
     settings: TrialSettings,
     *,
-    ckpt_path: str | None,
-    extra_callbacks: list[Any] | None,
+    resume: Resume | None,
+    callbacks: Sequence[Any],
 ) -> TrialOutcome:
-    with quiet_lightning():
-        module, datamodule = build(dict(config))
-        _silence_loggers()  # again: the first import of a Lightning package resets its logger to INFO
-        ns = lightning_namespace_of(module)
-        _check_datamodule(ns, module, datamodule)
-        if settings.seed is not None:
-            ns.seed_everything(settings.seed, workers=True, verbose=False)
-        epochs = min(int(config.get("epochs", settings.max_epochs)), settings.max_epochs)  # type: ignore[arg-type]
-        reporting = _report_callback(ns)(reporter, settings.metric, settings.mode)
-        callbacks: list[Any] = [reporting]
-        stopper = None
-        es = settings.early_stopping
-        if es is not None:
-            stopper = ns.callbacks.EarlyStopping(
-                monitor=es.monitor or settings.metric,
-                mode=es.mode or settings.mode,
-                patience=es.patience,
-                min_delta=es.min_delta,
-                # The reporter, which runs right after it, raises MetricNotFoundError for the run's metric.
-                strict=bool(es.monitor and es.monitor != settings.metric),
-                check_finite=True,
-                # Check after each validation (as EarlyStoppingSpec.patience counts them), not at the
-                # train epoch's end: a trial resumed from a checkpoint taken at validation end (Ray's
-                # ASHA/HyperBand/PBT, --resume) replays on_train_epoch_end before validating again,
-                # and a strict check there fails on the empty metrics.
-                check_on_train_epoch_end=False,
-            )
-            # Before the reporter: a checkpoint taken while reporting then holds this epoch's stopping state.
-            callbacks.insert(0, stopper)
-        callbacks.extend(extra_callbacks or [])
-        kwargs: dict[str, Any] = {
-            "max_epochs": epochs,
-            "accelerator": settings.accelerator,
-            "devices": 1,
-            "logger": False,
-            "enable_checkpointing": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "num_sanity_val_steps": 0,
-            "callbacks": callbacks,
-        }
-        kwargs.update(settings.trainer_kwargs or {})
-        trainer = ns.Trainer(**kwargs)
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        except SystemExit:
-            # Lightning turns Ctrl-C into sys.exit(1) and ignores SIGINT from then on; give the
-            # interrupt back to the caller so the study can record it and stop cleanly.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            if getattr(trainer, "interrupted", False):
-                raise KeyboardInterrupt from None
-            raise
-    if not reporting.history:
-        raise MetricNotFoundError(settings.metric, list(_scalars(trainer.callback_metrics)))
-    history = reporting.history
-    sign = 1.0 if settings.mode == "min" else -1.0
-    best_epoch, best = min(history, key=lambda item: sign * item[1][settings.metric])
-    last_epoch, final = history[-1]
+    """One trial, step by step; each step is one small function below."""
+    module, datamodule, ns = _build(build, config)
+    _seed(ns, settings.seed)
+    reporting = report_callback(ns, reporter, settings.metric)
+    stopper = (
+        None
+        if settings.early_stopping is None
+        else early_stopping(ns, settings.early_stopping, metric=settings.metric, mode=settings.mode)
+    )
+    # The stopper before the reporter: a checkpoint taken while reporting then holds this epoch's stopping state.
+    trial_callbacks = [c for c in (stopper, reporting) if c is not None]
+    if resume is not None and resume.reapply_config:
+        trial_callbacks.append(reapply_config_callback(ns, config))
+    trial_callbacks.extend(callbacks)
+    trainer = ns.Trainer(**_trainer_kwargs(settings, _epochs(config, settings), trial_callbacks))
+    _interruptible_fit(trainer, module, datamodule, None if resume is None else resume.checkpoint)
+    return _outcome(reporting, stopper, module, trainer, settings)
+
+
+def _build(build: Builder, config: dict[str, Scalar]) -> tuple[Any, Any, ModuleType]:
+    """The user's module and datamodule, and the Lightning package they belong to (both the same one)."""
+    module, datamodule = build(dict(config))
+    _silence_loggers()  # again: the first import of a Lightning package resets its logger to INFO
+    ns = lightning_namespace_of(module)
+    if datamodule is not None and not isinstance(datamodule, ns.LightningDataModule):
+        raise TypeError(
+            f"the datamodule {type(datamodule).__name__} is not a {ns.__name__}.LightningDataModule, but the "
+            f"module {type(module).__name__} is a {ns.__name__} module: lightning.pytorch and pytorch_lightning "
+            "are separate class trees, so build both from the same package."
+        )
+    return module, datamodule, ns
+
+
+def _seed(ns: ModuleType, seed: int | None) -> None:
+    """Seed torch, numpy, random and the dataloader workers for the trial (after ``build``)."""
+    if seed is not None:
+        ns.seed_everything(seed, workers=True, verbose=False)
+
+
+def _epochs(config: Mapping[str, Scalar], settings: TrialSettings) -> int:
+    """The trial's epochs: the budget, or less when the config has an ``epochs`` value."""
+    return min(int(config.get("epochs", settings.max_epochs)), settings.max_epochs)  # type: ignore[arg-type]
+
+
+def _trainer_kwargs(settings: TrialSettings, epochs: int, callbacks: list[Any]) -> dict[str, Any]:
+    """The Trainer's arguments: quiet, one device, no logger or checkpointing of its own."""
+    kwargs: dict[str, Any] = {
+        "max_epochs": epochs,
+        "accelerator": settings.accelerator,
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "callbacks": callbacks,
+    }
+    kwargs.update(settings.trainer_kwargs or {})
+    return kwargs
+
+
+def _interruptible_fit(trainer: Any, module: Any, datamodule: Any, ckpt_path: str | None) -> None:
+    """``trainer.fit`` that gives Ctrl-C back to the caller as ``KeyboardInterrupt``."""
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit:
+        # Lightning turns Ctrl-C into sys.exit(1) and ignores SIGINT from then on; give the
+        # interrupt back to the caller so the study can record it and stop cleanly.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if getattr(trainer, "interrupted", False):
+            raise KeyboardInterrupt from None
+        raise
+
+
+def _outcome(reporting: Any, stopper: Any, module: Any, trainer: Any, settings: TrialSettings) -> TrialOutcome:
+    """The trial's outcome from the epochs it reported (the best epoch by the backends' one rule)."""
+    history: dict[int, dict[str, float]] = reporting.history
+    chosen = best_epoch(history, settings.metric, settings.mode)
+    if chosen is None:
+        raise MetricNotFoundError(settings.metric, list(scalars(trainer.callback_metrics)))
+    last_epoch = max(history)
     n_params = float(sum(p.numel() for p in module.parameters() if p.requires_grad))
-    final = {**final, "n_params": n_params}
-    best = {**best, "n_params": n_params}
     early = stopper is not None and int(getattr(stopper, "stopped_epoch", 0)) > 0 and not reporting.pruned
     return TrialOutcome(
-        metrics=final, best=best, epochs=last_epoch, best_epoch=best_epoch, pruned=reporting.pruned, early_stopped=early
+        metrics={**history[last_epoch], "n_params": n_params},
+        best={**history[chosen], "n_params": n_params},
+        epochs=last_epoch,
+        best_epoch=chosen,
+        pruned=reporting.pruned,
+        early_stopped=early,
     )
 
 
@@ -307,11 +258,10 @@ class LightningObjective:
         config: dict[str, Scalar],
         reporter: Reporter | None,
         *,
-        ckpt_path: str | None = None,
-        extra_callbacks: list[Any] | None = None,
+        resume: Resume | None = None,
     ) -> TrialOutcome:
         settings = self.settings
         if settings.seed is not None:
             digest = zlib.crc32(json.dumps(config, sort_keys=True).encode())
             settings = replace(settings, seed=(settings.seed + digest) % (2**31 - 1))
-        return fit_trial(self.build, config, reporter, settings, ckpt_path=ckpt_path, extra_callbacks=extra_callbacks)
+        return fit_trial(self.build, config, reporter, settings, resume=resume)

@@ -11,7 +11,7 @@ from tunebridge.errors import SchemaError, show
 from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._params import Bool, Choice, Fixed, Float, Int, Param, is_json_scalar
 
-__all__ = ["check_keys", "dump_yaml", "load_yaml", "param_from_dict", "suggest"]
+__all__ = ["check_keys", "dump_yaml", "load_yaml", "param_from_dict"]
 
 _KINDS: dict[str, type[Param]] = {"int": Int, "float": Float, "choice": Choice, "bool": Bool, "fixed": Fixed}
 _KIND_ALIASES = {"categorical": "choice", "integer": "int", "boolean": "bool", "const": "fixed", "constant": "fixed"}

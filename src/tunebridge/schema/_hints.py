@@ -1,4 +1,4 @@
-""""Did you mean …?": the one place that finds the nearest known name for a misspelt one."""
+""" "Did you mean …?": the one place that finds the nearest known name for a misspelt one."""
 
 from __future__ import annotations
 

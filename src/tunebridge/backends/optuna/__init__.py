@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from tunebridge.backends.optuna._compile import check_convertible, decode, distribution, distributions, encode, suggest
+from tunebridge.backends.optuna._compile import (
+    base_name,
+    check_convertible,
+    decode,
+    decode_value,
+    distribution,
+    distributions,
+    encode,
+    encode_value,
+    params_and_distributions,
+    suggest,
+)
 from tunebridge.backends.optuna._factories import (
     SEARCH_ALGORITHMS,
     make_pruner,
@@ -11,30 +22,50 @@ from tunebridge.backends.optuna._factories import (
     normalize_db_url,
     storage_kind,
 )
+from tunebridge.backends.optuna._options import StudyOptions, WorkerOptions
 from tunebridge.backends.optuna._queue import claim, count_finished, ensure_budget, fail_stale, open_study, requeue
-from tunebridge.backends.optuna._study import OptunaReporter, StudyOptions, run_trials, trial_config
+from tunebridge.backends.optuna._study import (
+    OptunaReporter,
+    abandon_trial,
+    fail_trial,
+    run_trials,
+    settle_trial,
+    start_trial,
+    study_progress,
+    trial_config,
+)
 
 __all__ = [
     "SEARCH_ALGORITHMS",
     "OptunaReporter",
     "StudyOptions",
+    "WorkerOptions",
+    "abandon_trial",
+    "base_name",
     "check_convertible",
     "claim",
     "count_finished",
     "decode",
+    "decode_value",
     "distribution",
     "distributions",
     "encode",
+    "encode_value",
     "ensure_budget",
     "fail_stale",
+    "fail_trial",
     "make_pruner",
     "make_sampler",
     "make_storage",
     "normalize_db_url",
     "open_study",
+    "params_and_distributions",
     "requeue",
     "run_trials",
+    "settle_trial",
+    "start_trial",
     "storage_kind",
+    "study_progress",
     "suggest",
     "trial_config",
 ]

@@ -20,7 +20,18 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from tunebridge.errors import ConversionError
 from tunebridge.schema import Bool, Choice, Fixed, Float, Int, Param, Scalar, Space
 
-__all__ = ["check_convertible", "decode", "distribution", "distributions", "encode", "suggest"]
+__all__ = [
+    "base_name",
+    "check_convertible",
+    "decode",
+    "decode_value",
+    "distribution",
+    "distributions",
+    "encode",
+    "encode_value",
+    "params_and_distributions",
+    "suggest",
+]
 
 BACKEND = "optuna"
 
@@ -89,8 +100,23 @@ def distributions(space: Space) -> dict[str, BaseDistribution]:
     return out
 
 
-def _base(key: str) -> str:
+def base_name(key: str) -> str:
+    """The parameter a config key belongs to (``units/2`` -> ``units``)."""
     return key.split("/", 1)[0]
+
+
+def encode_value(p: Param, value: Any) -> Any:
+    """The Optuna parameter value for a config value (an ordered choice's index; others as they are)."""
+    return p.index(value) if isinstance(p, Choice) and p.ordered else value
+
+
+def decode_value(p: Param, raw: Any) -> Scalar:
+    """The config value for an Optuna parameter value (the inverse of :func:`encode_value`)."""
+    if isinstance(p, Choice) and p.ordered:
+        return p.values[int(raw)]
+    if isinstance(p, Int):
+        return int(raw)
+    return raw  # type: ignore[no-any-return]
 
 
 def suggest(trial: optuna.Trial, space: Space) -> dict[str, Scalar]:
@@ -98,12 +124,12 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Scalar]:
     check_convertible(space)
 
     def draw(key: str, p: Param) -> Scalar:
+        if isinstance(p, Choice) and p.ordered:
+            return decode_value(p, trial.suggest_int(key, 0, len(p.values) - 1))
         if isinstance(p, Int):
             return trial.suggest_int(key, p.low, p.high, step=p.step, log=p.log)
         if isinstance(p, Float):
             return trial.suggest_float(key, p.low, p.high, step=p.step, log=p.log)
-        if isinstance(p, Choice) and p.ordered:
-            return p.values[trial.suggest_int(key, 0, len(p.values) - 1)]
         if isinstance(p, Choice):
             return trial.suggest_categorical(key, p.values)
         return trial.suggest_categorical(key, (False, True))
@@ -115,22 +141,29 @@ def encode(space: Space, config: Mapping[str, Any]) -> dict[str, Any]:
     """Optuna ``params`` for a config (ordered choices become indices; fixed values are dropped)."""
     out: dict[str, Any] = {}
     for key, value in config.items():
-        p = space[_base(key)]
-        if isinstance(p, Fixed):
-            continue
-        out[key] = p.index(value) if isinstance(p, Choice) and p.ordered else value
+        p = space[base_name(key)]
+        if not isinstance(p, Fixed):
+            out[key] = encode_value(p, value)
     return out
 
 
 def decode(space: Space, params: Mapping[str, Any]) -> dict[str, Scalar]:
     """The config for Optuna ``params`` (the inverse of :func:`encode`, fixed values restored)."""
+    return space.walk(lambda key, p: decode_value(p, params[key]))
 
-    def draw(key: str, p: Param) -> Scalar:
-        value = params[key]
-        if isinstance(p, Choice) and p.ordered:
-            return p.values[int(value)]
-        if isinstance(p, Int):
-            return int(value)
-        return value  # type: ignore[no-any-return]
 
-    return space.walk(draw)
+def params_and_distributions(
+    space: Space, config: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+    """Optuna ``params`` and ``distributions`` for a finished trial's config (e.g. one Ray ran).
+
+    Raises:
+        KeyError: A key names no parameter of the space.
+        ValueError: A value is outside its parameter's distribution.
+    """
+    params = encode(space, config)
+    dists = {key: distribution(base_name(key), space[base_name(key)]) for key in params}
+    for key, value in params.items():
+        if not dists[key]._contains(dists[key].to_internal_repr(value)):
+            raise ValueError(f"{key}={value!r} is outside {dists[key]}")
+    return params, dists

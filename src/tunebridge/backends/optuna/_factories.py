@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import os
-import re
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from tunebridge._storage_url import journal_path, storage_kind
+from tunebridge._vocab import SEARCH_ALGORITHMS
 from tunebridge.errors import ConversionError, SchemaError
 from tunebridge.schema import PruningSpec, Space
 from tunebridge.schema._hints import did_you_mean
 
-__all__ = ["SEARCH_ALGORITHMS", "make_pruner", "make_sampler", "make_storage", "normalize_db_url"]
+__all__ = ["SEARCH_ALGORITHMS", "make_pruner", "make_sampler", "make_storage", "normalize_db_url", "storage_kind"]
 
-SEARCH_ALGORITHMS = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
 BACKEND = "optuna"
 
 
@@ -96,57 +97,38 @@ def make_pruner(spec: PruningSpec, *, max_epochs: int, n_objectives: int = 1) ->
     return optuna.pruners.PatientPruner(None, patience=spec.patience, min_delta=spec.min_delta)
 
 
-_DB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+def _installed_drivers() -> set[str]:
+    from tunebridge._compat import has_module
+
+    return {name for name in ("psycopg", "psycopg2", "pymysql", "MySQLdb") if has_module(name)}
 
 
-def normalize_db_url(url: str) -> str:
+def normalize_db_url(url: str, *, drivers: Collection[str] | None = None) -> str:
     """Give bare ``postgresql://``/``mysql://`` URLs an installed driver.
 
     SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3 but older releases to psycopg2; tunebridge ships
     psycopg 3 (the ``[postgres]`` extra), so a bare URL is pinned to it. ``postgresql+psycopg2://``
     and other explicit drivers are kept as they are.
-    """
-    from tunebridge._compat import has_module
 
+    Args:
+        url: A database URL.
+        drivers: The importable driver modules (default: those installed here).
+
+    Raises:
+        MissingDependencyError: A PostgreSQL URL and no PostgreSQL driver.
+    """
+    drivers = _installed_drivers() if drivers is None else set(drivers)
     scheme, _, rest = url.partition("://")
     if scheme in ("postgresql", "postgres"):
-        if has_module("psycopg"):
+        if "psycopg" in drivers:
             return f"postgresql+psycopg://{rest}"
-        if has_module("psycopg2"):
+        if "psycopg2" in drivers:
             return f"postgresql+psycopg2://{rest}"
         from tunebridge.errors import MissingDependencyError
 
         raise MissingDependencyError("PostgreSQL storage", "postgres", "psycopg[binary]")
-    if scheme in ("mysql", "mariadb") and has_module("pymysql") and not has_module("MySQLdb"):
+    if scheme in ("mysql", "mariadb") and "pymysql" in drivers and "MySQLdb" not in drivers:
         return f"mysql+pymysql://{rest}"
-    return url
-
-
-def storage_kind(url: str | None) -> str:
-    """``memory``, ``rdb``, ``journal-file`` or ``journal-redis``."""
-    if url is None or url in ("memory", ":memory:", ""):
-        return "memory"
-    scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
-    if scheme in _DB_SCHEMES:
-        return "rdb"
-    if scheme in ("redis", "rediss", "unix"):
-        return "journal-redis"
-    if scheme in ("journal", "file") or re.search(r"\.(log|journal|jsonl)$", url):
-        return "journal-file"
-    raise SchemaError(
-        "unknown storage URL",
-        path="storage",
-        value=repr(url),
-        fix="Use sqlite:///study.db, postgresql://user@host/db, redis://host:6379, "
-        "journal:///path/study.log (or a path ending in .log) or 'memory'.",
-    )
-
-
-def journal_path(url: str) -> str:
-    """The file of a journal URL: ``journal:///abs/path.log``, ``journal://rel.log`` or a bare path."""
-    for prefix in ("journal://", "file://"):
-        if url.startswith(prefix):
-            return url[len(prefix) :]
     return url
 
 
@@ -157,9 +139,8 @@ def make_storage(url: str | None) -> Any:
     the same on every storage; Optuna's RDB-only heartbeat is not used.
     """
     kind = storage_kind(url)
-    if kind == "memory":
+    if kind == "memory" or url is None:
         return optuna.storages.InMemoryStorage()
-    assert url is not None
     if kind == "rdb":
         url = normalize_db_url(url)
         if url.startswith("sqlite:///"):

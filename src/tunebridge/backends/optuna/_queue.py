@@ -22,8 +22,10 @@ import optuna
 from optuna.exceptions import DuplicatedStudyError
 from optuna.trial import TrialState
 
+from tunebridge import _record
 from tunebridge.backends.optuna._compile import check_convertible, encode
 from tunebridge.backends.optuna._factories import make_pruner, make_sampler, make_storage
+from tunebridge.backends.optuna._options import StudyOptions
 from tunebridge.errors import SpecMismatchError
 from tunebridge.schema import Space
 
@@ -33,7 +35,7 @@ HEARTBEAT_ATTR = "tb_heartbeat"
 READY_ATTR = "queue_ready"
 
 
-def open_study(opts: Any, *, n_trials: int | None = None, wait: float = 60.0) -> optuna.Study:
+def open_study(opts: StudyOptions, *, n_trials: int | None = None, wait: float = 60.0) -> optuna.Study:
     """Create or load the study ``opts.study`` in ``opts.storage``; resume = same name + same storage.
 
     With ``n_trials``, the creator also fills the queue (the grid, or ``n_trials`` open slots); the
@@ -43,53 +45,86 @@ def open_study(opts: Any, *, n_trials: int | None = None, wait: float = 60.0) ->
         ConversionError: The space or options cannot be expressed in Optuna (before any trial runs).
         SpecMismatchError: The stored study was started from a different spec (unless ``opts.force``).
     """
-    check_convertible(opts.space)
-    if opts.search == "grid":
-        opts.space.grid()  # a grid that cannot be built fails here, before a study exists
-    n_obj = len(opts.metrics)
-    sampler = make_sampler(opts.search, seed=opts.seed, space=opts.space, n_objectives=n_obj)
-    pruner = make_pruner(opts.pruning, max_epochs=opts.max_epochs, n_objectives=n_obj)
-    storage = make_storage(opts.storage)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    kwargs = {
-        "storage": storage,
-        "sampler": sampler,
-        "pruner": pruner,
-        "study_name": opts.study,
-        "directions": opts.directions,
-    }
-    try:
-        study = optuna.create_study(**kwargs, load_if_exists=False)
-        created = True
-    except DuplicatedStudyError:
-        study = optuna.load_study(study_name=opts.study, storage=storage, sampler=sampler, pruner=pruner)
-        created = False
-        # A joining or resuming process must not replay the creator's stream of configs: seed it from
-        # the run's seed, the trials so far and this process (a fresh study keeps the seed exactly).
-        mixed = None if opts.seed is None else _mix_seed(opts.seed, len(study.get_trials(deepcopy=False)))
-        study.sampler = make_sampler(opts.search, seed=mixed, space=opts.space, n_objectives=n_obj)
+    _preflight(opts)
+    study, created = _create_or_load(opts)
     if created:
-        record = {
-            "spec_hash": opts.spec_hash,
-            "space": opts.space.to_dict(),
-            "metrics": opts.metrics,
-            "modes": opts.modes,
-            "search": opts.search,
-            "seed": opts.seed,
-            **opts.attrs,
-        }
-        for key, value in record.items():
-            study.set_user_attr(key, value)
+        _write_record(study, opts)
         if n_trials is not None:
             _fill(study, opts, n_trials)
         study.set_user_attr(READY_ATTR, True)
         return study
+    _reseed(study, opts)
+    _wait_until_ready(study, opts, n_trials, wait)
+    _check_spec_hash(study, opts)
+    return study
+
+
+def _preflight(opts: StudyOptions) -> None:
+    """Refuse what Optuna cannot run before a study exists."""
+    check_convertible(opts.space)
+    if opts.search == "grid":
+        opts.space.grid()  # a grid that cannot be built fails here
+
+
+def _sampler(opts: StudyOptions, seed: int | None) -> optuna.samplers.BaseSampler:
+    return make_sampler(opts.search, seed=seed, space=opts.space, n_objectives=len(opts.metrics))
+
+
+def _create_or_load(opts: StudyOptions) -> tuple[optuna.Study, bool]:
+    """The study and whether this process created it (creation is atomic in every storage)."""
+    sampler = _sampler(opts, opts.seed)
+    pruner = make_pruner(opts.pruning, max_epochs=opts.max_epochs, n_objectives=len(opts.metrics))
+    storage = make_storage(opts.storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            study_name=opts.study,
+            directions=opts.directions,
+            load_if_exists=False,
+        )
+        return study, True
+    except DuplicatedStudyError:
+        return optuna.load_study(study_name=opts.study, storage=storage, sampler=sampler, pruner=pruner), False
+
+
+def _write_record(study: optuna.Study, opts: StudyOptions) -> None:
+    """What the study was started from: spec hash, space, objectives, search, seed, versions, backend."""
+    record = {
+        "spec_hash": opts.spec_hash,
+        "space": opts.space.to_dict(),
+        "metrics": opts.metrics,
+        "modes": opts.modes,
+        "search": opts.search,
+        "seed": opts.seed,
+        **opts.attrs,
+    }
+    for key, value in record.items():
+        study.set_user_attr(key, value)
+
+
+def _reseed(study: optuna.Study, opts: StudyOptions) -> None:
+    """A joining or resuming process must not replay the creator's stream of configs.
+
+    It is seeded from the run's seed, the trials so far and this process (a fresh study keeps the seed exactly).
+    """
+    mixed = None if opts.seed is None else _mix_seed(opts.seed, len(study.get_trials(deepcopy=False)))
+    study.sampler = _sampler(opts, mixed)
+
+
+def _wait_until_ready(study: optuna.Study, opts: StudyOptions, n_trials: int | None, wait: float) -> None:
+    """Wait while the creator writes the record and the queue; take over when it died before filling it."""
     deadline = time.monotonic() + wait
     while not study.user_attrs.get(READY_ATTR) and time.monotonic() < deadline:
-        time.sleep(0.2)  # the creator is still writing the record and the queue
+        time.sleep(0.2)
     if not study.user_attrs.get(READY_ATTR) and n_trials is not None:
-        _fill(study, opts, n_trials)  # its creator died before filling the queue: take over
+        _fill(study, opts, n_trials)
         study.set_user_attr(READY_ATTR, True)
+
+
+def _check_spec_hash(study: optuna.Study, opts: StudyOptions) -> None:
     stored = study.user_attrs.get("spec_hash")
     if opts.spec_hash is not None and stored is not None and stored != opts.spec_hash and not opts.force:
         raise SpecMismatchError(
@@ -97,7 +132,6 @@ def open_study(opts: Any, *, n_trials: int | None = None, wait: float = 60.0) ->
             f"(stored hash {str(stored)[:12]}, this spec {opts.spec_hash[:12]}): resuming would mix two experiments. "
             "Use another --study name, or pass --force to resume anyway."
         )
-    return study
 
 
 def _mix_seed(seed: int, n_trials: int) -> int:
@@ -105,7 +139,7 @@ def _mix_seed(seed: int, n_trials: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def _fill(study: optuna.Study, opts: Any, n_trials: int) -> None:
+def _fill(study: optuna.Study, opts: StudyOptions, n_trials: int) -> None:
     if opts.search == "grid":
         study.set_user_attr("grid_size", len(opts.space.grid()))
     ensure_budget(study, n_trials, space=opts.space)
@@ -113,11 +147,7 @@ def _fill(study: optuna.Study, opts: Any, n_trials: int) -> None:
 
 def _budgeted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
     """Trials that hold a place in the budget: all but failed ones whose config was re-queued or cancelled."""
-    return [
-        t
-        for t in trials
-        if not (t.state == TrialState.FAIL and (t.user_attrs.get("requeued") or t.user_attrs.get("cancelled")))
-    ]
+    return [t for t in trials if not (t.state == TrialState.FAIL and _record.outside_budget(t.user_attrs))]
 
 
 def count_finished(trials: list[optuna.trial.FrozenTrial]) -> int:
@@ -150,7 +180,7 @@ def ensure_budget(study: optuna.Study, n_trials: int, *, space: Space | None = N
     for t in surplus[::-1][: max(0, -missing)]:
         try:
             if study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                study._storage.set_trial_user_attr(t._trial_id, "cancelled", True)
+                study._storage.set_trial_user_attr(t._trial_id, _record.CANCELLED, True)
                 study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # a worker claimed it first
@@ -206,8 +236,8 @@ def fail_stale(
         will_requeue = max_retry is None or retries < max_retry
         try:
             # Attributes first (a finished trial refuses them), then the state change only one worker wins.
-            storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-            storage.set_trial_user_attr(t._trial_id, "requeued", will_requeue)
+            storage.set_trial_user_attr(t._trial_id, _record.FAIL_REASON, reason)
+            storage.set_trial_user_attr(t._trial_id, _record.REQUEUED, will_requeue)
             if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 continue
         except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
@@ -238,8 +268,7 @@ class Heartbeat:
         self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
 
     def _run(self) -> None:
-        assert self.interval is not None
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.interval or 0):
             try:
                 self._beat()
             except Exception:

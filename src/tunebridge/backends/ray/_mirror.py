@@ -8,25 +8,26 @@ already in the study (by ``ray_trial_id``) are skipped, so a resume never duplic
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
-import math
 import os
-import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
+from tunebridge import _record
 from tunebridge._progress import StudyProgress
-from tunebridge.backends.optuna import StudyOptions, distribution, encode
+from tunebridge.backends._base import TrialOutcome
+from tunebridge.backends.optuna import StudyOptions, params_and_distributions
 from tunebridge.backends.ray._convert import ray_config_to_config
 from tunebridge.backends.ray._schedulers import TIME_ATTR
 
-__all__ = ["MIRRORS", "Mirror", "MirrorCallback", "error_of", "finished"]
+__all__ = ["MIRRORS", "Mirror", "MirrorCallback", "error_of", "failure_of", "finished"]
 
-TRACEBACK_LIMIT = 8000
+_OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(TrialOutcome))
 # Live mirrors by experiment path. The callback itself holds only the path: Ray pickles callbacks
 # with the experiment, and a restored experiment's callback must find the study of the new run.
 MIRRORS: dict[str, Mirror] = {}
@@ -51,14 +52,15 @@ def error_of(trial: Any) -> BaseException | str:
     return error  # type: ignore[no-any-return]
 
 
-def _reason(error: BaseException | str) -> tuple[str, str]:
-    """``(fail_reason, traceback)`` like the Optuna backend's: the user's exception, not Ray's wrapper."""
+def failure_of(error: BaseException | str) -> dict[str, Any]:
+    """The failure attributes of a Ray trial, like the Optuna backend's: the user's exception, not Ray's wrapper."""
     if isinstance(error, str):
-        return error.strip().splitlines()[-1][:2000] if error.strip() else "unknown error", error[-TRACEBACK_LIMIT:]
+        reason = error.strip().splitlines()[-1] if error.strip() else "unknown error"
+        return _record.failure_attrs(reason, traceback=error)
     cause = getattr(error, "cause", None)
-    shown = cause if isinstance(cause, BaseException) else error
-    text = str(error) if cause is not None else "".join(traceback.format_exception(error))
-    return f"{type(shown).__name__}: {shown}"[:2000], text[-TRACEBACK_LIMIT:]
+    if isinstance(cause, BaseException):  # Ray's wrapper: its text holds the remote traceback
+        return _record.failure_attrs(cause, traceback=str(error))
+    return _record.failure_attrs(error)
 
 
 class Mirror:
@@ -92,7 +94,7 @@ class Mirror:
         result = dict(last_result or {})
         config = ray_config_to_config(ray_config)
         attrs: dict[str, Any] = {
-            "config": json.loads(json.dumps(config)),
+            **_record.config_attrs(config),
             "ray_trial_id": trial_id,
             "ray_experiment": self.experiment,
         }
@@ -101,26 +103,19 @@ class Mirror:
         outcome = json.loads(result["tb_outcome"]) if result.get("tb_done") and "tb_outcome" in result else None
         if error is not None:
             state = TrialState.FAIL
-            attrs["fail_reason"], attrs["traceback"] = _reason(error)
+            attrs.update(failure_of(error))
         elif outcome is not None:
             curve.update({int(k): float(v) for k, v in outcome["curve"].items()})
-            attrs.update(
-                epochs=outcome["epochs"], best_epoch=outcome["best_epoch"], early_stopped=outcome["early_stopped"]
-            )
-            for key, value in outcome["metrics"].items():
-                attrs[f"final_{key}"] = (
-                    value if isinstance(value, (int, float)) and math.isfinite(value) else str(value)
-                )
-            attrs.update(outcome["extra"])
+            attrs.update(_record.outcome_attrs(TrialOutcome(**{k: outcome[k] for k in _OUTCOME_FIELDS})))
             state = TrialState.PRUNED if outcome["pruned"] else TrialState.COMPLETE
             values = None if outcome["pruned"] else [float(v) for v in outcome["values"]]
         else:  # stopped by the scheduler before the objective returned
             state = TrialState.PRUNED
             if TIME_ATTR in result:
-                attrs["epochs"] = int(result[TIME_ATTR])
+                attrs[_record.EPOCHS] = int(result[TIME_ATTR])
             for key, value in result.items():
                 if key in self.opts.metrics and isinstance(value, (int, float)):
-                    attrs[f"final_{key}"] = float(value)
+                    attrs[f"{_record.FINAL_PREFIX}{key}"] = float(value)
         n_obj = len(self.opts.metrics)
         if state == TrialState.PRUNED and n_obj == 1 and curve:
             values = [curve[max(curve)]]  # what Optuna's tell() stores for a pruned trial
@@ -144,16 +139,10 @@ class Mirror:
         return True
 
     def _params(self, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        space = self.opts.space
         try:
-            params = encode(space, config)
-            dists = {k: distribution(k.split("/", 1)[0], space[k.split("/", 1)[0]]) for k in params}
-            for key, value in params.items():
-                if not dists[key]._contains(dists[key].to_internal_repr(value)):
-                    raise ValueError(key)
+            return params_and_distributions(self.opts.space, config)
         except (KeyError, ValueError, TypeError):
             return {}, {}  # a config outside the space (its trial failed on validation): keep it as an attr only
-        return params, dists
 
     def sync(self, trials: Iterable[Any]) -> int:
         """Record every finished trial Ray knows of that the study lacks; returns how many were added."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from tunebridge._storage_url import local_file
+from tunebridge._vocab import RAY_OPTION_KEYS
 from tunebridge.errors import SchemaError
 from tunebridge.schema._codec import check_keys
 
@@ -111,7 +113,7 @@ class RayOptions:
         if isinstance(options, RayOptions):
             return options
         data = dict(options or {})
-        check_keys("ray", data, [f.name for f in fields(cls)])
+        check_keys("ray", data, RAY_OPTION_KEYS)  # the fields of this class (tests hold the two equal)
         return cls(**data)
 
     def policy(self, pruning_policy: str) -> str:
@@ -144,13 +146,7 @@ def storage_root(options: RayOptions, storage: str | None) -> str:
     """
     if options.storage_path:
         return os.path.abspath(os.path.expanduser(options.storage_path))
-    file: str | None = None
-    if storage and storage.startswith("sqlite:///"):
-        file = storage[len("sqlite:///") :]
-    elif storage and (
-        storage.startswith(("journal://", "file://")) or storage.endswith((".log", ".journal", ".jsonl"))
-    ):
-        file = storage.split("://", 1)[1] if "://" in storage else storage
-    if file and file != ":memory:":
-        return os.path.join(os.path.dirname(os.path.abspath(os.path.expanduser(file))), "ray_results")
+    file = local_file(storage)
+    if file is not None:
+        return os.path.join(os.path.dirname(file), "ray_results")
     return os.path.abspath(os.path.expanduser(DEFAULT_STORAGE))

@@ -15,14 +15,8 @@ from typing import Any
 import optuna
 
 from tunebridge.backends.optuna import StudyOptions, check_convertible, make_sampler
-from tunebridge.backends.ray._convert import (
-    BACKEND,
-    CONFIG_KEY,
-    DefineByRun,
-    config_key,
-    native_param_space,
-    sample_configs,
-)
+from tunebridge.backends.optuna._sample import sample_configs
+from tunebridge.backends.ray._convert import BACKEND, CONFIG_KEY, DefineByRun, config_key, native_param_space
 from tunebridge.backends.ray._options import RayOptions
 from tunebridge.backends.ray._schedulers import make_scheduler, pbt_interval
 from tunebridge.backends.ray._trainable import TrialPlan
@@ -190,7 +184,7 @@ def plan_run(
     storage = optuna.storages.InMemoryStorage()
     if warm_trials:
         # OptunaSearch loads this study (its fixed name is "optuna"): a continuation keeps what TPE/GP learned.
-        warm = optuna.create_study(storage=storage, study_name="optuna", directions=opts.directions)  # type: ignore[arg-type]
+        warm = optuna.create_study(storage=storage, study_name="optuna", directions=opts.directions)
         warm.add_trials([t for t in warm_trials if t.params])
     searcher = OptunaSearch(
         space=DefineByRun(opts.space),

@@ -14,9 +14,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import Objective
-from tunebridge.backends.optuna import StudyOptions, count_finished, open_study, trial_config
+from tunebridge.backends.optuna import StudyOptions, count_finished, open_study, study_progress, trial_config
 from tunebridge.backends.ray._convert import config_key
 from tunebridge.backends.ray._mirror import MIRRORS, Mirror, MirrorCallback, finished
 from tunebridge.backends.ray._options import RayOptions, storage_root
@@ -201,8 +200,9 @@ def run_ray(
 
     Args:
         opts: The study's options, as for the Optuna backend.
-        objective: ``objective(config, reporter, *, ckpt_path=None, extra_callbacks=None)``;
-            picklable (a Lightning objective, or any module-level callable).
+        objective: An :class:`~tunebridge.backends._base.Objective`, picklable (a Lightning
+            objective, or any module-level callable); it is called with ``resume=`` when Ray
+            resumes a paused trial from its checkpoint.
         n_trials: The trial budget.
         options: Ray options, see :class:`RayOptions`.
         resume: Restore the interrupted Ray experiment of this study.
@@ -228,11 +228,7 @@ def run_ray(
     root = storage_root(ray_options, opts.storage)
     name = ray_options.name or opts.study or "tunebridge"
     done = count_finished(study.get_trials(deepcopy=False))
-    mode = opts.modes[0] if len(opts.metrics) == 1 else None
-    with StudyProgress(n_trials, mode=mode, enabled=progress, done=min(done, n_trials)) as bar:
-        if mode is not None:
-            values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-            bar.best = (min if mode == "min" else max)(values) if values else None  # type: ignore[type-var]
+    with study_progress(study, opts, n_trials, enabled=progress) as bar:
         if done >= n_trials:
             return study
         mirror = Mirror(study, opts, bar)

@@ -9,7 +9,6 @@ and ``RayTrainReportCallback`` raise inside a Tune function. The trial's final
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -18,18 +17,23 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from tunebridge.backends._base import Objective, TrialOutcome, objective_values
+from tunebridge.backends._base import (
+    Objective,
+    Resume,
+    TrialOutcome,
+    best_epoch,
+    finite_objective_values,
+    may_prune,
+)
 from tunebridge.backends.ray._convert import ray_config_to_config
-from tunebridge.backends.ray._restore import config_callback
 from tunebridge.backends.ray._schedulers import TIME_ATTR
 from tunebridge.errors import MetricNotFoundError
 from tunebridge.schema import Space
 
 __all__ = [
-    "CHECKPOINT_FILE",
     "HISTORY_FILE",
     "RayReporter",
     "TrialPlan",
@@ -39,7 +43,6 @@ __all__ = [
     "train_config",
 ]
 
-CHECKPOINT_FILE = "checkpoint.ckpt"  # what the Lightning runner's checkpoint(folder) writes
 HISTORY_FILE = "tb_history.json"  # every epoch's metrics so far, saved with each checkpoint
 
 
@@ -65,8 +68,8 @@ class TrialPlan:
             stops and finishes normally (it is not pruned).
         checkpoint_frequency: Save a Lightning checkpoint every this many epochs (0: never).
         threads: ``torch.set_num_threads`` in the trial (None: leave torch alone).
-        apply_config_on_restore: PBT: re-apply lr/momentum/weight_decay from the (mutated) config
-            after Lightning restored the optimizer state from a checkpoint.
+        apply_config_on_restore: PBT: the objective resumes with ``Resume(reapply_config=True)``, so
+            the (mutated) config's training hyperparameters win over the restored optimizer state.
         objective: The objective, pickled by the driver and unpickled in the trial only after
             ``sys_path`` is in place (a spec's ``builder: module:fn`` lives next to the spec file).
         sys_path: The driver's import path; entries that exist on the trial's node are appended.
@@ -118,18 +121,17 @@ class RayReporter:
     def best(self, outcome: TrialOutcome) -> TrialOutcome:
         """``outcome`` with its best epoch chosen over every epoch, including those before a restore.
 
-        A resumed objective only sees the epochs it trained itself; the same best-epoch rule as
-        the runner's (first best by the monitored metric) is applied to the whole history.
+        A resumed objective only sees the epochs it trained itself; the backends' one best-epoch
+        rule (:func:`~tunebridge.backends._base.best_epoch`) is applied to the whole history.
         """
         if not self.restored or not self.history:
             return outcome
-        metric, sign = self.plan.metrics[0], 1.0 if self.plan.modes[0] == "min" else -1.0
-        epochs = [e for e in sorted(self.history) if e <= outcome.epochs and not math.isnan(self.history[e][metric])]
-        if not epochs:
+        seen = {e: m for e, m in self.history.items() if e <= outcome.epochs}
+        chosen = best_epoch(seen, self.plan.metrics[0], self.plan.modes[0])
+        if chosen is None:
             return outcome
-        best_epoch = min(epochs, key=lambda e: sign * self.history[e][metric])
-        extra = {k: v for k, v in outcome.best.items() if k not in self.history[best_epoch]}  # e.g. n_params
-        return replace(outcome, best={**self.history[best_epoch], **extra}, best_epoch=best_epoch)
+        extra = {k: v for k, v in outcome.best.items() if k not in self.history[chosen]}  # e.g. n_params
+        return replace(outcome, best={**self.history[chosen], **extra}, best_epoch=chosen)
 
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Callable[[str], None] | None = None) -> bool:
         from ray import tune
@@ -140,7 +142,7 @@ class RayReporter:
         if self.history and epoch <= max(self.history):
             return False  # a second validation within one epoch is not reported again
         self.history[epoch] = {str(k): float(v) for k, v in metrics.items()}
-        if epoch >= self.plan.budget:
+        if not may_prune(epoch, self.plan.budget):
             self.budget_reached = True
             return True
         result: dict[str, Any] = {**self.history[epoch], TIME_ATTR: epoch}
@@ -166,14 +168,6 @@ class RayReporter:
         return False
 
 
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-
-
 def final_result(outcome: TrialOutcome, plan: TrialPlan, curve: Mapping[int, float]) -> dict[str, Any]:
     """The trial's last result: objective values under the metric names, the outcome as JSON under ``tb_outcome``.
 
@@ -185,21 +179,9 @@ def final_result(outcome: TrialOutcome, plan: TrialPlan, curve: Mapping[int, flo
     if outcome.pruned:
         values = [float(outcome.metrics.get(m, math.nan)) for m in metrics]
     else:
-        values = objective_values(outcome, metrics)
-        bad = [(m, v) for m, v in zip(metrics, values) if not math.isfinite(v)]
-        if bad:
-            raise FloatingPointError(f"metric {bad[0][0]!r} is {bad[0][1]}")
-    record = {
-        "metrics": outcome.metrics,
-        "best": outcome.best,
-        "epochs": outcome.epochs,
-        "best_epoch": outcome.best_epoch,
-        "pruned": outcome.pruned,
-        "early_stopped": outcome.early_stopped,
-        "extra": outcome.extra,
-        "values": values,
-        "curve": {str(k): v for k, v in curve.items()},
-    }
+        values = finite_objective_values(outcome, metrics)
+    # The driver rebuilds the TrialOutcome from its fields (see _mirror.py) and records it like the Optuna loop.
+    record = {**asdict(outcome), "values": values, "curve": {str(k): v for k, v in curve.items()}}
     return {
         **dict(zip(metrics, values)),
         TIME_ATTR: outcome.epochs,
@@ -253,15 +235,13 @@ def train_config(ray_config: dict[str, Any], *, plan: TrialPlan) -> dict[str, An
     checkpoint = tune.get_checkpoint()
     try:
         with checkpoint.as_directory() if checkpoint is not None else nullcontext(None) as folder:
-            kwargs: dict[str, Any] = {}
-            if folder is not None:
+            if folder is None:
+                outcome = objective(config, reporter)
+            else:  # the Objective contract: ``resume`` is passed only when there is something to resume
                 reporter.restore(folder)
-                path = os.path.join(folder, CHECKPOINT_FILE)
-                if _accepts(objective, "ckpt_path"):
-                    kwargs["ckpt_path"] = path if os.path.exists(path) else folder
-                if plan.apply_config_on_restore and _accepts(objective, "extra_callbacks"):
-                    kwargs["extra_callbacks"] = [config_callback(config)]
-            outcome = objective(config, reporter, **kwargs)
+                outcome = objective(
+                    config, reporter, resume=Resume(folder, reapply_config=plan.apply_config_on_restore)
+                )
     except TrialStopped:
         raise SystemExit(0) from None  # Ray's graceful end of a stopped training thread
     if reporter.budget_reached and outcome.pruned:

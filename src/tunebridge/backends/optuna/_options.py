@@ -1,0 +1,79 @@
+"""What a study is opened with (:class:`StudyOptions`) and how a worker runs in it (:class:`WorkerOptions`)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tunebridge.schema import PruningSpec, Space
+
+__all__ = ["StudyOptions", "WorkerOptions"]
+
+
+@dataclass
+class StudyOptions:
+    """Everything needed to open (or resume) a study, in tunebridge's vocabulary.
+
+    Build it with :func:`tunebridge.api.study_options`, which validates the options and records the
+    package versions and the backend (``attrs``) on the study, for ``tune()``, the CLI and workers alike.
+    """
+
+    space: Space
+    metrics: list[str]
+    modes: list[str]
+    search: str = "tpe"
+    seed: int | None = 0
+    pruning: PruningSpec = field(default_factory=PruningSpec)
+    max_epochs: int = 20
+    storage: str | None = None
+    study: str | None = None
+    spec_hash: str | None = None
+    force: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
+        """Optuna's directions for the modes (``min`` -> ``minimize``)."""
+        return ["minimize" if m == "min" else "maximize" for m in self.modes]
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How one process runs trials of a shared study.
+
+    Attributes:
+        stop: Set this event to stop after the running trial (``--drain``).
+        trial_timeout: Seconds after which a trial is stopped and failed.
+        heartbeat: Seconds between heartbeats of the running trial; None or 0 disables them (and
+            with them the detection of this worker's death by the others).
+        heartbeat_timeout: Seconds without a heartbeat after which a trial's worker counts as dead
+            (default: 3 heartbeat intervals). Not to be confused with the pruning spec's
+            ``grace_period``, which counts epochs.
+        max_retry: How often one config is re-queued after its worker died (None: no limit).
+        join: Join a study another process started and follow its queue; the budget is the one the
+            study was created with (``tunebridge worker``). Otherwise this process owns the budget
+            and tops the queue up to it (``tunebridge run``, a resume with a larger budget).
+        poll: Seconds between looks at the queue while other workers hold the remaining trials.
+    """
+
+    stop: threading.Event | None = None
+    trial_timeout: float | None = None
+    heartbeat: float | None = None
+    heartbeat_timeout: float | None = None
+    max_retry: int | None = 3
+    join: bool = False
+    poll: float = 0.5
+
+    @property
+    def dead_after(self) -> float:
+        """Seconds without a heartbeat before a running trial counts as dead.
+
+        Without a heartbeat of our own, others' heartbeats still count: 30 s is 3 default intervals.
+        """
+        return self.heartbeat_timeout if self.heartbeat_timeout is not None else 3 * (self.heartbeat or 10.0)
+
+    @property
+    def stopped(self) -> bool:
+        """True once :attr:`stop` is set."""
+        return self.stop is not None and self.stop.is_set()

@@ -1,0 +1,123 @@
+"""The Lightning callbacks a trial runs with, built for the module's own Lightning package.
+
+``lightning.pytorch`` and ``pytorch_lightning`` are separate class trees: a Trainer only accepts
+callbacks of its own package, so each class here is made once per package and cached.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+from tunebridge.backends._base import CHECKPOINT_FILE, Reporter, check_epoch_metrics, may_prune
+from tunebridge.schema import EarlyStoppingSpec, Scalar
+
+__all__ = ["apply_config", "early_stopping", "reapply_config_callback", "report_callback", "scalars"]
+
+_REPORT: dict[str, type] = {}
+_REAPPLY: dict[str, type] = {}
+
+
+def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The scalar entries of Lightning's ``callback_metrics`` as floats (non-scalar tensors are skipped)."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        try:
+            out[str(key)] = float(value)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+    return out
+
+
+def report_callback(ns: ModuleType, reporter: Reporter | None, metric: str) -> Any:
+    """A callback that reports the validation metrics once per epoch and stops the trial when pruned.
+
+    It keeps every epoch's metrics in ``history`` (epoch -> metrics; a second validation within an
+    epoch replaces the first) and sets ``pruned`` when the reporter asked to stop.
+    """
+    if ns.__name__ not in _REPORT:
+
+        class ReportCallback(ns.Callback):  # type: ignore[misc,name-defined]
+            def __init__(self, reporter: Reporter | None, metric: str) -> None:
+                self.reporter = reporter
+                self.metric = metric
+                self.history: dict[int, dict[str, float]] = {}
+                self.pruned = False
+
+            def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+                if trainer.sanity_checking:
+                    return
+                metrics = scalars(trainer.callback_metrics)
+                epoch = int(trainer.current_epoch) + 1
+                check_epoch_metrics(epoch, metrics, self.metric)
+                self.history[epoch] = metrics
+
+                def save(folder: str) -> None:
+                    trainer.save_checkpoint(os.path.join(folder, CHECKPOINT_FILE))
+
+                stop = self.reporter is not None and self.reporter.report(epoch, metrics, save)
+                if stop and may_prune(epoch, int(trainer.max_epochs or 0)):
+                    self.pruned = True
+                    trainer.should_stop = True
+
+        _REPORT[ns.__name__] = ReportCallback
+    return _REPORT[ns.__name__](reporter, metric)
+
+
+def early_stopping(ns: ModuleType, spec: EarlyStoppingSpec, *, metric: str, mode: str) -> Any:
+    """Lightning's ``EarlyStopping`` for the spec (monitor and mode default to the run's metric and mode)."""
+    return ns.callbacks.EarlyStopping(
+        monitor=spec.monitor or metric,
+        mode=spec.mode or mode,
+        patience=spec.patience,
+        min_delta=spec.min_delta,
+        # The reporter, which runs right after it, raises MetricNotFoundError for the run's metric.
+        strict=bool(spec.monitor and spec.monitor != metric),
+        check_finite=True,
+        # Check after each validation (as EarlyStoppingSpec.patience counts them), not at the train
+        # epoch's end: a trial resumed from a checkpoint taken at validation end (Ray's
+        # ASHA/HyperBand/PBT, --resume) replays on_train_epoch_end before validating again, and a
+        # strict check there fails on the empty metrics.
+        check_on_train_epoch_end=False,
+    )
+
+
+def reapply_config_callback(ns: ModuleType, config: Mapping[str, Scalar]) -> Any:
+    """A callback that re-applies the config's optimizer hyperparameters after a restore.
+
+    Lightning restores the optimizer's ``param_groups`` (and the LR scheduler's ``base_lrs``) from a
+    checkpoint, which would silently undo PBT's mutation of ``lr``, ``momentum`` or ``weight_decay``.
+    """
+    if ns.__name__ not in _REAPPLY:
+
+        class ReapplyConfig(ns.Callback):  # type: ignore[misc,name-defined]
+            def __init__(self, config: Mapping[str, Scalar]) -> None:
+                self.config = dict(config)
+
+            def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+                apply_config(trainer, self.config)
+
+        _REAPPLY[ns.__name__] = ReapplyConfig
+    return _REAPPLY[ns.__name__](config)
+
+
+def apply_config(trainer: Any, config: Mapping[str, Scalar]) -> None:
+    """Set ``lr``/``momentum``/``weight_decay`` of every optimizer from ``config``, keeping the schedule's progress."""
+    lr = config.get("lr")
+    for optimizer in trainer.optimizers:
+        for group in optimizer.param_groups:
+            if isinstance(lr, (int, float)):
+                initial = group.get("initial_lr")
+                group["lr"] = group["lr"] * lr / initial if initial else lr
+                if initial:
+                    group["initial_lr"] = lr
+            for key in ("momentum", "weight_decay"):
+                if key in config and key in group:
+                    group[key] = config[key]
+    if isinstance(lr, (int, float)):
+        for scheduler_config in getattr(trainer, "lr_scheduler_configs", []):
+            scheduler = scheduler_config.scheduler
+            if hasattr(scheduler, "base_lrs"):
+                scheduler.base_lrs = [lr for _ in scheduler.base_lrs]

@@ -1,0 +1,81 @@
+"""The layout rules of CONTRIBUTING.md, checked: dependency direction, one home per list, module size."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+import tunebridge
+from tunebridge import _vocab
+
+SRC = Path(tunebridge.__file__).parent
+MODULES = sorted(SRC.rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute imports of a module (top-level and inside functions)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module)
+    return out
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(SRC))
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if _rel(p).startswith("backends")], ids=_rel)
+def test_backends_never_import_lightning(path: Path) -> None:
+    lightning = {m for m in _imports(path) if m.split(".")[0] in ("lightning", "pytorch_lightning", "torch")}
+    lightning |= {m for m in _imports(path) if m.startswith("tunebridge.lightning")}
+    assert not lightning, f"{_rel(path)} imports {sorted(lightning)}"
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if _rel(p).startswith("schema")], ids=_rel)
+def test_the_schema_is_standard_library_only(path: Path) -> None:
+    allowed = {"tunebridge.errors", "tunebridge._vocab"}
+    outside = {
+        m
+        for m in _imports(path)
+        if m.split(".")[0] not in sys.stdlib_module_names
+        and m != "__future__"
+        and m not in allowed
+        and not m.startswith("tunebridge.schema")
+        and m != "yaml"  # PyYAML, a core dependency, imported inside the YAML codec's functions only
+    }
+    assert not outside, f"{_rel(path)} imports {sorted(outside)}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_rel)
+def test_modules_stay_small(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= 410, f"{_rel(path)} has {lines} lines: it holds two ideas (CONTRIBUTING.md)"
+
+
+def test_ray_option_keys_are_the_fields_of_ray_options() -> None:
+    pytest.importorskip("ray.tune")
+    from tunebridge.backends.ray import RayOptions
+
+    assert tuple(f.name for f in dataclasses.fields(RayOptions)) == _vocab.RAY_OPTION_KEYS
+
+
+def test_lists_have_one_definition() -> None:
+    from tunebridge import spec
+    from tunebridge.backends.optuna import SEARCH_ALGORITHMS
+    from tunebridge.lightning import data
+
+    assert spec.SEARCH is SEARCH_ALGORITHMS is _vocab.SEARCH_ALGORITHMS
+    assert spec.BUILTIN_MODELS is data.MODEL_KINDS is _vocab.BUILTIN_MODELS
+    assert spec.BUILTIN_DATA is _vocab.BUILTIN_DATA
+
+
+def test_did_you_mean_has_one_home() -> None:
+    users = [_rel(p) for p in MODULES if "difflib" in _imports(p)]
+    assert users == ["schema/_hints.py"]
