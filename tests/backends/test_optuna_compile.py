@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import optuna
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from tunebridge import presets
-from tunebridge.backends.optuna import check_convertible, decode, distribution, distributions, encode, suggest
+from tunebridge.backends.optuna import (
+    check_convertible,
+    decode,
+    distribution,
+    distributions,
+    encode,
+    params_and_distributions,
+    suggest,
+)
 from tunebridge.errors import ConversionError, SchemaError
 from tunebridge.schema import Bool, Choice, Fixed, Float, Int, Param, Space
 
@@ -243,6 +254,56 @@ def test_enqueued_encoded_config_is_sampled_back_exactly() -> None:
     ROUND_TRIP_SPACE.validate(config)
     study.enqueue_trial(encode(ROUND_TRIP_SPACE, config))
     assert suggest(study.ask(), ROUND_TRIP_SPACE) == config
+
+
+# --- stepped floats: the config is exact, Optuna keeps its own float (issue 8) ------------------------------
+
+STEPPED = Space(x=Float(0.1, 0.5, step=0.1), y=Float(-1.0, 1.0, step=0.05), z=Float(0.0, 1.0, step=0.25))
+
+
+def test_stepped_floats_are_exact_in_the_config_and_round_trip() -> None:
+    pairs = _sample(STEPPED, 200)
+    configs = [c for c, _ in pairs]
+    assert sorted({repr(c["x"]) for c in configs}) == ["0.1", "0.2", "0.3", "0.4", "0.5"]
+    assert all(len(repr(c["y"]).partition(".")[2]) <= 2 for c in configs)
+    # Optuna records its own binary float; the config names the same grid point, written exactly.
+    assert any(params["x"] == 0.30000000000000004 for _, params in pairs)
+    for config, params in pairs:
+        STEPPED.validate(config)
+        assert decode(STEPPED, params) == config
+        assert decode(STEPPED, encode(STEPPED, config)) == config
+        encoded, dists = params_and_distributions(STEPPED, config)  # what the Ray mirror stores
+        assert encoded == encode(STEPPED, config) and dists == distributions(STEPPED)
+        assert all(abs(encoded[k] - params[k]) < 1e-12 for k in params)
+
+
+def test_an_enqueued_exact_value_is_suggested_as_it_is() -> None:
+    study = _random_study()
+    study.enqueue_trial({"x": 0.3, "y": -0.35, "z": 0.75})
+    trial = study.ask()
+    assert suggest(trial, STEPPED) == {"x": 0.3, "y": -0.35, "z": 0.75} == trial.params
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None)
+@given(
+    low=st.integers(-(10**4), 10**4),
+    step=st.integers(1, 10**3),
+    decimals=st.integers(0, 6),
+    n=st.integers(1, 30),
+)
+def test_suggested_stepped_floats_have_no_more_decimals_than_low_and_step(
+    low: int, step: int, decimals: int, n: int
+) -> None:
+    d_low, d_step = Decimal(low).scaleb(-decimals), Decimal(step).scaleb(-decimals)
+    assume(d_step >= Decimal("1e-9") * max(abs(d_low), abs(d_low + n * d_step)))  # finer steps are refused
+    param = Float(float(d_low), float(d_low + n * d_step), step=float(d_step))
+    space = Space(x=param)
+    exact = {float(d_low + k * d_step) for k in range(n + 1)}
+    for config, params in _sample(space, 15):
+        value = config["x"]
+        # repr(value) has no more decimals than low and step: 0.3, never 0.30000000000000004
+        assert value in exact and -Decimal(repr(value)).normalize().as_tuple().exponent <= decimals  # type: ignore[operator]
+        assert decode(space, params) == config == decode(space, encode(space, config))
 
 
 # --- reachability --------------------------------------------------------------------------------------------

@@ -18,19 +18,25 @@ from tunebridge import presets
 from tunebridge.errors import SchemaError
 from tunebridge.schema import Bool, Choice, Fixed, Float, Int, Space
 
-#: Flat and unconditional with exact Ray domains: Ray's random search draws it with Ray's own sampler.
+#: Flat and unconditional, every parameter a Ray domain that draws as Optuna does: Ray's own sampler.
 FLAT = Space(
     x=Float(-2.0, 2.0),
     lr=Float(1e-4, 1e-1, log=True),
     k=Int(0, 4),
-    units=Int(16, 1024, log=True),
+    units=Int(16, 1024),
     optimizer=Choice(["sgd", "adam", "rmsprop"]),
     batch_size=Choice([16, 32, 64], ordered=True),
     bn=Bool(),
     epochs=Fixed(3),
 )
-#: Flat but stepped: no exact Ray domain, so Ray draws it through OptunaSearch like Optuna does.
-STEPPED = Space(dropout=Float(0.0, 0.5, step=0.1), width=Int(8, 64, step=8), act=Choice(["relu", "tanh"]))
+#: Flat but stepped or log-scaled ints: Ray's qrandint/quniform/lograndint would draw them with other
+#: weights than Optuna (issue 8), so Ray draws the space through OptunaSearch like Optuna does.
+STEPPED = Space(
+    dropout=Float(0.0, 0.5, step=0.1),
+    width=Int(8, 64, step=8),
+    act=Choice(["relu", "tanh"]),
+    units=Int(16, 1024, log=True),
+)
 #: Conditions and per-layer copies (the MLP preset): OptunaSearch with tunebridge's define-by-run.
 CONDITIONAL = presets.mlp_full()
 SPACES = {"flat": FLAT, "stepped": STEPPED, "conditional": CONDITIONAL}

@@ -285,6 +285,26 @@ PARAM_DICT_ERRORS: list[tuple[str, Any, str]] = [
         {"type": "integr", "low": 1},
         "units.type: `type` must be one of int, float, choice, bool, fixed, but got 'integr'. Did you mean 'int'?",
     ),
+    # Issue 8: one spelling per kind, the README's. Other spellings were accepted silently before.
+    *(
+        (
+            f"undocumented-type-{word}",
+            {"type": word, "low": 1, "high": 4},
+            f"units.type: `type` must be one of int, float, choice, bool, fixed, but got {word!r}. Did you mean {kind!r}?",
+        )
+        for word, kind in [
+            ("integer", "int"),
+            ("INT", "int"),
+            ("Int", "int"),
+            ("FLOAT", "float"),
+            ("categorical", "choice"),
+            ("Choice", "choice"),
+            ("boolean", "bool"),
+            ("const", "fixed"),
+            ("constant", "fixed"),
+            (" int", "int"),
+        ]
+    ),
     (
         "no-type",
         {"low": 1},
@@ -355,10 +375,10 @@ def test_from_yaml_prefixes_the_path() -> None:
         ("a: [relu, tanh]", Space(a=Choice(["relu", "tanh"]))),
         ("a: 3", Space(a=Fixed(3))),
         ("a: null", Space(a=Fixed(None))),
-        ("a: {type: categorical, values: [1, 2]}", Space(a=Choice([1, 2]))),
-        ("a: {type: Integer, low: 1, high: 2}", Space(a=Int(1, 2))),
+        ("a: {type: choice, values: [1, 2]}", Space(a=Choice([1, 2]))),
+        ("a: {type: int, low: 1, high: 2}", Space(a=Int(1, 2))),
         (
-            "a: {type: boolean}\nb: {type: const, value: x, when: {a: true}}",
+            "a: {type: bool}\nb: {type: fixed, value: x, when: {a: true}}",
             Space(a=Bool(), b=Fixed("x", when={"a": True})),
         ),
         ("a: {type: int, low: 1, high: 4, when: null, per_layer: null, grid: [1, 4]}", Space(a=Int(1, 4, grid=(1, 4)))),
@@ -368,15 +388,35 @@ def test_from_yaml_prefixes_the_path() -> None:
         "list-is-choice",
         "scalar-is-fixed",
         "null-is-fixed",
-        "alias-categorical",
-        "alias-case",
-        "aliases",
+        "choice",
+        "int",
+        "bool-and-fixed",
         "nulls",
         "space-wrapper",
     ],
 )
 def test_from_yaml_forms(text: str, space: Space) -> None:
     assert Space.from_yaml(text) == space
+
+
+@pytest.mark.parametrize(
+    ("text", "word", "kind"),
+    [
+        # Issue 8: these were read as choice/int/bool/fixed although the README names one spelling per kind.
+        ("a: {type: categorical, values: [1, 2]}", "categorical", "choice"),
+        ("a: {type: Integer, low: 1, high: 2}", "Integer", "int"),
+        ("a: {type: INT, low: 1, high: 2}", "INT", "int"),
+        ("a: {type: boolean}", "boolean", "bool"),
+        ("a: {type: const, value: x}", "const", "fixed"),
+    ],
+)
+def test_from_yaml_accepts_only_the_documented_type_names(text: str, word: str, kind: str) -> None:
+    message = (
+        f"space.a.type: `type` must be one of int, float, choice, bool, fixed, but got {word!r}. Did you mean {kind!r}?"
+    )
+    with pytest.raises(SchemaError, match=re.escape(message)) as info:
+        Space.from_yaml(text)
+    assert str(info.value) == message
 
 
 def test_from_yaml_reads_a_path(tmp_path: Path) -> None:

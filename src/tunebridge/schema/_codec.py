@@ -14,7 +14,18 @@ from tunebridge.schema._params import Bool, Choice, Fixed, Float, Int, Param, is
 __all__ = ["check_keys", "dump_yaml", "load_yaml", "param_from_dict"]
 
 _KINDS: dict[str, type[Param]] = {"int": Int, "float": Float, "choice": Choice, "bool": Bool, "fixed": Fixed}
-_KIND_ALIASES = {"categorical": "choice", "integer": "int", "boolean": "bool", "const": "fixed", "constant": "fixed"}
+# Names people write for a documented kind. They are refused (one spelling per kind, as in the README);
+# this only points the error at the documented name.
+_KIND_SYNONYMS = {
+    "categorical": "choice",
+    "category": "choice",
+    "integer": "int",
+    "boolean": "bool",
+    "const": "fixed",
+    "constant": "fixed",
+    "uniform": "float",
+    "loguniform": "float",
+}
 _COMMON = ("type", "when", "per_layer")
 _KEYS: dict[str, tuple[str, ...]] = {
     "int": (*_COMMON, "low", "high", "step", "log", "grid"),
@@ -73,14 +84,14 @@ def param_from_dict(name: str, data: Any) -> Param:
             fix="Write e.g. {type: int, low: 1, high: 4}.",
         )
     kind = data.get("type")
-    if not isinstance(kind, str) or kind.lower() not in (*_KINDS, *_KIND_ALIASES):
+    if not isinstance(kind, str) or kind not in _KINDS:
+        word = kind.strip().lower() if isinstance(kind, str) else ""
         raise SchemaError(
             "`type` must be one of int, float, choice, bool, fixed",
             path=f"{name}.type",
             value=show(kind) if "type" in data else "nothing",
-            fix=did_you_mean(kind, _KINDS) or "Add e.g. `type: float`.",
+            fix=did_you_mean(_KIND_SYNONYMS.get(word, word), _KINDS) or "Add e.g. `type: float`.",
         )
-    kind = _KIND_ALIASES.get(kind.lower(), kind.lower())
     check_keys(name, data, _KEYS[kind])
     for req in _REQUIRED[kind]:
         if req not in data:

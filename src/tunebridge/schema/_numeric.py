@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import decimal
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tunebridge.errors import show
@@ -20,6 +22,15 @@ _STEP_KTOL = 1e-5
 # A float ``step`` below this fraction of the bounds' magnitude cannot be told apart from rounding
 # noise: its grid points would collide or fall off the grid.
 _MIN_STEP_REL = 1e-9
+# Grid points are computed in decimal from the shortest reprs of ``low`` and ``step``; 50 digits hold
+# ``low + k * step`` exactly for every float a user writes, so the only rounding is the final float().
+# No traps: an impossible operation gives NaN (never equal to 0), and the binary check decides.
+_DECIMAL = decimal.Context(prec=50, traps=[])
+
+
+def _exact(x: float) -> decimal.Decimal:
+    """``x`` as the decimal a person wrote (``0.1`` -> ``Decimal('0.1')``, not the binary expansion)."""
+    return decimal.Decimal(repr(x))
 
 
 def _check_grid(owner: Param, grid: Any, convert: Callable[[Any], Any] | None = None) -> tuple[Any, ...] | None:
@@ -220,13 +231,17 @@ class Float(Param):
                 f"step={step!r}",
                 f"Use a step of at least {_MIN_STEP_REL * magnitude:g}, or no step.",
             )
+        # Exact in decimal (2.0, 2.0000001, step 1e-07 as written), or up to rounding (a `high` computed
+        # as low + n * step in binary): binary (high - low) / step alone is off by up to 1e-7 steps.
+        if _DECIMAL.remainder(_DECIMAL.subtract(_exact(self.high), _exact(self.low)), _exact(step)) == 0:
+            return
         n = (self.high - self.low) / step
         if abs(n - round(n)) > _STEP_RTOL * max(1.0, abs(n)):
             self._fail(
                 "`step` must divide `high - low` so that both bounds are reachable",
                 "step",
                 f"low={self.low!r}, high={self.high!r}, step={step!r}",
-                f"Use high={self.low + math.floor(n) * step:g} or another step.",
+                f"Use high={self._grid_point(math.floor(n))!r} or another step.",
             )
 
     def _label(self) -> str:
@@ -244,16 +259,42 @@ class Float(Param):
         k = (v - self.low) / self.step
         return abs(k - round(k)) <= _STEP_KTOL
 
-    def _steps(self) -> Iterator[float]:
-        """``low, low + step, …, high``; inner points rounded far below the step (0.3, not 0.30000000000000004)."""
+    @cached_property
+    def _n_steps(self) -> int:
         assert self.step is not None
-        n = round((self.high - self.low) / self.step)
-        digits = 9 - math.floor(math.log10(self.step))
-        yield self.low
-        for i in range(1, n):
-            yield round(self.low + i * self.step, digits)
-        if n > 0:
-            yield self.high
+        return round((self.high - self.low) / self.step)
+
+    def _grid_point(self, k: int) -> float:
+        """``low + k * step`` computed in decimal, so 0.1 + 2 * 0.1 is 0.3."""
+        assert self.step is not None
+        return float(_DECIMAL.add(_exact(self.low), _DECIMAL.multiply(k, _exact(self.step))))
+
+    def _point(self, k: int) -> float:
+        """Grid point ``k`` of ``0 … n``; the ends are the bounds as written (-0.0 stays -0.0, and a
+        step may divide the range only up to rounding)."""
+        if k <= 0:
+            return self.low
+        return self.high if k >= self._n_steps else self._grid_point(k)
+
+    def snap(self, value: float) -> float:
+        """The value of the step grid nearest ``value``, exact to the decimals of ``low`` and ``step``.
+
+        Backends compute ``low + k * step`` in binary floating point (0.30000000000000004); every value
+        tunebridge hands out (sampled, decoded, enumerated) goes through here instead. Without a ``step``
+        the value is returned as it is.
+
+        Example:
+            >>> Float(0.1, 0.5, step=0.1).snap(0.1 + 0.2)
+            0.3
+        """
+        if self.step is None or not math.isfinite(value):
+            return value
+        k = round((float(value) - self.low) / self.step)
+        return self._point(min(max(k, 0), self._n_steps))
+
+    def _steps(self) -> Iterator[float]:
+        """``low, low + step, …, high``, each point exact (0.3, not 0.30000000000000004)."""
+        return (self._point(k) for k in range(self._n_steps + 1))
 
     def enumerate(self) -> tuple[float, ...] | None:
         return None if self.step is None else tuple(self._steps())

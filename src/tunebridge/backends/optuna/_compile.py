@@ -2,6 +2,9 @@
 
 Encoding rules (the only place they live):
 - ``Int`` -> ``IntDistribution``; ``Float`` -> ``FloatDistribution``; both bounds inclusive, as in Optuna.
+- a stepped ``Float``: Optuna computes ``low + k * step`` in binary (0.30000000000000004) and keeps
+  that in ``trial.params``; the config holds :meth:`Float.snap` of it (0.3). Decoding snaps too, so
+  a config and Optuna's params name the same grid point either way.
 - unordered ``Choice`` and ``Bool`` -> ``CategoricalDistribution`` over the values themselves.
 - ordered ``Choice`` -> ``IntDistribution(0, n-1)`` over the index, so TPE/GP see the order;
   the config holds the value, Optuna's ``trial.params`` the index.
@@ -116,6 +119,8 @@ def decode_value(p: Param, raw: Any) -> Scalar:
         return p.values[int(raw)]
     if isinstance(p, Int):
         return int(raw)
+    if isinstance(p, Float):
+        return p.snap(raw)
     return raw  # type: ignore[no-any-return]
 
 
@@ -129,7 +134,7 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Scalar]:
         if isinstance(p, Int):
             return trial.suggest_int(key, p.low, p.high, step=p.step, log=p.log)
         if isinstance(p, Float):
-            return trial.suggest_float(key, p.low, p.high, step=p.step, log=p.log)
+            return decode_value(p, trial.suggest_float(key, p.low, p.high, step=p.step, log=p.log))
         if isinstance(p, Choice):
             return trial.suggest_categorical(key, p.values)
         return trial.suggest_categorical(key, (False, True))

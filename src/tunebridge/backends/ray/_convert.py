@@ -3,7 +3,8 @@
 Three ways a space reaches Ray, chosen by :func:`tunebridge.backends.ray.plan_run`:
 
 - a flat, unconditional space searched at random compiles to Ray's own domains (:func:`ray_domain`,
-  the only place where Ray's exclusive upper bounds are turned into the schema's inclusive ones);
+  the only place where Ray's exclusive upper bounds are turned into the schema's inclusive ones)
+  when each of them draws with Optuna's distribution (no ``step``, no log-scaled int);
 - every other space, and every model-based algorithm, is sampled by Optuna through
   :class:`DefineByRun`, which walks the space with :func:`tunebridge.backends.optuna.suggest` and
   returns the decoded config (never through Ray's lossy ``OptunaSearch.convert_search_space``);
@@ -39,11 +40,15 @@ CONFIG_KEY = "tb_config"
 
 
 def ray_domain(name: str, p: Param) -> Any:
-    """Ray's domain for one parameter, drawing exactly the values the schema allows.
+    """Ray's domain for one parameter, drawing what the Optuna backend draws.
+
+    The same values with the same probabilities, not only the same set of values
+    (``tests/backends/test_sample_distribution.py`` compares the two).
 
     Raises:
-        ConversionError: The parameter has no exact Ray domain (a ``step`` other than 1); such
-            spaces are sampled through Optuna's define-by-run instead (see :func:`native_param_space`).
+        ConversionError: The parameter has no Ray domain with Optuna's distribution (a ``step``
+            other than 1, a log-scaled int); such spaces are sampled through Optuna's define-by-run
+            instead (see :func:`native_param_space`).
     """
     from ray import tune
 
@@ -59,9 +64,20 @@ def ray_domain(name: str, p: Param) -> Any:
                 fix="Ray's qrandint rounds to multiples of q with half-weight ends; "
                 "tunebridge samples this space through Optuna's define-by-run instead.",
             )
-        # The one off-by-one of this adapter: Ray's randint/lograndint exclude their upper bound
-        # (lograndint(16, 1024) never returns 1024), the schema includes it, hence high + 1.
-        return tune.lograndint(p.low, p.high + 1) if p.log else tune.randint(p.low, p.high + 1)
+        if p.log:
+            # lograndint(low, high + 1) floors a log-uniform draw on [low, high + 1); Optuna rounds one
+            # on [low - 0.5, high + 0.5]. Same values, other weights: Int(1, 8, log=True) draws 1 with
+            # probability ln 2 / ln 9 = 0.32 on Ray and ln 3 / ln 17 = 0.39 on Optuna.
+            raise ConversionError(
+                backend=BACKEND,
+                param=name,
+                option="log=True",
+                fix="Ray's lograndint weights the values differently from Optuna's log-scaled int; "
+                "tunebridge samples this space through Optuna's define-by-run instead.",
+            )
+        # The one off-by-one of this adapter: Ray's randint excludes its upper bound, the schema
+        # includes it, hence high + 1.
+        return tune.randint(p.low, p.high + 1)
     if isinstance(p, Float):
         if p.step is not None:
             raise ConversionError(
@@ -71,9 +87,11 @@ def ray_domain(name: str, p: Param) -> Any:
                 fix="Ray's quniform rounds to multiples of q with half-weight ends; "
                 "tunebridge samples this space through Optuna's define-by-run instead.",
             )
+        # Both uniform (in log space for log=True) over [low, high], as Optuna's RandomSampler draws.
         return tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
     if isinstance(p, (Choice, Bool)):
-        # Random search ignores order, so an ordered choice is drawn like any other.
+        # Random search ignores order, so an ordered choice is drawn like any other: uniformly, as
+        # Optuna draws the index of an ordered choice and the value of an unordered one.
         return tune.choice(list(p.enumerate()))
     raise ConversionError(
         backend=BACKEND, param=name, option=type(p).__name__, fix="Use Int, Float, Choice, Bool or Fixed."
@@ -81,7 +99,7 @@ def ray_domain(name: str, p: Param) -> Any:
 
 
 def native_param_space(space: Space) -> dict[str, Any] | None:
-    """Ray's ``param_space`` for a flat unconditional space, or None when Ray's domains cannot draw it exactly."""
+    """Ray's ``param_space`` for a flat unconditional space, or None when a domain would not draw as Optuna does."""
     if space.is_conditional():
         return None
     try:

@@ -3,7 +3,8 @@
 :meth:`tunebridge.schema.Space.sample` imports this module by name for ``backend="ray"``. It follows
 :func:`tunebridge.backends.ray.plan_run` for ``search: random``:
 
-- a flat, unconditional space with Ray domains (:func:`native_param_space`) is drawn by
+- a flat, unconditional space whose every parameter has a Ray domain with Optuna's distribution
+  (:func:`native_param_space`: no ``step``, no log-scaled int) is drawn by
   ``BasicVariantGenerator(random_state=seed)``. That searcher wraps the seed once in Ray's
   ``_BackwardsCompatibleNumpyRng`` (``numpy.random.default_rng(seed)``; the global ``numpy.random``
   for None) and, for each of ``num_samples`` trials, takes the first variant of
