@@ -16,11 +16,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tunebridge.cli._recipes import BUNDLED
 from tunebridge.errors import SchemaError
 from tunebridge.schema import Space, load_yaml
 from tunebridge.spec import RunSpec, load_spec, parse_spec, space_from_spec
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = BUNDLED  # the recipes ship inside the package
 
 SPEC = "model: mlp\nmetric: val_acc\nmode: max\n"
 LAUGHS = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
@@ -28,12 +29,12 @@ LAUGHS = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
 )
 MALFORMED = [
     # -- files
-    ("empty-file", "file", b"", "spec.yaml: the spec is empty, but got nothing. See recipes/digits_mlp.yaml."),
+    ("empty-file", "file", b"", "spec.yaml: the spec is empty, but got nothing. See `tunebridge recipes --copy .` for complete examples."),
     (
         "comments-only-file",
         "file",
         b"# nothing here\n\n",
-        "spec.yaml: the spec is empty, but got nothing. See recipes/digits_mlp.yaml.",
+        "spec.yaml: the spec is empty, but got nothing. See `tunebridge recipes --copy .` for complete examples.",
     ),
     (
         "binary-garbage",
@@ -137,13 +138,13 @@ MALFORMED = [
         "a-list-not-a-mapping",
         "spec",
         "- model: mlp\n",
-        "spec: a spec must be a mapping, but got list. See recipes/digits_mlp.yaml.",
+        "spec: a spec must be a mapping, but got list. See `tunebridge recipes --copy .` for complete examples.",
     ),
     (
         "a-string-not-a-mapping",
         "spec",
         "tunebridge run me\n",
-        "spec: a spec must be a mapping, but got str. See recipes/digits_mlp.yaml.",
+        "spec: a spec must be a mapping, but got str. See `tunebridge recipes --copy .` for complete examples.",
     ),
     (
         "non-string-key",
@@ -155,7 +156,7 @@ MALFORMED = [
         "unknown-key-typo",
         "spec",
         SPEC + "space: mlp\nmax_epoch: 3\n",
-        "spec: unknown key, but got 'max_epoch'. Did you mean 'max_epochs'? Known keys: study, model, data, builder, space, metric, mode, max_epochs, early_stopping, pruner, search, trials, seed, storage, backend, accelerator, threads, ray, description.",
+        "spec: unknown key, but got 'max_epoch'. Did you mean 'max_epochs'? Known keys: study, model, data, builder, space, metric, mode, max_epochs, early_stopping, pruner, search, trials, seed, storage, backend, accelerator, threads, ray, description, trainer, callbacks, logger, objective, keep_checkpoints, timeout, stop, enqueue, warm_start.",
     ),
     (
         "no-space",
@@ -461,6 +462,18 @@ MALFORMED = [
         "space",
         "units: {type: integr, low: 1, high: 4}\n",
         "space.units.type: `type` must be one of int, float, choice, bool, fixed, but got 'integr'. Did you mean 'int'?",
+    ),
+    (
+        "space-type-undocumented-spelling",
+        "space",
+        "units: {type: integer, low: 1, high: 4}\n",
+        "space.units.type: `type` must be one of int, float, choice, bool, fixed, but got 'integer'. Did you mean 'int'?",
+    ),
+    (
+        "space-type-upper-case",
+        "space",
+        "units: {type: INT, low: 1, high: 4}\n",
+        "space.units.type: `type` must be one of int, float, choice, bool, fixed, but got 'INT'. Did you mean 'int'?",
     ),
     (
         "space-missing-high",

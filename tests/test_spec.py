@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from tunebridge.cli._recipes import BUNDLED
 from tunebridge import presets
 from tunebridge.errors import SchemaError
 from tunebridge.schema import Choice, EarlyStoppingSpec, Float, Int, PruningSpec, Space, load_yaml
 from tunebridge.spec import RunSpec, load_spec, parse_spec, space_from_spec
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = BUNDLED  # the recipes ship inside the package
 BASE = {"model": "mlp", "data": "digits", "metric": "val_acc", "mode": "max"}
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 from tunebridge.errors import SchemaError
 
-__all__ = ["DB_SCHEMES", "is_memory", "journal_path", "local_file", "storage_kind"]
+__all__ = ["DB_SCHEMES", "is_memory", "journal_path", "local_file", "mask_url", "storage_kind"]
 
 DB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
 _MEMORY = (None, "", "memory", ":memory:")
@@ -84,3 +85,27 @@ def local_file(url: str | None) -> str | None:
     if not file or file == ":memory:":
         return None
     return os.path.abspath(os.path.expanduser(file))
+
+
+def mask_url(url: str | None) -> str | None:
+    """``url`` with its password replaced by ``***`` (for every place a storage URL is shown or stored).
+
+    Example:
+        >>> mask_url("postgresql://user:s3cret@db:5432/optuna")
+        'postgresql://user:***@db:5432/optuna'
+        >>> mask_url("redis://:s3cret@cache:6379/0")
+        'redis://:***@cache:6379/0'
+        >>> mask_url("sqlite:///runs/t.db")
+        'sqlite:///runs/t.db'
+    """
+    if not url or "://" not in url or "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"(://[^/@:]*:)[^@/]*@", r"\1***@", url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))

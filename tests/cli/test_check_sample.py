@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tunebridge.cli._recipes import BUNDLED
 from tunebridge.cli import app
 from tunebridge.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
-MLP = REPO / "recipes" / "digits_mlp.yaml"
+MLP = BUNDLED / "digits_mlp.yaml"
 
 TINY = textwrap.dedent("""\
     study: tiny

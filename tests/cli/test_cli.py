@@ -26,11 +26,12 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from tunebridge.cli import app
+from tunebridge.cli._recipes import BUNDLED
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+RECIPES = sorted(BUNDLED.glob("*.yaml"))
 DB = "tunebridge-runs/tunebridge.db"
 STORAGE = f"sqlite:///{DB}"
 
@@ -100,16 +101,18 @@ def ran(first_run: tuple[Path, int, str], tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_help_and_check_do_not_import_torch() -> None:
-    code = textwrap.dedent(f"""
+    code = textwrap.dedent("""
         import sys
         from typer.testing import CliRunner
         from tunebridge.cli import app
         r = CliRunner().invoke(app, ["--help"])
         assert r.exit_code == 0, r.output
-        r = CliRunner().invoke(app, ["check", {str(REPO / "recipes" / "digits_mlp.yaml")!r}])
+        r = CliRunner().invoke(app, ["check", "digits_mlp"])  # a bundled recipe, by name
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(app, ["recipes"])
         assert r.exit_code == 0, r.output
         heavy = sorted(m for m in ("torch", "lightning", "pytorch_lightning") if m in sys.modules)
-        assert not heavy, f"imported: {{heavy}}"
+        assert not heavy, f"imported: {heavy}"
         print("light")
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
@@ -214,6 +217,7 @@ def test_run_writes_best_and_record_and_prints_a_summary(first_run: tuple[Path, 
     for text in (
         "study 'tiny' (optuna, random)",
         "best value",
+        "[val_acc (max)]",  # square brackets are text, not rich markup
         "best config",
         "3 complete, 0 pruned, 0 failed",
         "wall time",

@@ -22,7 +22,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-SpecArg = Annotated[Path, typer.Argument(help="The spec file (YAML).", show_default=False)]
+SpecArg = Annotated[
+    Path,
+    typer.Argument(
+        help="The spec file (YAML), or the name of a bundled recipe (`tunebridge recipes`).", show_default=False
+    ),
+]
 StorageOpt = Annotated[
     str | None, typer.Option("--storage", help="Study storage URL (default: the spec's, else a SQLite file).")
 ]
@@ -38,7 +43,21 @@ def run(
     study: StudyOpt = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the search and of every trial.")] = None,
     out: Annotated[Path | None, typer.Option(help=f"Output folder (default: {DEFAULT_ROOT}/STUDY).")] = None,
-    jobs: Annotated[int, typer.Option(help="Local worker processes sharing the study (optuna backend).")] = 1,
+    jobs: Annotated[
+        str,
+        typer.Option(
+            help="Local worker processes sharing the study (optuna backend), or auto: one per visible GPU "
+            "(per --gpus-per-job GPUs), 1 without a GPU."
+        ),
+    ] = "1",
+    gpus_per_job: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="GPUs each local worker sees (CUDA_VISIBLE_DEVICES): worker i gets GPUs i*G..i*G+G-1 of the "
+            "visible ones; this process is worker 0. Default: 1 with --jobs auto, else no restriction.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Resume even if the spec changed since the study started.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     threads: Annotated[int | None, typer.Option(help="torch threads per trial.")] = None,
@@ -65,6 +84,7 @@ def run(
             seed=seed,
             out=out,
             jobs=jobs,
+            gpus_per_job=gpus_per_job,
             force=force,
             progress=progress,
             threads=threads,
@@ -83,7 +103,14 @@ def run(
 @app.command()
 def worker(
     spec: SpecArg,
-    storage: StorageOpt = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            envvar="TUNEBRIDGE_STORAGE",  # how `run --jobs` hands it over: a password in argv shows in `ps`
+            help="Study storage URL (default: the spec's, else a SQLite file).",
+        ),
+    ] = None,
     study: StudyOpt = None,
     trials: Annotated[
         int | None, typer.Option(help="Trial budget, used if this worker creates the study (others follow its queue).")
@@ -172,11 +199,23 @@ def report(
 
 
 @app.command()
-def recipes() -> None:
-    """List the bundled recipes (copy-paste ready specs and scripts)."""
-    from tunebridge.cli._common import list_recipes
+def recipes(
+    copy: Annotated[
+        Path | None, typer.Option("--copy", help="Write editable copies of every recipe into this folder.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="With --copy: overwrite files of the same name.")] = False,
+) -> None:
+    """List the bundled recipes (`tunebridge run NAME` runs one), or copy them with --copy DIR."""
+    from tunebridge.cli._common import console, esc
+    from tunebridge.cli._recipes import copy_recipes, list_recipes
 
-    list_recipes()
+    with fail_on_tunebridge_errors():
+        if copy is None:
+            list_recipes()
+            return
+        written = copy_recipes(copy, force=force)
+        console.print(esc(f"wrote {len(written)} recipes into {copy}: {', '.join(p.name for p in written)}"))
+        console.print(esc(f"run one with: tunebridge run {copy / 'digits_mlp.yaml'}"), highlight=False)
 
 
 def main() -> None:

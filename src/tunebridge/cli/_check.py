@@ -10,7 +10,8 @@ import typer
 from rich.measure import Measurement
 from rich.table import Table
 
-from tunebridge.cli._common import console, default_storage, err_console
+from tunebridge.cli._common import console, default_storage, esc, print_error, shown_url
+from tunebridge.cli._recipes import resolve_spec
 from tunebridge.errors import ConversionError, SchemaError
 from tunebridge.schema import Fixed, Float, Int, Param, Scalar, Space
 from tunebridge.spec import load_spec
@@ -73,29 +74,30 @@ def sample_table(space: Space, configs: list[dict[str, Scalar]], title: str) -> 
     """
     rank = {name: i for i, name in enumerate(space.order)}
     keys = sorted({k for c in configs for k in c}, key=lambda k: (rank[k.split("/")[0]], int(k.partition("/")[2] or 0)))
-    wide = Table(title=title, min_width=min(len(title), console.width))  # an unwrapped title
+    wide = Table(title=esc(title), min_width=min(len(title), console.width))  # an unwrapped title
     wide.add_column("#", justify="right")
     for key in keys:
-        wide.add_column(key, no_wrap=True)
+        wide.add_column(esc(key), no_wrap=True)
     for i, config in enumerate(configs):
-        wide.add_row(str(i), *(_cell(config[k]) if k in config else "" for k in keys))
+        wide.add_row(str(i), *(esc(_cell(config[k])) if k in config else "" for k in keys))
     if Measurement.get(console, console.options.update_width(10_000), wide).maximum <= console.width:
         return wide
-    narrow = Table(title=title, show_lines=True)
+    narrow = Table(title=esc(title), show_lines=True)
     narrow.add_column("#", justify="right")
     narrow.add_column("config (active parameters)", overflow="fold")
     for i, config in enumerate(configs):
-        narrow.add_row(str(i), "  ".join(f"{k}={_cell(v)}" for k, v in config.items()))
+        narrow.add_row(str(i), esc("  ".join(f"{k}={_cell(v)}" for k, v in config.items())))
     return narrow
 
 
 def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> None:
     """Print the space and run tables, then ``sample`` configs drawn with ``seed`` (default: the spec's)."""
+    path = resolve_spec(path)
     spec = load_spec(path)
     space = spec.space
     from tunebridge.backends.optuna._compile import distribution
 
-    table = Table(title=f"space of {path.name} ({len(space)} parameters)")
+    table = Table(title=esc(f"space of {path.name} ({len(space)} parameters)"))
     for col in ("parameter", "kind", "reachable values", "active when", "per layer", "optuna"):
         table.add_column(col)
     problems: list[str] = []
@@ -107,13 +109,13 @@ def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> No
             compiled = "fixed (not sampled)"
         else:
             try:
-                compiled = _compact(distribution(name, p))
+                compiled = esc(_compact(distribution(name, p)))
                 if getattr(p, "ordered", False):
                     compiled += " over indices"
             except ConversionError as e:
                 compiled = "[red]cannot be expressed[/]"
                 problems.append(str(e))
-        table.add_row(name, p.kind, describe_values(p), when, per_layer, compiled)
+        table.add_row(esc(name), esc(p.kind), esc(describe_values(p)), esc(when), esc(per_layer), compiled)
     console.print(table)
     builder = spec.builder or f"built-in {spec.model} on {spec.data}"
     if spec.builder:
@@ -141,15 +143,15 @@ def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> No
         "early stopping": str(spec.early_stopping.to_dict() if spec.early_stopping else None),
         "grid size": _grid_size(space),
         "conditional": str(space.is_conditional()),
-        "storage": spec.storage or default_storage(),
+        "storage": shown_url(spec.storage or default_storage()),
         "spec hash": spec.hash()[:16],
     }
     for key, value in rows.items():
-        summary.add_row(key, str(value))
+        summary.add_row(key, esc(value))
     console.print(summary)
     if problems:
         for problem in problems:
-            err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+            print_error(problem)
         raise typer.Exit(2)
     if sample:
         seed = spec.seed if seed is None else seed
@@ -158,6 +160,6 @@ def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> No
             space, configs, f"{sample} configs as search: random draws them ({spec.backend}, seed {seed})"
         )
         if spec.search != "random":
-            table.caption = f"the spec searches with {spec.search}, whose configs differ from these"
+            table.caption = esc(f"the spec searches with {spec.search}, whose configs differ from these")
         console.print(table)
     console.print("[green]ok[/]: the spec is valid")

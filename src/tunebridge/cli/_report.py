@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tunebridge.cli._common import DEFAULT_ROOT, console
+from tunebridge.cli._common import DEFAULT_ROOT, console, esc
 from tunebridge.cli._show import load_study
 
 __all__ = ["report_command", "write_report"]
@@ -125,4 +125,4 @@ def _has_tabulate() -> bool:
 def report_command(name: str, *, storage: str | None, out: Path | None) -> None:
     study = load_study(name, storage)
     path = write_report(study, out or Path(DEFAULT_ROOT) / name / "report")
-    console.print(f"wrote {path}")
+    console.print(esc(f"wrote {path}"), highlight=False)

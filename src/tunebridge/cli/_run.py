@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,10 +15,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tunebridge.cli._common import DEFAULT_ROOT, console, default_storage, err_console
+from tunebridge.cli._common import DEFAULT_ROOT, console, default_storage, err_console, esc, shown_url
+from tunebridge.cli._gpus import plan_jobs, restrict_this_process, visible_gpus, worker_env
+from tunebridge.cli._recipes import resolve_spec
+from tunebridge.errors import SchemaError
 from tunebridge.spec import RunSpec, load_spec
 
-__all__ = ["build_for", "run_command", "study_kwargs", "tune_kwargs", "worker_command"]
+__all__ = ["STORAGE_ENV", "build_for", "run_command", "worker_command"]
+
+# Spawned workers read the storage URL from the environment: a password in argv is visible to `ps`.
+STORAGE_ENV = "TUNEBRIDGE_STORAGE"
 
 
 def build_for(spec: RunSpec) -> Any:
@@ -28,33 +35,6 @@ def build_for(spec: RunSpec) -> Any:
         return import_builder(spec.builder, base_dir=spec.base_dir)
     assert spec.model is not None and spec.data is not None
     return builtin_builder(spec.model, spec.data, max_epochs=spec.max_epochs, seed=spec.seed)
-
-
-def study_kwargs(spec: RunSpec, storage: str) -> dict[str, Any]:
-    """The keyword arguments of :func:`tunebridge.api.study_options` a spec stands for."""
-    return {
-        "metric": list(spec.metrics),
-        "mode": list(spec.modes),
-        "backend": spec.backend,
-        "search": spec.search,
-        "pruner": spec.pruner,
-        "max_epochs": spec.max_epochs,
-        "storage": storage,
-        "study": spec.study,
-        "seed": spec.seed,
-        "spec_hash": spec.hash(),
-    }
-
-
-def tune_kwargs(spec: RunSpec, storage: str) -> dict[str, Any]:
-    """The keyword arguments of :func:`tunebridge.tune` a spec stands for."""
-    return {
-        **study_kwargs(spec, storage),
-        "trials": spec.trials,
-        "early_stopping": spec.early_stopping,
-        "accelerator": spec.accelerator,
-        "threads": spec.threads,
-    }
 
 
 def _load(path: Path, **overrides: Any) -> tuple[RunSpec, str]:
@@ -71,7 +51,7 @@ def run_command(
     study: str | None,
     seed: int | None,
     out: Path | None,
-    jobs: int,
+    jobs: str,
     force: bool,
     progress: bool,
     threads: int | None,
@@ -79,7 +59,9 @@ def run_command(
     ray: dict[str, Any],
     resume: bool,
     trial_timeout: float | None,
+    gpus_per_job: int | None = None,
 ) -> None:
+    path = resolve_spec(path)
     spec, storage_url = _load(
         path,
         backend=backend,
@@ -90,21 +72,32 @@ def run_command(
         threads=threads,
         accelerator=accelerator,
     )
-    if jobs > 1 and storage is None and spec.storage is None:
+    wants_gpus = jobs.strip().lower() == "auto" or bool(gpus_per_job)
+    plan = plan_jobs(jobs, gpus_per_job, visible_gpus() if wants_gpus else None)
+    if spec.backend != "optuna" and (plan.jobs > 1 or plan.gpus_per_job):
+        raise SchemaError(
+            "`--jobs` and `--gpus-per-job` start local Optuna workers",
+            path="--jobs",
+            value=f"--jobs {jobs} with backend {spec.backend!r}",
+            fix="With --backend ray use --max-concurrent and --gpus-per-trial.",
+        )
+    if plan.note:
+        err_console.print(esc(plan.note), highlight=False)
+    # The run process is worker 0 and trains too: restrict it before torch is imported below.
+    restrict_this_process(plan.devices[0])
+    if plan.jobs > 1 and storage is None and spec.storage is None:
         # Several local processes: Optuna's journal file is the cheap, lock-safe default.
         storage_url = f"journal://{DEFAULT_ROOT}/{spec.study}.journal.log"
     out_dir = out or Path(DEFAULT_ROOT) / (spec.study or "study")
     ray_opts = {**spec.ray, **{k: v for k, v in ray.items() if v is not None}}
     from tunebridge.api import tune
 
-    kwargs = tune_kwargs(spec, storage_url)
+    kwargs = spec.tune_kwargs(storage_url)
     started = time.perf_counter()
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        if jobs > 1:
-            if spec.backend != "optuna":
-                raise typer.BadParameter("--jobs starts Optuna workers; with --backend ray use --max-concurrent.")
-            workers = _spawn_workers(path, jobs - 1, storage_url, spec, force, trial_timeout)
+        if plan.jobs > 1:
+            workers = _spawn_workers(path, plan.devices[1:], storage_url, spec, force, trial_timeout)
         result = tune(
             build_for(spec),
             spec.space,
@@ -123,30 +116,39 @@ def run_command(
         for w in workers:
             w.wait()
         err_console.print(
-            f"\n[yellow]interrupted[/]: finished trials are kept in {storage_url} (study {spec.study!r}). "
+            f"\n[yellow]interrupted[/]: finished trials are kept in {esc(shown_url(storage_url))} "
+            f"(study {esc(repr(spec.study))}). "
             + (
                 "Run the same command with --resume to continue the unfinished trials from their checkpoints."
                 if spec.backend == "ray"
                 else "Run the same command again to resume."
-            )
+            ),
+            soft_wrap=True,  # a URL broken over two lines cannot be copied
         )
         raise typer.Exit(130) from None
     result.record["wall_time_s"] = round(time.perf_counter() - started, 3)
     result.record["spec"] = str(path)
+    if isinstance(result.record.get("storage"), str):  # record.json never holds a password
+        result.record["storage"] = shown_url(result.record["storage"])
     paths = result.save(out_dir)
     _summary(result, spec, storage_url, paths)
 
 
 def _spawn_workers(
-    path: Path, n: int, storage: str, spec: RunSpec, force: bool, trial_timeout: float | None
+    path: Path,
+    devices: tuple[str | None, ...],
+    storage: str,
+    spec: RunSpec,
+    force: bool,
+    trial_timeout: float | None,
 ) -> list[subprocess.Popen[bytes]]:
-    """Start ``n`` extra local worker processes on the same storage (processes, not threads)."""
+    """Start one more local worker process per entry of ``devices`` (its CUDA_VISIBLE_DEVICES, or None)."""
     from tunebridge.api import study_options
     from tunebridge.backends.optuna import ensure_budget, open_study
 
     # Create the study and fill its queue once, before any worker starts, so that none of them races;
     # with the same options tune() builds (versions and backend recorded on the study).
-    opts = study_options(spec.space, **study_kwargs(spec, storage), force=force)
+    opts = study_options(spec.space, **spec.study_kwargs(storage), force=force)
     study = open_study(opts, n_trials=spec.trials)
     ensure_budget(study, spec.trials)
     cmd = [
@@ -155,8 +157,6 @@ def _spawn_workers(
         "tunebridge",
         "worker",
         str(path),
-        "--storage",
-        storage,
         "--study",
         str(spec.study),
         "--trials",
@@ -170,7 +170,9 @@ def _spawn_workers(
         cmd += ["--threads", str(spec.threads)]
     if trial_timeout:
         cmd += ["--trial-timeout", str(trial_timeout)]
-    return [subprocess.Popen(cmd) for _ in range(n)]
+    # With --gpus-per-job every worker gets its own CUDA_VISIBLE_DEVICES; without, they inherit this one's.
+    base = {**os.environ, STORAGE_ENV: storage}
+    return [subprocess.Popen(cmd, env=worker_env(base, d)) for d in devices]
 
 
 def worker_command(
@@ -188,6 +190,7 @@ def worker_command(
     heartbeat_timeout: float | None = None,
     max_retry: int = 3,
 ) -> None:
+    path = resolve_spec(path)
     spec, storage_url = _load(path, storage=storage, study=study, trials=trials, seed=seed, threads=threads)
     from tunebridge.api import tune
 
@@ -204,7 +207,7 @@ def worker_command(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    kwargs = tune_kwargs(spec, storage_url)
+    kwargs = spec.tune_kwargs(storage_url)
     try:
         result = tune(
             build_for(spec),
@@ -224,22 +227,29 @@ def worker_command(
         raise typer.Exit(130) from None
     c = result.record["counts"]
     console.print(
-        f"worker done: study {spec.study!r} has {c['complete']} complete, {c['pruned']} pruned, "
-        f"{c['fail']} failed trials"
+        esc(
+            f"worker done: study {spec.study!r} in {shown_url(storage_url)} has {c['complete']} complete, "
+            f"{c['pruned']} pruned, {c['fail']} failed trials"
+        ),
+        highlight=False,
     )
 
 
 def _summary(result: Any, spec: RunSpec, storage: str, paths: dict[str, Path]) -> None:
     c = result.record["counts"]
-    table = Table(title=f"study {spec.study!r} ({spec.backend}, {spec.search})", show_header=False)
+    table = Table(title=esc(f"study {spec.study!r} ({spec.backend}, {spec.search})"), show_header=False)
     table.add_column(style="bold")
     table.add_column()
     metric = ", ".join(f"{m} ({d})" for m, d in zip(spec.metrics, spec.modes))
-    table.add_row("best value", f"{result.best_value} [{metric}]")
-    table.add_row("best config", json.dumps(result.best_config))
     requeued = f", {c['requeued']} interrupted and re-run" if c.get("requeued") else ""
-    table.add_row("trials", f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed{requeued}")
-    table.add_row("wall time", f"{result.record['wall_time_s']:.1f} s")
-    table.add_row("storage", storage)
-    table.add_row("best.yaml", str(paths["best"]))
+    rows = {
+        "best value": f"{result.best_value} [{metric}]",
+        "best config": json.dumps(result.best_config),
+        "trials": f"{c['complete']} complete, {c['pruned']} pruned, {c['fail']} failed{requeued}",
+        "wall time": f"{result.record['wall_time_s']:.1f} s",
+        "storage": shown_url(storage),
+        "best.yaml": str(paths["best"]),
+    }
+    for key, value in rows.items():
+        table.add_row(key, esc(value))
     console.print(table)

@@ -7,7 +7,7 @@ import json
 import typer
 from rich.table import Table
 
-from tunebridge.cli._common import console, default_storage, err_console
+from tunebridge.cli._common import console, default_storage, esc, print_error, shown_url
 
 __all__ = ["load_study", "show_command"]
 
@@ -23,9 +23,7 @@ def load_study(name: str, storage: str | None) -> object:
         return optuna.load_study(study_name=name, storage=make_storage(url))
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(make_storage(url))]
-        err_console.print(
-            f"[bold red]error:[/] no study {name!r} in {url}; studies there: {', '.join(names) or 'none'}"
-        )
+        print_error(f"no study {name!r} in {shown_url(url)}; studies there: {', '.join(names) or 'none'}")
         raise typer.Exit(2) from None
 
 
@@ -36,16 +34,21 @@ def show_command(name: str, *, storage: str | None, limit: int) -> None:
     study = load_study(name, storage)
     attrs = study.user_attrs  # type: ignore[attr-defined]
     space = Space.from_dict(attrs["space"]) if "space" in attrs else None
-    record = Table(title=f"study {name!r}", show_header=False)
+    record = Table(title=esc(f"study {name!r}"), show_header=False)
     record.add_column(style="bold")
     record.add_column()
-    record.add_row("metrics", ", ".join(f"{m} ({d})" for m, d in zip(attrs.get("metrics", []), attrs.get("modes", []))))
-    record.add_row("search / seed", f"{attrs.get('search')} / {attrs.get('seed')}")
-    record.add_row("backend", str(attrs.get("backend")))
-    record.add_row("spec hash", str(attrs.get("spec_hash")))
-    record.add_row("versions", json.dumps(attrs.get("versions", {})))
     c = counts(study)  # type: ignore[arg-type]
-    record.add_row("trials", ", ".join(f"{v} {k}" for k, v in c.items() if v))
+    rows = {
+        "metrics": ", ".join(f"{m} ({d})" for m, d in zip(attrs.get("metrics", []), attrs.get("modes", []))),
+        "search / seed": f"{attrs.get('search')} / {attrs.get('seed')}",
+        "backend": str(attrs.get("backend")),
+        "spec hash": str(attrs.get("spec_hash")),
+        "versions": json.dumps(attrs.get("versions", {})),
+        "trials": ", ".join(f"{v} {k}" for k, v in c.items() if v),
+        "storage": shown_url(storage or default_storage()),
+    }
+    for key, value in rows.items():
+        record.add_row(key, esc(value))
     console.print(record)
     df = trials_table(study, space)  # type: ignore[arg-type]
     if df.empty:
@@ -58,9 +61,9 @@ def show_command(name: str, *, storage: str | None, limit: int) -> None:
     table = Table(title=f"trials (best first, at most {limit})")
     cols = [c for c in df.columns if c != "fail_reason" or df[c].notna().any()]
     for col in cols:
-        table.add_column(col.removeprefix("param."), overflow="fold")
+        table.add_column(esc(col.removeprefix("param.")), overflow="fold")
     for _, row in df.iterrows():
-        table.add_row(*(_fmt(row[c]) for c in cols))
+        table.add_row(*(esc(_fmt(row[c])) for c in cols))
     console.print(table)
 
 

@@ -1,0 +1,136 @@
+"""The bundled recipes: where they live, a recipe name on the command line, the list, editable copies.
+
+The recipes ship inside the package (``tunebridge/recipes``), so ``tunebridge run digits_mlp`` works from
+an installed wheel; the study still writes into the working directory (``tunebridge-runs/``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from rich.table import Table
+
+from tunebridge.cli._common import console, err_console, esc
+from tunebridge.errors import SchemaError
+from tunebridge.schema._hints import did_you_mean
+
+__all__ = ["BUNDLED", "bundled_files", "bundled_specs", "copy_recipes", "list_recipes", "resolve_spec"]
+
+BUNDLED = Path(__file__).resolve().parents[1] / "recipes"
+_SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+def bundled_files() -> list[Path]:
+    """Every bundled recipe (spec files and scripts), sorted by name."""
+    return sorted(
+        p
+        for p in BUNDLED.iterdir()
+        if p.is_file() and p.suffix in (*_SPEC_SUFFIXES, ".py") and not p.name.startswith("_")
+    )
+
+
+def bundled_specs() -> dict[str, Path]:
+    """The bundled spec files by recipe name (the file name without ``.yaml``)."""
+    return {p.stem: p for p in bundled_files() if p.suffix in _SPEC_SUFFIXES}
+
+
+def resolve_spec(arg: Path) -> Path:
+    """The spec file a command-line argument names: a file, else the bundled recipe of that name.
+
+    A path that exists is used as is; a bare name (``digits_mlp`` or ``digits_mlp.yaml``) is first looked
+    for as ``NAME.yaml`` in the working directory (an edited copy wins), then among the bundled recipes.
+    A path with a folder in it that does not exist is returned unchanged (``load_spec`` reports it).
+
+    Raises:
+        SchemaError: A bare name that is neither a file here nor a bundled recipe; the message lists the
+            bundled recipes.
+    """
+    if arg.exists() or arg.is_absolute() or len(arg.parts) > 1:
+        return arg
+    if arg.suffix not in _SPEC_SUFFIXES and arg.with_name(arg.name + ".yaml").is_file():
+        local = arg.with_name(arg.name + ".yaml")
+        err_console.print(f"[dim]spec {esc(arg)}: using {esc(local)} from the working directory[/]", highlight=False)
+        return local
+    name = arg.stem if arg.suffix in _SPEC_SUFFIXES else arg.name
+    specs = bundled_specs()
+    if name in specs:
+        err_console.print(
+            f"[dim]spec {esc(arg)}: the bundled recipe {esc(specs[name])} "
+            "(`tunebridge recipes --copy DIR` writes an editable copy)[/]",
+            highlight=False,
+        )
+        return specs[name]
+    scripts = {p.stem: p for p in bundled_files() if p.suffix == ".py"}
+    if name in scripts:
+        fix = f"{name!r} is a Python script, not a spec: run python {scripts[name]}."
+    else:
+        fix = " ".join(
+            s
+            for s in (
+                did_you_mean(name, specs),
+                f"Bundled recipes: {', '.join(specs)} (`tunebridge recipes` describes them);",
+                "or pass the path of your own spec file.",
+            )
+            if s
+        )
+    raise SchemaError(
+        "no spec file of that name here, and no bundled recipe of that name",
+        path="spec",
+        value=repr(str(arg)),
+        fix=fix,
+    )
+
+
+def _describe(path: Path) -> str:
+    """The first line of a recipe's leading comment or docstring."""
+    for line in path.read_text().splitlines():
+        line = line.strip().lstrip("#").strip().strip('"')
+        if line and not line.startswith(("!", "from", "import")):
+            return line
+    return ""
+
+
+def list_recipes() -> None:
+    """Print the bundled recipes: what each does and how to run it."""
+    table = Table(title="tunebridge recipes", caption=f"bundled in {esc(BUNDLED)}")
+    table.add_column("recipe")
+    table.add_column("what it does")
+    table.add_column("run it with")
+    for path in bundled_files():
+        how = f"tunebridge run {path.stem}" if path.suffix in _SPEC_SUFFIXES else f"python {path}"
+        table.add_row(esc(path.name), esc(_describe(path)), esc(how))
+    console.print(table)
+    console.print("Editable copies: tunebridge recipes --copy DIR (then tunebridge run DIR/digits_mlp.yaml).")
+
+
+def copy_recipes(dest: Path, *, force: bool = False) -> list[Path]:
+    """Copy every bundled recipe into ``dest`` (created if missing); returns the files written.
+
+    Raises:
+        SchemaError: ``dest`` is a file, or a copy would overwrite an existing file and ``force`` is False
+            (nothing is written then).
+    """
+    if dest.exists() and not dest.is_dir():
+        raise SchemaError(
+            "the destination of `--copy` must be a folder",
+            path="recipes --copy",
+            value=repr(str(dest)),
+            fix="Name a new or existing folder.",
+        )
+    files = bundled_files()
+    existing = [dest / p.name for p in files if (dest / p.name).exists()]
+    if existing and not force:
+        raise SchemaError(
+            "`--copy` never overwrites files",
+            path="recipes --copy",
+            value=", ".join(str(p) for p in existing),
+            fix="Pass --force to overwrite them, or copy into another folder.",
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in files:
+        target = dest / path.name
+        shutil.copyfile(path, target)  # not copy2: a copy of a read-only installed file must be editable
+        written.append(target)
+    return written
