@@ -1,0 +1,59 @@
+"""Fused cohorts vs one Trainer per trial on the digits_mlp recipe (CPU), in one process.
+
+Run:  python benchmarks/bench_fused.py [--seeds 0 1] [--trials 30] [--fuse auto]
+Prints, per seed, the wall time and best val_acc of both, then the median ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import tunebridge
+from tunebridge.cli._recipes import BUNDLED
+from tunebridge.spec import load_spec
+
+
+def run(seed: int, trials: int, fuse: str | None) -> tuple[float, float]:
+    spec = load_spec(BUNDLED / "digits_mlp.yaml")
+    from tunebridge.lightning import builtin_builder
+
+    build = builtin_builder("mlp", "digits", max_epochs=spec.max_epochs, seed=seed)
+    kwargs = spec.tune_kwargs(None)
+    kwargs.update(trials=trials, seed=seed, storage=None, progress=False, fuse=fuse, accelerator="cpu", threads=1)
+    kwargs.pop("spec_hash", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        kwargs["checkpoint_dir"] = str(Path(tmp) / "ckpt")
+        started = time.perf_counter()
+        result = tunebridge.tune(build, spec.space, spec_hash=None, **kwargs)
+        return time.perf_counter() - started, float(result.best_value or 0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--fuse", default="auto")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    run(99, 2, None)  # warm-up: imports and the first Lightning run
+    ratios = []
+    for seed in args.seeds:
+        unfused, acc_u = run(seed, args.trials, None)
+        fused, acc_f = run(seed, args.trials, args.fuse)
+        ratios.append(unfused / fused)
+        print(
+            f"seed {seed}: unfused {unfused:6.1f} s (best val_acc {acc_u:.4f})   "
+            f"fused {fused:6.1f} s (best val_acc {acc_f:.4f})   ratio {unfused / fused:.2f}x",
+            flush=True,
+        )
+    print(f"median speed-up (unfused wall time / fused wall time): {statistics.median(ratios):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

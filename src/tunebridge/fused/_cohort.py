@@ -1,0 +1,257 @@
+"""A cohort: K members trained epoch by epoch as one stacked MLP, each one still its own trial.
+
+Every member keeps what its own Lightning run would have: its data order (a generator seeded like the
+datamodule's), its optimizer and schedule, its epoch count and budget, its early stopping, its
+history and its objective epoch's weights. Members may join a cohort at any time (a freed slot is
+refilled), so they are at different epochs; each one reads its own batch from the shared data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from tunebridge.backends._base import Reporter, TrialOutcome, check_epoch_metrics, may_prune, objective_epoch
+from tunebridge.fused._mlp import FusedMLP, MemberShape, member_shape, paid_work, work
+from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
+from tunebridge.lightning._training import TrainingConfig
+from tunebridge.schema import EarlyStoppingSpec, Scalar
+
+__all__ = ["Cohort", "Member", "Signature", "signature_of"]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What members of one cohort share: the data (and its batch size) and the input/output widths."""
+
+    data: tuple[str, int, float]
+    batch_size: int
+    n_features: int
+    n_classes: int
+
+
+def signature_of(module: Any, datamodule: Any) -> Signature:
+    """The cohort signature of a built ``(MLPClassifier, datamodule)`` pair."""
+    hp = module.hparams
+    return Signature(
+        data=(type(datamodule).__name__.split("__")[0], int(datamodule.seed), float(datamodule.val_fraction)),
+        batch_size=int(datamodule.batch_size),
+        n_features=int(hp["n_features"]),
+        n_classes=int(hp["n_classes"]),
+    )
+
+
+@dataclass
+class Member:
+    """One trial inside a cohort."""
+
+    config: dict[str, Scalar]
+    module: Any  # the member's own MLPClassifier, built as the unfused trial builds it (its initial weights)
+    datamodule: Any
+    reporter: Reporter | None
+    epochs: int  # its budget (the config's `epochs` can only lower the run's)
+    metric: str
+    mode: str
+    rule: str = "best_epoch"
+    early_stopping: EarlyStoppingSpec | None = None
+    keep: bool = False
+    handle: Any = None  # the backend's own (the claimed trial and its heartbeat)
+    training: TrainingConfig = field(init=False)
+    shape: MemberShape = field(init=False)
+    signature: Signature = field(init=False)
+    generator: torch.Generator = field(init=False)
+    epoch: int = 0
+    history: dict[int, dict[str, float]] = field(default_factory=dict)
+    kept: dict[str, Tensor] | None = None
+    pruned: bool = False
+    early_stopped: bool = False
+    es_best: float = math.nan
+    es_wait: int = 0
+    error: BaseException | None = None
+    train_loss: float | None = None
+
+    def __post_init__(self) -> None:
+        self.training = TrainingConfig.from_config(self.config)
+        self.shape = member_shape(self.module)
+        self.signature = signature_of(self.module, self.datamodule)
+        # The datamodule's train loader draws one permutation per epoch from a generator seeded with its seed.
+        self.generator = torch.Generator().manual_seed(int(self.datamodule.seed))
+        sign = 1.0 if ((self.early_stopping and self.early_stopping.mode) or self.mode) == "min" else -1.0
+        self.es_best = sign * math.inf
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or self.pruned or self.early_stopped or self.epoch >= self.epochs
+
+    def outcome(self) -> TrialOutcome:
+        """The trial's outcome, by the same rules as the Lightning runner's."""
+        chosen = objective_epoch(self.history, self.metric, self.mode, self.rule)
+        assert chosen is not None  # a member that validated once has a history
+        last = max(self.history)
+        n_params = float(self.module.n_params)
+        return TrialOutcome(
+            metrics={**self.history[last], "n_params": n_params},
+            best={**self.history[chosen], "n_params": n_params},
+            epochs=last,
+            best_epoch=chosen,
+            pruned=self.pruned,
+            early_stopped=self.early_stopped and not self.pruned,
+        )
+
+    def _early_stop(self, metrics: dict[str, float]) -> bool:
+        """Lightning's ``EarlyStopping`` rule (monitor, mode, patience, min_delta), on this member."""
+        es = self.early_stopping
+        if es is None:
+            return False
+        monitor, mode = es.monitor or self.metric, es.mode or self.mode
+        current = metrics.get(monitor)
+        if current is None or not math.isfinite(current):
+            return current is not None
+        better = current + es.min_delta < self.es_best if mode == "min" else current - es.min_delta > self.es_best
+        if better:
+            self.es_best, self.es_wait = current, 0
+            return False
+        self.es_wait += 1
+        return self.es_wait >= es.patience
+
+
+def _epoch_order(generator: torch.Generator, n: int) -> Tensor:
+    """One epoch's sample order, drawn as ``RandomSampler`` draws it with a generator.
+
+    ``RandomSampler.__iter__`` draws ``randperm(n)`` for the epoch and then one more for the
+    remainder (``num_samples % n``, empty here): both advance the generator.
+    """
+    order = torch.randperm(n, generator=generator)
+    torch.randperm(n, generator=generator)
+    return order
+
+
+class Cohort:
+    """Up to ``capacity`` members of one signature, trained together."""
+
+    def __init__(self, signature: Signature, *, depth: int, width: int, capacity: int, dtype: torch.dtype) -> None:
+        self.signature = signature
+        self.net = FusedMLP(
+            n_features=signature.n_features,
+            n_classes=signature.n_classes,
+            depth=depth,
+            width=width,
+            capacity=capacity,
+            dtype=dtype,
+        )
+        self.optimizer = FusedOptimizer(self.net.parameters(), capacity)
+        self.slots: list[Member | None] = [None] * capacity
+        self.dtype = dtype
+        self.useful = 0.0
+        self.paid = 0.0
+        self._data: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+
+    @property
+    def members(self) -> list[Member]:
+        return [m for m in self.slots if m is not None]
+
+    def free(self) -> int:
+        return sum(m is None for m in self.slots)
+
+    def accepts(self, member: Member) -> bool:
+        """Same data and batch size, the same depth, and a width in the cohort's power-of-two bucket.
+
+        A shallower member would pay for the deeper layers, a much narrower one for the padding: the
+        buckets keep the useful share of the work paid at about half or more (recorded per run).
+        """
+        widest = max(member.shape.widths)
+        return (
+            member.signature == self.signature
+            and len(member.shape.widths) == self.net.depth
+            and self.net.width // 2 < widest <= self.net.width
+            and self.free() > 0
+        )
+
+    def add(self, member: Member) -> None:
+        slot = self.slots.index(None)
+        self.slots[slot] = member
+        self.net.load_member(slot, member.module, member.shape)
+        self.optimizer.set_member(slot, member.training, scheduled_lr(member.training, 0, member.module.max_epochs))
+        if self._data is None:
+            dm = member.datamodule
+            dm.setup()
+            self._data = (
+                dm.train_set.x.to(self.dtype),
+                dm.train_set.y,
+                dm.val_set.x.to(self.dtype),
+                dm.val_set.y,
+            )
+
+    def remove(self, member: Member) -> None:
+        slot = self.slots.index(member)
+        self.slots[slot] = None
+        self.net.clear(slot)
+        self.optimizer.clear(slot)
+
+    def train_epoch(self) -> None:
+        """One epoch of every member, each with its own batches; then validation and its decisions."""
+        assert self._data is not None
+        x, y, x_val, y_val = self._data
+        active = [(i, m) for i, m in enumerate(self.slots) if m is not None and not m.done]
+        if not active:
+            return
+        slots = torch.tensor([i for i, _ in active])
+        n, bs = len(y), self.signature.batch_size
+        perms = torch.stack([_epoch_order(m.generator, n) for _, m in active])
+        l1 = torch.tensor([m.training.l1 for _, m in active], dtype=self.dtype)
+        sums = torch.zeros(len(active), dtype=torch.float64)
+        params = self.net.parameters()
+        for start in range(0, n, bs):
+            idx = perms[:, start : start + bs]
+            logits = self.net.forward(x[idx], slots, train=True)
+            ce = F.cross_entropy(logits.transpose(1, 2), y[idx], reduction="none").mean(dim=1)
+            loss = ce + l1 * self.net.l1(slots) if bool((l1 > 0).any()) else ce
+            for p in params:
+                p.grad = None
+            loss.sum().backward()  # type: ignore[no-untyped-call]
+            self.optimizer.step()
+            sums += loss.detach().to(torch.float64) * idx.shape[1]
+        self.useful += (
+            float(sum(work(m.shape, self.signature.n_features, self.signature.n_classes) for _, m in active)) * n
+        )
+        self.paid += (
+            float(paid_work(self.signature.n_features, self.signature.n_classes, self.net.depth, self.net.width))
+            * n
+            * len(active)
+        )
+        with torch.no_grad():
+            logits = self.net.forward(x_val.expand(len(active), *x_val.shape), slots, train=False)
+            val_loss = F.cross_entropy(logits.transpose(1, 2), y_val.expand(len(active), -1), reduction="none").mean(
+                dim=1
+            )
+            val_acc = (logits.argmax(dim=2) == y_val).to(torch.float64).mean(dim=1)
+        for j, (slot, m) in enumerate(active):
+            m.epoch += 1
+            # The LR scheduler steps once per epoch, as Lightning's "interval: epoch" does.
+            self.optimizer.lr[slot] = scheduled_lr(m.training, m.epoch, m.module.max_epochs)
+            metrics = {"val_loss": float(val_loss[j]), "val_acc": float(val_acc[j])}
+            # Lightning validates before it aggregates the epoch's train_loss, so a trial's report at
+            # epoch e carries the train_loss of epoch e-1 (none at epoch 1): the same here.
+            if m.train_loss is not None:
+                metrics["train_loss"] = m.train_loss
+            m.train_loss = float(sums[j]) / n
+            self._decide(slot, m, metrics)
+
+    def _decide(self, slot: int, m: Member, metrics: dict[str, float]) -> None:
+        try:
+            check_epoch_metrics(m.epoch, metrics, m.metric)
+        except Exception as exc:  # the member fails; the others go on
+            m.error = exc
+            return
+        m.history[m.epoch] = metrics
+        if m.keep and objective_epoch(m.history, m.metric, m.mode, m.rule) == m.epoch:
+            m.kept = self.net.member_state(slot, m.module)
+        m.early_stopped = m._early_stop(metrics)
+        stop = m.reporter is not None and m.reporter.report(m.epoch, metrics)
+        if stop and may_prune(m.epoch, m.epochs):
+            m.pruned = True

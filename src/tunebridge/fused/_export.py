@@ -1,0 +1,37 @@
+"""A fused member's weights as a normal Lightning checkpoint of its own built-in model class."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["save_member_checkpoint"]
+
+
+def save_member_checkpoint(module: Any, state: dict[str, Tensor], path: str, *, epoch: int) -> None:
+    """Write ``state`` (the member's unpadded ``state_dict``) so that ``type(module).load_from_checkpoint`` loads it.
+
+    The file holds what Lightning's loader reads: the state dict, the module's hyperparameters (its
+    ``__init__`` arguments, saved by ``save_hyperparameters``) and the Lightning version.
+    """
+    import importlib
+
+    ns = "lightning" if "lightning_pytorch" in type(module).__qualname__ else "pytorch_lightning"
+    try:
+        version = importlib.import_module(ns).__version__
+    except ImportError:  # pragma: no cover - the module's own package is installed
+        version = "0"
+    checkpoint = {
+        "epoch": max(0, epoch - 1),
+        "global_step": 0,
+        "pytorch-lightning_version": version,
+        "state_dict": {k: v.detach().clone() for k, v in state.items()},
+        "hyper_parameters": dict(module.hparams),
+    }
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    partial = f"{path}.partial"
+    torch.save(checkpoint, partial)
+    os.replace(partial, path)

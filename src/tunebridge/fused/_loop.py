@@ -1,0 +1,237 @@
+"""The Optuna backend's trial loop with fused cohorts: claim many trials, train them as cohorts, settle each.
+
+Each member is an ordinary trial of the study, claimed from the same queue (so budgets, grids and
+workers behave as without fusion), started, reported per epoch and pruned by the study's pruner, and
+settled or failed on its own with :mod:`tunebridge.backends.optuna`'s steps. A member that finishes
+frees its slot, and the slot is refilled with the next claimed trial, so cohorts stay full until the
+queue is empty. An interrupt abandons every claimed trial (their configs go back in the queue).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from tunebridge import _record
+from tunebridge.backends._base import checkpoint_path
+from tunebridge.backends.optuna._checkpoints import keep_best_checkpoints
+from tunebridge.backends.optuna._limits import StudyLimits, limit_reached
+from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat
+from tunebridge.backends.optuna._options import StudyOptions, WorkerOptions
+from tunebridge.backends.optuna._queue import claim, ensure_budget, fail_stale
+from tunebridge.backends.optuna._study import (
+    OptunaReporter,
+    abandon_trial,
+    fail_trial,
+    settle_trial,
+    start_trial,
+    study_progress,
+)
+from tunebridge.fused._cohort import Cohort, Member
+from tunebridge.fused._export import save_member_checkpoint
+from tunebridge.lightning._runner import TrialSettings
+
+__all__ = ["FuseStats", "run_fused"]
+
+Builder = Callable[[dict[str, Any]], tuple[Any, Any]]
+
+
+@dataclass
+class FuseStats:
+    """What fusion did in one run: members trained, cohorts formed, useful work over work paid."""
+
+    members: int = 0
+    cohorts: int = 0
+    useful: float = 0.0
+    paid: float = 0.0
+    capacity: int = 0
+    singles: list[str] = field(default_factory=list)
+
+    @property
+    def efficiency(self) -> float:
+        return self.useful / self.paid if self.paid else float("nan")
+
+
+@dataclass
+class _Handle:
+    trial: optuna.Trial
+    heartbeat: Heartbeat
+
+
+def _seed_before_build(settings: TrialSettings, config: dict[str, Any]) -> None:
+    """The per-config seed the unfused objective sets before ``build`` (same weights, same dropout stream)."""
+    import json
+    import zlib
+
+    if settings.seed is None:
+        return
+    seed = (settings.seed + zlib.crc32(json.dumps(config, sort_keys=True).encode())) % (2**31 - 1)
+    torch.manual_seed(seed)
+
+
+def run_fused(
+    study: optuna.Study,
+    opts: StudyOptions,
+    build: Builder,
+    settings: TrialSettings,
+    *,
+    n_trials: int,
+    capacity: int,
+    progress: bool = True,
+    worker: WorkerOptions | None = None,
+    limits: StudyLimits | None = None,
+    keep_checkpoints: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> FuseStats:
+    """Run the study's queue in fused cohorts of at most ``capacity`` members in all.
+
+    Raises:
+        NotFusableError: A config builds a model fusion cannot train (it is failed with the reason,
+            and the run goes on); see :func:`tunebridge.fused.check_fusable`.
+    """
+    from tunebridge.fused import check_fusable
+
+    worker = worker or WorkerOptions()
+    if not worker.join:
+        ensure_budget(study, n_trials)
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    stats = FuseStats(capacity=capacity)
+    cohorts: list[Cohort] = []
+    started = time.monotonic()
+    mode = opts.modes[0] if len(opts.metrics) == 1 else None
+    budget = opts.pruning.budget(opts.max_epochs)
+    queue_empty = False
+    with study_progress(study, opts, n_trials, enabled=progress) as bar, contextlib.ExitStack() as beats:
+        try:
+            while True:
+                active = sum(len(c.members) for c in cohorts)
+                stopped = worker.stopped or limit_reached(study, limits, started=started, mode=mode) is not None
+                while not stopped and not queue_empty and active < capacity:
+                    trial = claim(study)
+                    if trial is None:
+                        queue_empty = True
+                        break
+                    handle = _Handle(trial, Heartbeat(study, trial, worker.heartbeat))
+                    beats.enter_context(handle.heartbeat)
+                    config = start_trial(study, trial, opts, worker)
+                    if config is None:
+                        bar.update("failed")
+                        continue
+                    try:
+                        _seed_before_build(settings, config)
+                        module, datamodule = build(dict(config))
+                        check_fusable(module, datamodule)
+                        member = Member(
+                            config=dict(config),
+                            module=module,
+                            datamodule=datamodule,
+                            reporter=OptunaReporter(trial, opts.metrics[0], len(opts.metrics), budget),
+                            epochs=min(int(config.get("epochs", settings.max_epochs)), settings.max_epochs),  # type: ignore[arg-type]
+                            metric=settings.metric,
+                            mode=settings.mode,
+                            rule=settings.objective,
+                            early_stopping=settings.early_stopping,
+                            keep=settings.checkpoint_dir is not None,
+                            handle=handle,
+                        )
+                    except Exception as exc:
+                        bar.update(*fail_trial(study, trial, exc))
+                        continue
+                    _place(member, cohorts, capacity, dtype, stats)
+                    active += 1
+                if active == 0:
+                    if stopped or _queue_done(study, worker):
+                        break
+                    queue_empty = False
+                    continue
+                for cohort in list(cohorts):
+                    cohort.train_epoch()
+                    for member in [m for m in cohort.members if m.done]:
+                        cohort.remove(member)
+                        state, value = _settle(study, opts, settings, member)
+                        stats.members += 1
+                        if keep_checkpoints > 0:
+                            keep_best_checkpoints(study, keep_checkpoints)
+                        bar.update(state, value)
+                    if not cohort.members:
+                        stats.useful += cohort.useful
+                        stats.paid += cohort.paid
+                        cohorts.remove(cohort)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            for cohort in cohorts:
+                for member in cohort.members:
+                    abandon_trial(study, member.handle.trial, exc)
+            raise
+    for cohort in cohorts:
+        stats.useful += cohort.useful
+        stats.paid += cohort.paid
+    if stats.paid:
+        study.set_user_attr("fused_efficiency", round(stats.efficiency, 4))
+    return stats
+
+
+def _place(member: Member, cohorts: list[Cohort], capacity: int, dtype: torch.dtype, stats: FuseStats) -> None:
+    """Into a cohort of its signature that it fits, else a new one sized for it and its likely peers."""
+    for cohort in cohorts:
+        if cohort.accepts(member):
+            cohort.add(member)
+            return
+    # A new cohort is as deep and wide as the widest member it may take (bounded padding: the widths a
+    # space reaches are known only through its members, so the newcomer's own, rounded up to 2^k).
+    depth = len(member.shape.widths)
+    width = 1 << max(0, (max(member.shape.widths) - 1).bit_length())
+    cohort = Cohort(member.signature, depth=max(depth, 1), width=width, capacity=capacity, dtype=dtype)
+    cohorts.append(cohort)
+    stats.cohorts += 1
+    cohort.add(member)
+
+
+def _settle(
+    study: optuna.Study, opts: StudyOptions, settings: TrialSettings, member: Member
+) -> tuple[str, float | None]:
+    trial = member.handle.trial
+    try:
+        if member.error is not None:
+            return fail_trial(study, trial, member.error)
+        outcome = member.outcome()
+        if member.kept is not None and settings.checkpoint_dir is not None and not outcome.pruned:
+            path = checkpoint_path(settings.checkpoint_dir, f"trial_{trial.number}")
+            save_member_checkpoint(member.module, member.kept, path, epoch=outcome.best_epoch)
+            cls = type(member.module)
+            outcome.extra.update(
+                {_record.CHECKPOINT: path, _record.MODULE_CLASS: f"{cls.__module__}:{cls.__qualname__}"}
+            )
+        outcome.extra["fused"] = True
+        return settle_trial(study, trial, outcome, opts)
+    except Exception as exc:
+        return fail_trial(study, trial, exc)
+    finally:
+        member.handle.heartbeat.__exit__(None, None, None)
+
+
+def _queue_done(study: optuna.Study, worker: WorkerOptions) -> bool:
+    """Nothing claimed and nothing to claim: done, unless other workers hold trials that may come back."""
+    if fail_stale(study, worker.dead_after, worker.max_retry):
+        return False
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not any(HEARTBEAT_ATTR in t.system_attrs for t in running):
+        return True
+    time.sleep(worker.poll)
+    return False
+
+
+def default_capacity(device: str = "cpu") -> int:
+    """``fuse: auto``: members per run. On a CPU a few dozen saturate the cores; a GPU takes hundreds."""
+    if device != "cpu" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        return int(max(32, min(1024, free // (64 * 2**20))))
+    return max(8, 16 * (os.cpu_count() or 1))

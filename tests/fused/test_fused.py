@@ -1,0 +1,180 @@
+"""Fused cohorts change speed, not results: each member trains as it would alone (issue 9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from tunebridge import tune
+from tunebridge.fused import NotFusableError, check_fusable
+from tunebridge.fused._cohort import Member
+from tunebridge.fused._loop import FuseStats, _place, _seed_before_build
+from tunebridge.lightning import LightningObjective, TrialSettings, builtin_builder
+from tunebridge.schema import Choice, Float, Int, Space
+
+EPOCHS = 3
+BUILD = builtin_builder("mlp", "digits", max_epochs=EPOCHS, seed=0)
+# Heterogeneous on purpose: every optimizer, schedule, activation, L1, weight decay, batch norm, depths, widths.
+CONFIGS: list[dict[str, Any]] = [
+    {"n_layers": 2, "units/0": 32, "units/1": 16, "activation": "relu", "lr": 0.01, "optimizer": "adam"},
+    {
+        "n_layers": 2,
+        "units/0": 24,
+        "units/1": 30,
+        "activation": "tanh",
+        "lr": 0.05,
+        "optimizer": "momentum",
+        "momentum": 0.9,
+        "weight_decay": 1e-3,
+    },
+    {
+        "n_layers": 3,
+        "units/0": 20,
+        "units/1": 30,
+        "units/2": 10,
+        "activation": "gelu",
+        "lr": 0.003,
+        "optimizer": "rmsprop",
+        "momentum": 0.5,
+        "l1": 1e-4,
+        "lr_schedule": "cosine",
+        "lr_min_factor": 0.1,
+    },
+    {
+        "n_layers": 2,
+        "units/0": 64,
+        "units/1": 48,
+        "activation": "leaky_relu",
+        "lr": 0.002,
+        "optimizer": "adamw",
+        "weight_decay": 0.01,
+        "batch_norm": True,
+        "lr_schedule": "exponential",
+        "lr_gamma": 0.9,
+    },
+    {"n_layers": 1, "units/0": 16, "activation": "relu", "lr": 0.1, "optimizer": "sgd"},
+    {
+        "n_layers": 2,
+        "units/0": 40,
+        "units/1": 20,
+        "activation": "relu",
+        "lr": 0.002,
+        "optimizer": "adam",
+        "batch_norm": True,
+    },
+]
+for c in CONFIGS:
+    c["batch_size"] = 64
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.history: dict[int, dict[str, float]] = {}
+
+    def report(self, epoch: int, metrics: Any, checkpoint: Any = None) -> bool:
+        self.history[epoch] = dict(metrics)
+        return False
+
+
+def _settings(**kw: Any) -> TrialSettings:
+    return TrialSettings(metric="val_loss", mode="min", max_epochs=EPOCHS, seed=0, accelerator="cpu", **kw)
+
+
+def _fused(configs: list[dict[str, Any]], dtype: torch.dtype, capacity: int = 8) -> list[Member]:
+    settings, cohorts, members = _settings(), [], []
+    for config in configs:
+        _seed_before_build(settings, config)
+        module, datamodule = BUILD(config)
+        member = Member(config, module, datamodule, None, EPOCHS, "val_loss", "min")
+        _place(member, cohorts, capacity, dtype, FuseStats())
+        members.append(member)
+    for _ in range(EPOCHS):
+        for cohort in cohorts:
+            cohort.train_epoch()
+    return members
+
+
+def _alone(config: dict[str, Any], **settings: Any) -> dict[int, dict[str, float]]:
+    recorder = Recorder()
+    LightningObjective(BUILD, _settings(**settings))(config, recorder)
+    return recorder.history
+
+
+@pytest.fixture(scope="module")
+def fused64() -> list[Member]:
+    return _fused(CONFIGS, torch.float64)
+
+
+@pytest.mark.parametrize("i", range(len(CONFIGS)))
+def test_a_member_trains_the_curve_its_config_trains_alone_in_float64(i: int, fused64: list[Member]) -> None:
+    alone = _alone(CONFIGS[i], trainer_kwargs={"precision": "64-true"})
+    for epoch, metrics in alone.items():
+        assert set(fused64[i].history[epoch]) == set(metrics)  # train_loss from epoch 2, as Lightning logs it
+        for key in metrics:
+            assert fused64[i].history[epoch][key] == pytest.approx(metrics[key], abs=1e-9), (epoch, key)
+
+
+def test_in_float32_the_curves_agree_to_rounding() -> None:
+    members = _fused(CONFIGS[:2], torch.float32)
+    for config, member in zip(CONFIGS[:2], members):
+        alone = _alone(config)
+        for epoch in alone:
+            assert member.history[epoch]["val_loss"] == pytest.approx(alone[epoch]["val_loss"], abs=1e-4)
+
+
+def test_a_members_result_does_not_depend_on_its_companions(fused64: list[Member]) -> None:
+    solo = _fused([CONFIGS[0]], torch.float64)[0]
+    assert solo.history == fused64[0].history
+
+
+def test_a_convnet_is_not_fused_and_says_why() -> None:
+    module, datamodule = builtin_builder("cnn", "digits", max_epochs=1, seed=0)({})
+    with pytest.raises(NotFusableError, match=r"ConvNetClassifier.* cannot be fused"):
+        check_fusable(module, datamodule)
+
+
+def test_a_fused_study_records_ordinary_trials_prunes_and_keeps_the_best_model(tmp_path: Any) -> None:
+    space = Space(
+        n_layers=Int(1, 2),
+        units=Int(16, 64, log=True, per_layer="n_layers"),
+        lr=Float(1e-3, 1e-1, log=True),
+        optimizer=Choice(["sgd", "adam"]),
+        batch_size=Choice([64]),
+    )
+    result = tune(
+        BUILD,
+        space,
+        metric="val_acc",
+        mode="max",
+        trials=8,
+        max_epochs=4,
+        search="random",
+        pruner={"policy": "asha", "grace_period": 1, "reduction_factor": 2},
+        early_stopping={"patience": 2},
+        fuse=4,
+        storage=f"sqlite:///{tmp_path}/f.db",
+        study="fused",
+        progress=False,
+        accelerator="cpu",
+    )
+    trials = result.study.trials
+    assert len(trials) == 8 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert any(t.state == TrialState.PRUNED for t in trials)
+    for t in trials:  # every member is an ordinary trial: its own curve, final metrics and epochs
+        assert list(t.intermediate_values) == list(range(1, t.user_attrs["epochs"] + 1))
+        assert {"final_val_acc", "final_val_loss", "final_n_params"} <= set(t.user_attrs)
+        assert t.user_attrs["fused"] is True
+    assert 0 < result.record["fused_efficiency"] <= 1
+    model = result.load_best()  # a normal checkpoint of its built-in class
+    cls = type(model)
+    assert cls.__name__.startswith("MLPClassifier")
+    loaded = cls.load_from_checkpoint(result.best_checkpoint)
+    _, datamodule = BUILD(result.best_config)
+    import lightning.pytorch as pl
+
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    [metrics] = trainer.validate(loaded, datamodule=datamodule, verbose=False)
+    assert metrics["val_acc"] == pytest.approx(result.best_value, abs=1e-6)
