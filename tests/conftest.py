@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -49,3 +50,16 @@ def postgres_url() -> str:
 def redis_url() -> str:
     require_server("Redis", "127.0.0.1", 6379)
     return os.environ.get("TUNEBRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def ray_instance() -> Iterator[None]:
+    """A local Ray with 2 CPUs, no dashboard, quiet; started once (ray.init takes ~7 s here), never re-initialised."""
+    pytest.importorskip("ray.tune")
+    import torch
+
+    from tunebridge.backends.ray import ensure_ray
+
+    torch.set_num_threads(1)
+    ensure_ray(num_cpus=2)
+    yield

@@ -29,7 +29,12 @@ LAUGHS = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
 )
 MALFORMED = [
     # -- files
-    ("empty-file", "file", b"", "spec.yaml: the spec is empty, but got nothing. See `tunebridge recipes --copy .` for complete examples."),
+    (
+        "empty-file",
+        "file",
+        b"",
+        "spec.yaml: the spec is empty, but got nothing. See `tunebridge recipes --copy .` for complete examples.",
+    ),
     (
         "comments-only-file",
         "file",
@@ -156,7 +161,7 @@ MALFORMED = [
         "unknown-key-typo",
         "spec",
         SPEC + "space: mlp\nmax_epoch: 3\n",
-        "spec: unknown key, but got 'max_epoch'. Did you mean 'max_epochs'? Known keys: study, model, data, builder, space, metric, mode, max_epochs, early_stopping, pruner, search, trials, seed, storage, backend, accelerator, threads, ray, description, trainer, callbacks, logger, objective, keep_checkpoints, timeout, stop, enqueue, warm_start.",
+        "spec: unknown key, but got 'max_epoch'. Did you mean 'max_epochs'? Known keys: study, model, data, builder, lightning_cli, space, metric, mode, max_epochs, early_stopping, pruner, search, trials, seed, storage, backend, accelerator, threads, ray, description, trainer, callbacks, logger, objective, keep_checkpoints, timeout, stop, enqueue, warm_start, fuse.",
     ),
     (
         "no-space",
@@ -271,7 +276,7 @@ MALFORMED = [
         "ray-unknown-key",
         "spec",
         SPEC + "space: mlp\nray: {cpus: 2}\n",
-        "ray: unknown key, but got 'cpus'. Known keys: address, cpus_per_trial, gpus_per_trial, max_concurrent, checkpoint_frequency, checkpoint_keep, reuse_actors, scheduler, pbt_interval, pbt_mutate, pbt_synch, storage_path, name.",
+        "ray: unknown key, but got 'cpus'. Known keys: address, cpus_per_trial, gpus_per_trial, max_concurrent, checkpoint_frequency, checkpoint_keep, reuse_actors, scheduler, pbt_interval, pbt_mutate, pbt_synch, storage_path, name, max_failures.",
     ),
     (
         "ray-value-a-mapping",
@@ -284,7 +289,7 @@ MALFORMED = [
         "search-typo",
         "spec",
         SPEC + "space: mlp\nsearch: tpee\n",
-        "search: `search` must be one of grid, random, tpe, gp, cmaes, qmc, nsga2, but got 'tpee'. Did you mean 'tpe'?",
+        "search: unknown search algorithm, but got 'tpee'. Did you mean 'tpe'? Known: grid, random, tpe, gp, cmaes, qmc, nsga2.",
     ),
     (
         "backend-unknown",

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tunebridge.cli._recipes import BUNDLED
 from tunebridge import presets
+from tunebridge.cli._recipes import BUNDLED
 from tunebridge.errors import SchemaError
 from tunebridge.schema import Choice, EarlyStoppingSpec, Float, Int, PruningSpec, Space, load_yaml
 from tunebridge.spec import RunSpec, load_spec, parse_spec, space_from_spec

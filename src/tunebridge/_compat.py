@@ -30,6 +30,7 @@ _EXTRAS = {
     "matplotlib": ("plot", "matplotlib"),
     "pytorch_lightning": ("pl", "pytorch-lightning"),
     "cmaes": ("cmaes", "cmaes"),
+    "jsonargparse": ("cli", "jsonargparse"),
 }
 
 

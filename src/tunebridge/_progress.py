@@ -87,3 +87,10 @@ class StudyProgress:
                 best="-" if self.best is None else f"{self.best:.4g}",
                 **self.counts,
             )
+
+    def note(self, message: str) -> None:
+        """Print one line under the bar (e.g. why the study stopped early); silent when disabled."""
+        if self._progress is not None:
+            from rich.markup import escape
+
+            self._progress.console.print(escape(message))

@@ -13,8 +13,12 @@ The keys, as Optuna user attributes:
 - ``epochs`` (where it stopped), ``best_epoch``, ``early_stopped``;
 - ``fail_reason`` (at most :data:`REASON_LIMIT` characters) and ``traceback`` (its last
   :data:`TRACEBACK_LIMIT` characters) for a failed trial;
+- ``checkpoint`` and ``module_class``: the kept weights of the trial's reported epoch (a Lightning
+  checkpoint) and ``module:Class`` of its LightningModule, while the trial is among the best kept;
 - ``requeued`` / ``cancelled``: a failed trial whose config was queued again (an interrupted or dead
-  worker's) or a surplus waiting trial that was cancelled: both are outside the trial budget.
+  worker's) or a surplus waiting trial that was cancelled: both are outside the trial budget;
+- ``ray_node`` and ``ray_retries`` (Ray backend): the id of the Ray node that ran the trial's last
+  attempt, and how often Ray retried it after a failure (a lost node: ``ray: {max_failures: N}``).
 """
 
 from __future__ import annotations
@@ -31,12 +35,16 @@ if TYPE_CHECKING:
 __all__ = [
     "BEST_EPOCH",
     "CANCELLED",
+    "CHECKPOINT",
     "CONFIG",
     "EARLY_STOPPED",
     "EPOCHS",
     "FAIL_REASON",
     "FINAL_PREFIX",
+    "MODULE_CLASS",
     "REASON_LIMIT",
+    "RAY_NODE",
+    "RAY_RETRIES",
     "REQUEUED",
     "TRACEBACK",
     "TRACEBACK_LIMIT",
@@ -50,6 +58,8 @@ __all__ = [
 ]
 
 CONFIG = "config"
+RAY_NODE = "ray_node"
+RAY_RETRIES = "ray_retries"
 FINAL_PREFIX = "final_"
 EPOCHS = "epochs"
 BEST_EPOCH = "best_epoch"
@@ -59,6 +69,8 @@ TRACEBACK = "traceback"
 REQUEUED = "requeued"
 CANCELLED = "cancelled"
 WORKER = "worker"
+CHECKPOINT = "checkpoint"
+MODULE_CLASS = "module_class"
 REASON_LIMIT = 2000
 TRACEBACK_LIMIT = 8000
 

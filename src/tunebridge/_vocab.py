@@ -6,7 +6,17 @@ none of them keeps a copy of its own.
 
 from __future__ import annotations
 
-__all__ = ["BACKENDS", "BUILTIN_DATA", "BUILTIN_MODELS", "MODES", "RAY_OPTION_KEYS", "SEARCH_ALGORITHMS"]
+__all__ = [
+    "BACKENDS",
+    "BUILTIN_DATA",
+    "BUILTIN_MODELS",
+    "LOGGERS",
+    "MODES",
+    "OBJECTIVE_RULES",
+    "OWNED_TRAINER_KEYS",
+    "RAY_OPTION_KEYS",
+    "SEARCH_ALGORITHMS",
+]
 
 #: Search algorithms by name (``search:`` in a spec, ``search=`` in ``tune()``).
 SEARCH_ALGORITHMS = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
@@ -14,6 +24,10 @@ SEARCH_ALGORITHMS = ("grid", "random", "tpe", "gp", "cmaes", "qmc", "nsga2")
 BACKENDS = ("optuna", "ray")
 #: Optimisation directions, one per metric.
 MODES = ("min", "max")
+#: Which epoch gives a trial its value (and its kept weights): the best one, or the last one trained.
+OBJECTIVE_RULES = ("best_epoch", "last_epoch")
+#: Per-trial loggers (``logger:`` in a spec).
+LOGGERS = ("tensorboard", "csv", "mlflow")
 #: Built-in models (``model:``) and the bundled datasets they train on (``data:``).
 BUILTIN_MODELS = ("mlp", "cnn")
 BUILTIN_DATA = ("digits", "breast_cancer", "wine")
@@ -33,4 +47,15 @@ RAY_OPTION_KEYS = (
     "pbt_synch",
     "storage_path",
     "name",
+    "max_failures",
 )
+
+#: Trainer keywords tunebridge sets itself, and where a user sets them instead.
+OWNED_TRAINER_KEYS = {
+    "max_epochs": "it is the trial budget: set `max_epochs:` in the spec (max_epochs= in tune())",
+    "enable_progress_bar": "tunebridge shows one progress bar for the study: use --no-progress (progress=False)",
+    "callbacks": "set `callbacks:` in the spec (callbacks= in tune()); they run next to tunebridge's",
+    "logger": "set `logger: tensorboard | csv | mlflow` in the spec (logger= in tune()): one run per trial",
+    "accelerator": "set `accelerator:` in the spec (accelerator= in tune())",
+    "enable_checkpointing": "tunebridge keeps the best epoch's checkpoint itself: set `keep_checkpoints:`",
+}

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tunebridge import _record
 from tunebridge._compat import versions
+from tunebridge._setup import check_rules, early_stopping_spec, initial_configs, run_folder
 from tunebridge._storage_url import is_memory
 from tunebridge._vocab import BACKENDS
 from tunebridge.backends._base import Objective
-from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials, trial_config
+from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials
+from tunebridge.backends.optuna._limits import StudyLimits
 from tunebridge.errors import SchemaError
 from tunebridge.lightning import Builder, LightningObjective, TrialSettings, import_builder
-from tunebridge.results import TuneResult, counts, trials_table
+from tunebridge.lightning._ddp import follower_trial
+from tunebridge.lightning._trainer import callback_factories, check_trainer_options
+from tunebridge.results import TuneResult, make_result
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
 from tunebridge.spec import objectives
 
@@ -29,8 +33,8 @@ def study_options(
     metric: str | Sequence[str],
     mode: str | Sequence[str] = "min",
     backend: str = "optuna",
-    search: str = "tpe",
-    pruner: PruningSpec | Mapping[str, Any] | str | None = None,
+    search: str | Mapping[str, Any] | object = "tpe",
+    pruner: PruningSpec | Mapping[str, Any] | str | object | None = None,
     max_epochs: int = 20,
     storage: str | None = None,
     study: str | None = None,
@@ -40,12 +44,25 @@ def study_options(
 ) -> StudyOptions:
     """The one way to build a study's options: ``tune()``, ``run --jobs`` and workers all use it.
 
-    It validates the objectives (:func:`tunebridge.spec.objectives`), the space, the budget and the
-    backend, and records the package versions and the backend on the study.
+    It validates the objectives (:func:`tunebridge.spec.objectives`), the space, the budget, the
+    backend and the search and pruner, and records the package versions and the backend on the study.
+
+    Args:
+        search: A search algorithm's name (``"tpe"``), or a mapping of its name and options
+            (``{"name": "tpe", "n_startup_trials": 20}``), or your own object: an
+            ``optuna.samplers.BaseSampler`` (either backend; on Ray it runs through ``OptunaSearch``)
+            or a Ray Tune ``Searcher`` (Ray backend, flat spaces). An object is used as given, with
+            its own seed; the study records its search as ``custom:<class name>``.
+        pruner: A :class:`PruningSpec` (or its dict / policy name), or your own object: an
+            ``optuna.pruners.BasePruner`` (Optuna backend) or a Ray Tune ``TrialScheduler`` (Ray
+            backend) without a metric or mode of its own.
 
     Raises:
         SchemaError: An invalid option, named with the rule and the fix.
+        ConversionError: An object the backend cannot use (e.g. a Ray scheduler with backend='optuna').
     """
+    from tunebridge._search import check_object, object_kind, parse_search  # standard library only
+
     metrics, modes = objectives(metric, mode)
     if not isinstance(space, Space):
         raise SchemaError(
@@ -63,13 +80,25 @@ def study_options(
             value=repr(backend),
             fix="Use backend='optuna' or backend='ray'.",
         )
+    check_object("search", search, backend)
+    check_object("pruner", pruner, backend)
+    sampler = search if object_kind(search) is not None else None
+    name, search_options = ("tpe", {}) if sampler is not None else parse_search(search)
+    scheduler = pruner if object_kind(pruner) is not None else None
+    if scheduler is not None:
+        pruning = PruningSpec()  # the user's object prunes; the spec keeps only the budget (max_epochs)
+    else:
+        pruning = pruner if isinstance(pruner, PruningSpec) else PruningSpec.from_dict(pruner)
     return StudyOptions(
         space=space,
         metrics=list(metrics),
         modes=list(modes),
-        search=search,
+        search=name,
+        search_options=search_options,
+        sampler=sampler,
+        scheduler=scheduler,
         seed=seed,
-        pruning=pruner if isinstance(pruner, PruningSpec) else PruningSpec.from_dict(pruner),
+        pruning=pruning,
         max_epochs=max_epochs,
         storage=storage,
         study=study,
@@ -87,8 +116,8 @@ def tune(
     mode: str | Sequence[str] = "min",
     backend: str = "optuna",
     trials: int = 20,
-    search: str = "tpe",
-    pruner: PruningSpec | Mapping[str, Any] | str | None = None,
+    search: str | Mapping[str, Any] | object = "tpe",
+    pruner: PruningSpec | Mapping[str, Any] | str | object | None = None,
     early_stopping: EarlyStoppingSpec | Mapping[str, Any] | bool | None = None,
     max_epochs: int = 20,
     storage: str | None = None,
@@ -107,6 +136,19 @@ def tune(
     heartbeat_timeout: float | None = None,
     max_retry: int | None = 3,
     join: bool = False,
+    trainer: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] | None = None,
+    logger: str | None = None,
+    log_dir: str | None = None,
+    objective: str = "best_epoch",
+    keep_checkpoints: int = 1,
+    checkpoint_dir: str | None = None,
+    timeout: float | None = None,
+    target: float | None = None,
+    patience_trials: int | None = None,
+    enqueue: Sequence[Mapping[str, Any]] | None = None,
+    warm_start: str | Mapping[str, Any] | None = None,
+    fuse: int | str | None = None,
     grace_period: float | None = None,
 ) -> TuneResult:
     """Tune a LightningModule over ``space``.
@@ -119,8 +161,11 @@ def tune(
         mode: ``min`` or ``max`` (one per metric).
         backend: ``optuna`` or ``ray``.
         trials: The trial budget, counted across every worker of the study.
-        search: ``grid``, ``random``, ``tpe``, ``gp``, ``cmaes``, ``qmc`` or ``nsga2``.
-        pruner: A :class:`PruningSpec` (or its dict / policy name); epochs are the budget unit.
+        search: ``grid``, ``random``, ``tpe``, ``gp``, ``cmaes``, ``qmc`` or ``nsga2``, or
+            ``{"name": "tpe", **options}``, or your own ``optuna`` sampler (either backend) or Ray
+            Tune searcher (Ray backend).
+        pruner: A :class:`PruningSpec` (or its dict / policy name; epochs are the budget unit), or
+            your own ``optuna`` pruner (Optuna backend) or Ray Tune scheduler (Ray backend).
         early_stopping: Lightning ``EarlyStopping`` settings within a trial (True for defaults).
         max_epochs: The most epochs a trial trains.
         storage: Where the study lives: None (memory), ``sqlite:///file.db``, a database URL,
@@ -141,6 +186,25 @@ def tune(
             times) by the other workers.
         join: Join a study another process started, following its queue (``tunebridge worker``):
             the budget is the one the study was created with.
+        trainer: Any ``Trainer`` keyword (``precision``, ``gradient_clip_val``, ``devices``, ``strategy``, …);
+            the ones tunebridge sets itself are refused with where to set them instead.
+        callbacks: Your Lightning callbacks, fresh for every trial: instances (deep-copied), classes
+            or factories, ``"module:Class"`` or ``{"class_path": ..., "init_args": {...}}``.
+        logger: ``tensorboard``, ``csv`` or ``mlflow``: one run per trial, grouped by study, with the
+            trial's config as hyperparameters, under ``log_dir`` (default: next to the study).
+        objective: ``best_epoch`` (default: early stopping trains past the best epoch, whose weights
+            are kept) or ``last_epoch``: which epoch's metrics are the trial's value.
+        keep_checkpoints: Keep the weights of the reported epoch of this many best trials (0: none),
+            in ``checkpoint_dir`` (default: next to the study); :meth:`TuneResult.load_best` loads them.
+        timeout: Seconds of wall time for this run; no trial starts after it.
+        target: Stop once the best value reaches it.
+        patience_trials: Stop when the best value has not improved over this many finished trials.
+        enqueue: Configs to evaluate first (each validated against the space).
+        warm_start: A ``best.yaml`` path, an earlier study's name (its 5 best configs) or
+            ``{"study": NAME, "storage": URL, "top_k": K}``: evaluated first.
+        fuse: Train up to this many trials at once as one stacked model (``"auto"``: from the
+            device); the built-in MLP only, Optuna backend. Each member is an ordinary trial and trains
+            as it would alone (see :mod:`tunebridge.fused`).
         grace_period: Deprecated name of ``heartbeat_timeout`` (a ``DeprecationWarning``); the
             pruning spec's ``grace_period`` (epochs) is unrelated.
 
@@ -174,11 +238,16 @@ def tune(
     )
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise SchemaError("`trials` must be an integer >= 1", path="trials", value=repr(trials))
-    es = (
-        early_stopping
-        if isinstance(early_stopping, EarlyStoppingSpec) or early_stopping is None
-        else EarlyStoppingSpec.from_dict(early_stopping)
-    )
+    check_rules(objective=objective, logger=logger, keep_checkpoints=keep_checkpoints)
+    limits = StudyLimits(timeout=timeout, target=target, patience_trials=patience_trials)
+    if len(opts.metrics) > 1 and (target is not None or patience_trials is not None):
+        raise SchemaError(
+            "`stop` needs one objective (a best value)",
+            path="stop",
+            value=repr({"target": target, "patience_trials": patience_trials}),
+            fix="Use timeout: for multi-objective studies.",
+        )
+    opts.enqueue = initial_configs(space, enqueue=enqueue, warm_start=warm_start, storage=storage)
     if isinstance(build, str):
         build = import_builder(build)
     settings = TrialSettings(
@@ -186,11 +255,24 @@ def tune(
         mode=opts.modes[0],
         # One budget for every backend: Ray's schedulers stop trials at pruning.max_budget too.
         max_epochs=min(max_epochs, opts.pruning.budget(max_epochs)),
-        early_stopping=es,
+        early_stopping=early_stopping_spec(early_stopping),
         seed=seed,
         accelerator=accelerator,
         threads=threads,
+        trainer_kwargs=check_trainer_options(trainer),
+        callbacks=callback_factories(callbacks),
+        logger=logger,
+        log_dir=os.path.abspath(log_dir) if log_dir else run_folder(storage, study, "logs"),
+        study=study,
+        checkpoint_dir=None
+        if keep_checkpoints == 0
+        else os.path.abspath(checkpoint_dir or run_folder(storage, study, "checkpoints")),
+        objective=objective,
     )
+    follower = follower_trial()
+    if follower is not None:  # a DDP rank > 0 that Lightning launched for a trial of this run: train it, exit
+        LightningObjective(build, settings)(*follower)
+        raise SystemExit(0)
     worker = WorkerOptions(
         stop=stop,
         trial_timeout=trial_timeout,
@@ -200,17 +282,59 @@ def tune(
         join=join,
     )
     started = time.perf_counter()
-    optuna_study = run_study(
-        opts,
-        LightningObjective(build, settings),
-        backend=backend,
-        n_trials=trials,
-        progress=progress,
-        ray=ray,
-        resume=resume,
-        worker=worker,
-    )
-    return make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
+    capacity = _fuse_capacity(fuse, backend)
+    if capacity is not None:  # fused cohorts: an execution engine in front of the same study and queue
+        from tunebridge.fused._loop import run_fused
+
+        optuna_study = open_study(opts, n_trials=trials)
+        run_fused(
+            optuna_study,
+            opts,
+            build,
+            settings,
+            n_trials=trials,
+            capacity=capacity,
+            progress=progress,
+            worker=worker,
+            limits=limits,
+            keep_checkpoints=keep_checkpoints,
+        )
+    else:
+        optuna_study = run_study(
+            opts,
+            LightningObjective(build, settings),
+            backend=backend,
+            n_trials=trials,
+            progress=progress,
+            ray=ray,
+            resume=resume,
+            worker=worker,
+            limits=limits,
+            keep_checkpoints=keep_checkpoints,
+        )
+    result = make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
+    result.build = build
+    return result
+
+
+def _fuse_capacity(fuse: int | str | None, backend: str) -> int | None:
+    """Members trained at once for ``fuse``; refuses what fusion cannot run before any trial."""
+    if fuse is None:
+        return None
+    if not (fuse == "auto" or (isinstance(fuse, int) and not isinstance(fuse, bool) and fuse >= 1)):
+        raise SchemaError(
+            "`fuse` must be auto or an integer >= 1", path="fuse", value=repr(fuse), fix="Write e.g. fuse: auto."
+        )
+    if backend != "optuna":
+        raise SchemaError(
+            "fused cohorts run on the Optuna backend",
+            path="fuse",
+            value=repr(fuse),
+            fix="Use backend: optuna with fuse:, or drop fuse: for the Ray backend.",
+        )
+    from tunebridge.fused import resolve_capacity
+
+    return resolve_capacity(fuse)
 
 
 def run_study(
@@ -223,6 +347,8 @@ def run_study(
     ray: Mapping[str, Any] | None = None,
     resume: bool = False,
     worker: WorkerOptions | None = None,
+    limits: StudyLimits | None = None,
+    keep_checkpoints: int = 1,
 ) -> Any:
     """Run ``objective`` over ``opts.space`` with a backend; returns the Optuna study holding every trial.
 
@@ -232,65 +358,38 @@ def run_study(
     Args:
         worker: Optuna backend: how this process runs its trials (stop event, trial timeout,
             heartbeats, joining a shared study).
+        limits: Stop before the budget (wall time, target value, no improvement).
+        keep_checkpoints: Keep the weights of this many best trials (those the objective wrote).
     """
     if backend == "optuna":
         study = open_study(opts, n_trials=n_trials)
-        run_trials(study, opts, objective, n_trials=n_trials, progress=progress, worker=worker)
+        run_trials(
+            study,
+            opts,
+            objective,
+            n_trials=n_trials,
+            progress=progress,
+            worker=worker,
+            limits=limits,
+            keep_checkpoints=keep_checkpoints,
+        )
         return study
     if backend == "ray":
         from tunebridge.backends.ray import run_ray
 
-        return run_ray(opts, objective, n_trials=n_trials, options=dict(ray or {}), resume=resume, progress=progress)
+        return run_ray(
+            opts,
+            objective,
+            n_trials=n_trials,
+            options=dict(ray or {}),
+            resume=resume,
+            progress=progress,
+            limits=limits,
+            keep_checkpoints=keep_checkpoints,
+        )
     raise SchemaError(
         "`backend` must be optuna or ray",
         path="backend",
         value=repr(backend),
         fix="Use backend='optuna' or backend='ray'.",
-    )
-
-
-def make_result(study: Any, opts: StudyOptions, *, wall_time: float, backend: str, trials: int) -> TuneResult:
-    """The :class:`TuneResult` of a finished study (any backend writes its trials into an Optuna study)."""
-    from optuna.trial import TrialState
-
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    best_config = best_value = None
-    best_metrics: dict[str, Any] = {}
-    front: list[dict[str, Any]] = []
-    if complete:
-        if len(opts.metrics) == 1:
-            best = study.best_trial
-            best_value = best.value
-        else:
-            pareto = study.best_trials
-            best = pareto[0]
-            best_value = list(best.values)
-            front = [
-                {"number": t.number, "values": list(t.values), "config": trial_config(opts.space, t)} for t in pareto
-            ]
-        best_config = trial_config(opts.space, best)
-        best_metrics = _record.final_metrics(best.user_attrs)
-        best_metrics["epochs"] = best.user_attrs.get(_record.EPOCHS)
-    record = {
-        "study": study.study_name,
-        "storage": opts.storage,
-        "backend": backend,
-        "search": opts.search,
-        "seed": opts.seed,
-        "spec_hash": opts.spec_hash,
-        "metrics": opts.metrics,
-        "modes": opts.modes,
-        "trials_budget": trials,
-        "wall_time_s": round(wall_time, 3),
-        "counts": counts(study),
-        "versions": versions(),
-    }
-    return TuneResult(
-        best_config=best_config,
-        best_value=best_value,
-        best_metrics=best_metrics,
-        trials=trials_table(study, opts.space),
-        record=record,
-        study=study,
-        best_trials=front,
     )

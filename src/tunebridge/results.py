@@ -14,7 +14,46 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-__all__ = ["TuneResult", "counts", "trials_table"]
+    from tunebridge.backends.optuna import StudyOptions
+
+__all__ = ["TuneResult", "counts", "load_checkpoint", "make_result", "trials_table"]
+
+
+def load_checkpoint(
+    path: str,
+    *,
+    build: Any = None,
+    config: dict[str, Any] | None = None,
+    module_class: str | None = None,
+    map_location: str = "cpu",
+) -> Any:
+    """A LightningModule with the weights of a checkpoint tunebridge kept.
+
+    With ``build`` (and the trial's ``config``), the module is built as the trial built it and the
+    weights are loaded into it: this works for any module. Otherwise ``module_class``
+    (``"package.module:Class"``, recorded on the trial) is imported and its ``load_from_checkpoint``
+    used.
+
+    Example:
+        ``model = tunebridge.results.load_checkpoint(best["checkpoint"], build=build, config=best["config"])``
+        where ``best`` is the run's ``best.yaml``.
+    """
+    import importlib
+
+    if build is not None:
+        import torch
+
+        module, _ = build(dict(config or {}))
+        state = torch.load(path, map_location=map_location, weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+        return module
+    if module_class is None:
+        raise ValueError("load_checkpoint needs build= (and config=) or module_class='package.module:Class'")
+    module_name, _, qualname = module_class.partition(":")
+    cls: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    return cls.load_from_checkpoint(path, map_location=map_location)
 
 
 def trials_table(study: optuna.Study, space: Space | None = None) -> pd.DataFrame:
@@ -69,6 +108,9 @@ class TuneResult:
         record: The run record: study, storage, spec hash, seed, package versions, wall time, counts.
         study: The Optuna study holding every trial (Ray runs are mirrored into one too).
         best_trials: For several objectives, the configs and values of the Pareto front.
+        best_checkpoint: The kept weights of the best trial's reported epoch (a Lightning
+            checkpoint), or None when none were kept; :meth:`load_best` loads them.
+        build: The build function of the run (set by :func:`tunebridge.tune`), used by :meth:`load_best`.
     """
 
     best_config: dict[str, Scalar] | None
@@ -78,9 +120,39 @@ class TuneResult:
     record: dict[str, Any]
     study: optuna.Study
     best_trials: list[dict[str, Any]] = field(default_factory=list)
+    best_checkpoint: str | None = None
+    build: Any = field(default=None, repr=False)
+
+    def load_best(self, build: Any = None, *, map_location: str = "cpu") -> Any:
+        """The best trial's LightningModule with its kept weights (those of the reported value).
+
+        Args:
+            build: ``build(config) -> (module, datamodule)``; default: the run's own. Without one,
+                the module's class is imported and ``load_from_checkpoint`` is used (the module then
+                needs ``self.save_hyperparameters()``, Lightning's usual requirement).
+            map_location: Where to load the tensors.
+
+        Raises:
+            FileNotFoundError: No checkpoint was kept (``keep_checkpoints=0``, or no complete trial).
+        """
+        if self.best_checkpoint is None:
+            raise FileNotFoundError("no checkpoint was kept for this run: keep_checkpoints=0, or no trial completed")
+        return load_checkpoint(
+            self.best_checkpoint,
+            build=build or self.build,
+            config=self.best_config,
+            map_location=map_location,
+            module_class=self.study.best_trial.user_attrs.get(_record.MODULE_CLASS)
+            if len(self.study.directions) == 1
+            else None,
+        )
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``best.yaml``, ``record.json`` and ``trials.csv`` into ``out_dir``."""
+        """Write ``best.yaml``, ``record.json`` and ``trials.csv`` into ``out_dir``.
+
+        For a LightningCLI config (``lightning_cli:``), also ``best_config.yaml``: the best trial's complete
+        config, which ``python main.py fit --config best_config.yaml`` runs unchanged.
+        """
         import yaml
 
         out = Path(out_dir)
@@ -91,10 +163,75 @@ class TuneResult:
             "value": self.best_value,
             "config": self.best_config,
             "metrics": self.best_metrics,
+            "checkpoint": self.best_checkpoint,
         }
         if self.best_trials:
             best["pareto_front"] = self.best_trials
         paths["best"].write_text(yaml.safe_dump(best, sort_keys=False))
         paths["record"].write_text(json.dumps(self.record, indent=2, default=str))
         self.trials.to_csv(paths["trials"], index=False)
+        write_config = getattr(self.build, "write_config", None)  # a LightningCLI config's build
+        if callable(write_config) and self.best_config is not None:
+            paths["best_config"] = write_config(
+                self.best_config, out / "best_config.yaml", seed=self.record.get("seed")
+            )
         return paths
+
+
+def make_result(study: Any, opts: StudyOptions, *, wall_time: float, backend: str, trials: int) -> TuneResult:
+    """The :class:`TuneResult` of a finished study (any backend writes its trials into an Optuna study)."""
+    from optuna.trial import TrialState
+
+    from tunebridge._compat import versions
+    from tunebridge._storage_url import mask_url
+    from tunebridge.backends.optuna import trial_config
+    from tunebridge.backends.optuna._checkpoints import BEST_CHECKPOINT_ATTR
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best_config = best_value = None
+    best_metrics: dict[str, Any] = {}
+    front: list[dict[str, Any]] = []
+    if complete:
+        if len(opts.metrics) == 1:
+            best = study.best_trial
+            best_value = best.value
+        else:
+            pareto = study.best_trials
+            best = pareto[0]
+            best_value = list(best.values)
+            front = [
+                {"number": t.number, "values": list(t.values), "config": trial_config(opts.space, t)} for t in pareto
+            ]
+        best_config = trial_config(opts.space, best)
+        best_metrics = _record.final_metrics(best.user_attrs)
+        best_metrics["epochs"] = best.user_attrs.get(_record.EPOCHS)
+    record = {
+        "study": study.study_name,
+        "storage": mask_url(opts.storage),  # a password in the URL is never written or shown
+        "backend": backend,
+        "search": opts.search,
+        "seed": opts.seed,
+        "spec_hash": opts.spec_hash,
+        "metrics": opts.metrics,
+        "modes": opts.modes,
+        "trials_budget": trials,
+        "wall_time_s": round(wall_time, 3),
+        "counts": counts(study),
+        "versions": versions(),
+    }
+    checkpoint = study.user_attrs.get(BEST_CHECKPOINT_ATTR)
+    record["best_checkpoint"] = checkpoint
+    if study.user_attrs.get("stopped_by"):
+        record["stopped_by"] = study.user_attrs["stopped_by"]
+    if "fused_efficiency" in study.user_attrs:  # useful work / work paid by the fused cohorts
+        record["fused_efficiency"] = study.user_attrs["fused_efficiency"]
+    return TuneResult(
+        best_checkpoint=checkpoint,
+        best_config=best_config,
+        best_value=best_value,
+        best_metrics=best_metrics,
+        trials=trials_table(study, opts.space),
+        record=record,
+        study=study,
+        best_trials=front,
+    )

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tunebridge._search import parse_search
+from tunebridge._spec_cli import LightningCliSpec, parse_lightning_cli
+from tunebridge._spec_run import RUN_KEYS, RunOptions, parse_run_options
 from tunebridge._spec_space import space_from_spec
 from tunebridge._vocab import BACKENDS, BUILTIN_DATA, BUILTIN_MODELS, MODES, RAY_OPTION_KEYS, SEARCH_ALGORITHMS
 from tunebridge.errors import SchemaError, show
@@ -32,6 +35,7 @@ _KEYS = (
     "model",
     "data",
     "builder",
+    "lightning_cli",
     "space",
     "metric",
     "mode",
@@ -47,6 +51,7 @@ _KEYS = (
     "threads",
     "ray",
     "description",
+    *RUN_KEYS,
 )
 
 
@@ -65,6 +70,7 @@ class RunSpec:
     early_stopping: EarlyStoppingSpec | None = None
     pruner: PruningSpec = field(default_factory=PruningSpec)
     search: str = "tpe"
+    search_options: Mapping[str, Any] = field(default_factory=dict)
     trials: int = 20
     seed: int = 0
     storage: str | None = None
@@ -72,6 +78,8 @@ class RunSpec:
     accelerator: str = "auto"
     threads: int | None = None
     ray: Mapping[str, Any] = field(default_factory=dict)
+    run: RunOptions = field(default_factory=RunOptions)
+    lightning_cli: LightningCliSpec | None = None
     base_dir: str = "."
 
     @property
@@ -96,11 +104,50 @@ class RunSpec:
             "pruner": self.pruner.to_dict(),
             "search": self.search,
             "seed": self.seed,
+            **({"search_options": dict(self.search_options)} if self.search_options else {}),
+            **({"lightning_cli": self.lightning_cli.meaning()} if self.lightning_cli else {}),
+            # Only when it differs from the defaults, so that specs written before these sections keep their hash.
+            **({} if self.run.meaning() == RunOptions().meaning() else self.run.meaning()),
         }
 
     def hash(self) -> str:
         """SHA-256 of :meth:`meaning` in canonical JSON; a resume with another hash is refused."""
         return hashlib.sha256(json.dumps(self.meaning(), sort_keys=True).encode()).hexdigest()
+
+    def study_kwargs(self, storage: str | None) -> dict[str, Any]:
+        """The keyword arguments of :func:`tunebridge.api.study_options` this spec stands for."""
+        return {
+            "metric": list(self.metrics),
+            "mode": list(self.modes),
+            "backend": self.backend,
+            "search": {"name": self.search, **self.search_options} if self.search_options else self.search,
+            "pruner": self.pruner,
+            "max_epochs": self.max_epochs,
+            "storage": storage,
+            "study": self.study,
+            "seed": self.seed,
+            "spec_hash": self.hash(),
+        }
+
+    def tune_kwargs(self, storage: str | None) -> dict[str, Any]:
+        """The keyword arguments of :func:`tunebridge.tune` this spec stands for (all but the builder and space)."""
+        return {
+            **self.study_kwargs(storage),
+            "trials": self.trials,
+            "early_stopping": self.early_stopping,
+            "accelerator": self.accelerator,
+            "threads": self.threads,
+            **self.run.tune_kwargs(),
+            "callbacks": self.callback_factories(),
+        }
+
+    def callback_factories(self) -> tuple[Any, ...]:
+        """The spec's callbacks as factories, imported from the spec's folder (this imports their modules)."""
+        if not self.run.callbacks:
+            return ()
+        from tunebridge.lightning._trainer import callback_factories
+
+        return callback_factories(self.run.callbacks, base_dir=self.base_dir)
 
     def with_overrides(self, **changes: Any) -> RunSpec:
         """A copy with CLI overrides applied (None values are ignored)."""
@@ -201,10 +248,18 @@ def _ray(data: Any) -> dict[str, Any]:
 def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = None) -> RunSpec:
     """Validate a spec document (already parsed) into a :class:`RunSpec`."""
     if data is None:
-        raise SchemaError("the spec is empty", path="spec", value="nothing", fix="See recipes/digits_mlp.yaml.")
+        raise SchemaError(
+            "the spec is empty",
+            path="spec",
+            value="nothing",
+            fix="See `tunebridge recipes --copy .` for complete examples.",
+        )
     if not isinstance(data, Mapping):
         raise SchemaError(
-            "a spec must be a mapping", path="spec", value=type(data).__name__, fix="See recipes/digits_mlp.yaml."
+            "a spec must be a mapping",
+            path="spec",
+            value=type(data).__name__,
+            fix="See `tunebridge recipes --copy .` for complete examples.",
         )
     bad = [k for k in data if not isinstance(k, str)]
     if bad:
@@ -220,7 +275,16 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
             fix="Add `space: {presets: [mlp_full]}` or list parameters.",
         )
     model, dataset, builder = data.get("model"), data.get("data"), data.get("builder")
-    if builder is not None:
+    cli = None if data.get("lightning_cli") is None else parse_lightning_cli(data["lightning_cli"], base_dir=base_dir)
+    if cli is not None:
+        if builder is not None or model is not None:
+            raise SchemaError(
+                "give one of `lightning_cli`, `builder` or `model` + `data`",
+                path="lightning_cli",
+                value=show({k: data[k] for k in ("builder", "model") if data.get(k) is not None}),
+                fix="The LightningCLI config names the model and data; remove `builder`/`model`.",
+            )
+    elif builder is not None:
         if not isinstance(builder, str) or not _BUILDER.fullmatch(builder):
             guess = ":".join(builder.rsplit(".", 1)) if isinstance(builder, str) and ":" not in builder else ""
             raise SchemaError(
@@ -278,7 +342,7 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
         )
     pruner = PruningSpec.from_dict(data.get("pruner"))
     early = EarlyStoppingSpec.from_dict(data.get("early_stopping"))
-    search = _choice(data, "search", "tpe", SEARCH_ALGORITHMS)
+    search, search_options = parse_search(data.get("search", "tpe"))
     space = space_from_spec(data["space"])
     if search == "grid":
         try:  # refuse an impossible grid now, not after the study is created
@@ -297,6 +361,7 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
         early_stopping=early,
         pruner=pruner,
         search=search,
+        search_options=search_options,
         trials=_int(data, "trials", 20, 1) or 20,
         seed=_int(data, "seed", 0, 0) or 0,
         storage=storage,
@@ -304,6 +369,8 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
         accelerator=accelerator,
         threads=threads,
         ray=ray,
+        run=parse_run_options(data),
+        lightning_cli=cli,
         base_dir=base_dir,
     )
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tunebridge.cli._recipes import BUNDLED
 from tunebridge.cli import app
+from tunebridge.cli._recipes import BUNDLED
 from tunebridge.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -174,7 +174,7 @@ def test_check_shows_reachable_values_conditions_and_grid_size(runner: CliRunner
     [
         (TINY.replace("metric:", "metrc:"), ["SchemaError", "metrc", "metric"]),
         (TINY.replace("high: 2}", "high: 0}"), ["SchemaError", "`low <= high` must hold"]),
-        (TINY.replace("search: random", "search: tpee"), ["SchemaError", "`search` must be one of", "tpe"]),
+        (TINY.replace("search: random", "search: tpee"), ["SchemaError", "unknown search algorithm", "tpe"]),
         ("model: mlp\ndata: digits\nmetric: val_loss\n", ["SchemaError", "a spec needs a `space`"]),
         ("space: [1, 2\n", ["SchemaError"]),
         (

@@ -1,6 +1,6 @@
 """A worker process for the distributed tests: real Optuna storage, a cheap pure-Python objective.
 
-Usage: python _worker.py STORAGE STUDY N_TRIALS SEARCH [EPOCH_SECONDS]
+Usage: python _worker.py STORAGE STUDY N_TRIALS SEARCH [EPOCH_SECONDS] [HEARTBEAT_TIMEOUT]
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def main() -> None:
     )
     s = open_study(opts, n_trials=n_trials)
     print("ready", flush=True)
-    worker = WorkerOptions(heartbeat=0.5, heartbeat_timeout=3.0, join=True, poll=0.2)
+    dead_after = float(sys.argv[6]) if len(sys.argv) > 6 else 3.0
+    worker = WorkerOptions(heartbeat=0.5, heartbeat_timeout=dead_after, join=True, poll=0.2)
     run_trials(s, opts, objective, n_trials=n_trials, progress=False, worker=worker)
     print("done", flush=True)
 

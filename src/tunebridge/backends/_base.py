@@ -3,7 +3,8 @@
 Each rule below has one home and every backend (and the Lightning runner) calls it:
 
 - :func:`objective_values` / :func:`finite_objective_values`: the value of a trial;
-- :func:`best_epoch`: which epoch is the trial's best;
+- :func:`best_epoch` / :func:`objective_epoch`: which epoch is the trial's best, and which one gives
+  the trial its value (``objective: best_epoch | last_epoch``);
 - :func:`check_epoch_metrics`: the monitored metric must be logged, and it and every loss finite;
 - :func:`may_prune`: the budget's last epoch is never pruned;
 - :func:`is_better` / :func:`best_of`: the best value so far (progress bars, summaries);
@@ -29,11 +30,14 @@ __all__ = [
     "TrialOutcome",
     "best_epoch",
     "best_of",
+    "checkpoint_path",
     "check_epoch_metrics",
     "finite_objective_values",
     "is_better",
     "may_prune",
+    "objective_epoch",
     "objective_values",
+    "trial_label",
 ]
 
 #: The file inside a checkpoint folder that holds the trial's training state.
@@ -154,6 +158,34 @@ def best_epoch(history: Mapping[int, Mapping[str, float]], metric: str, mode: st
     sign = 1.0 if mode == "min" else -1.0
     epochs = [e for e in sorted(history) if metric in history[e] and not math.isnan(history[e][metric])]
     return min(epochs, key=lambda e: sign * history[e][metric]) if epochs else None
+
+
+def objective_epoch(history: Mapping[int, Mapping[str, float]], metric: str, mode: str, rule: str) -> int | None:
+    """The epoch whose metrics are the trial's value (and whose weights are kept).
+
+    ``best_epoch`` (the default rule): the best epoch, since within-trial early stopping trains
+    ``patience`` epochs past it, and those are the weights worth keeping. ``last_epoch``: the last
+    epoch trained, for metrics that only mean something at the end (e.g. with an LR schedule).
+    """
+    if rule == "last_epoch":
+        return max(history) if history else None
+    return best_epoch(history, metric, mode)
+
+
+def trial_label(reporter: object, config: Mapping[str, Any]) -> str:
+    """A file-name-safe name for a trial: its reporter's ``label`` (``trial_7``), else one from the config."""
+    label = getattr(reporter, "label", None)
+    if isinstance(label, str) and label:
+        return label
+    import hashlib
+    import json
+
+    return "config_" + hashlib.sha1(json.dumps(dict(config), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def checkpoint_path(folder: str, label: str) -> str:
+    """Where the kept weights of the trial ``label`` live in ``folder``."""
+    return os.path.join(folder, f"{label}.ckpt")
 
 
 def check_epoch_metrics(epoch: int, metrics: Mapping[str, float], metric: str) -> None:

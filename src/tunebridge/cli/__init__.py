@@ -70,6 +70,17 @@ def run(
     trial_timeout: Annotated[
         float | None, typer.Option(help="Seconds after which a trial is stopped and failed.")
     ] = None,
+    fuse: Annotated[
+        str | None,
+        typer.Option(help="Train up to K trials at once as one fused model (auto or K; built-in MLP, optuna backend)."),
+    ] = None,
+    print_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--print-metrics",
+            help="Print each epoch's metrics as `epoch=E name=value` lines (Kubeflow Katib's StdOut collector).",
+        ),
+    ] = False,
 ) -> None:
     """Run (or resume) the study a spec describes; print a summary and write best.yaml."""
     from tunebridge.cli._run import run_command
@@ -97,6 +108,8 @@ def run(
             },
             resume=resume,
             trial_timeout=trial_timeout,
+            fuse=fuse,
+            print_metrics=print_metrics,
         )
 
 
@@ -131,6 +144,17 @@ def worker(
         float | None, typer.Option(hidden=True, help="Deprecated: use --heartbeat-timeout.")
     ] = None,
     max_retry: Annotated[int, typer.Option(help="How often a dead worker's config is re-queued.")] = 3,
+    fuse: Annotated[
+        str | None,
+        typer.Option(help="Train up to K trials at once as one fused model (auto or K; built-in MLP, optuna backend)."),
+    ] = None,
+    print_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--print-metrics",
+            help="Print each epoch's metrics as `epoch=E name=value` lines (Kubeflow Katib's StdOut collector).",
+        ),
+    ] = False,
 ) -> None:
     """Join a shared study as one worker; stops when the study's trial budget is reached."""
     from tunebridge.cli._common import err_console
@@ -154,6 +178,8 @@ def worker(
             heartbeat=heartbeat,
             heartbeat_timeout=heartbeat_timeout,
             max_retry=max_retry,
+            fuse=fuse,
+            print_metrics=print_metrics,
         )
 
 

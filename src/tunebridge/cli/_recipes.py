@@ -15,10 +15,21 @@ from tunebridge.cli._common import console, err_console, esc
 from tunebridge.errors import SchemaError
 from tunebridge.schema._hints import did_you_mean
 
-__all__ = ["BUNDLED", "bundled_files", "bundled_specs", "copy_recipes", "list_recipes", "resolve_spec"]
+__all__ = [
+    "BUNDLED",
+    "FOLDER_SPEC",
+    "bundled_files",
+    "bundled_folders",
+    "bundled_specs",
+    "copy_recipes",
+    "list_recipes",
+    "resolve_spec",
+]
 
 BUNDLED = Path(__file__).resolve().parents[1] / "recipes"
 _SPEC_SUFFIXES = (".yaml", ".yml")
+#: A folder recipe (a project: code, configs and its spec) is run by the folder's name; this is its spec.
+FOLDER_SPEC = "spec.yaml"
 
 
 def bundled_files() -> list[Path]:
@@ -30,9 +41,15 @@ def bundled_files() -> list[Path]:
     )
 
 
+def bundled_folders() -> list[Path]:
+    """Every bundled folder recipe (a folder holding a ``spec.yaml``), sorted by name."""
+    return sorted(p for p in BUNDLED.iterdir() if p.is_dir() and (p / FOLDER_SPEC).is_file())
+
+
 def bundled_specs() -> dict[str, Path]:
-    """The bundled spec files by recipe name (the file name without ``.yaml``)."""
-    return {p.stem: p for p in bundled_files() if p.suffix in _SPEC_SUFFIXES}
+    """The bundled spec files by recipe name (the file name without ``.yaml``, or the folder's name)."""
+    specs = {p.stem: p for p in bundled_files() if p.suffix in _SPEC_SUFFIXES}
+    return {**specs, **{p.name: p / FOLDER_SPEC for p in bundled_folders()}}
 
 
 def resolve_spec(arg: Path) -> Path:
@@ -46,6 +63,8 @@ def resolve_spec(arg: Path) -> Path:
         SchemaError: A bare name that is neither a file here nor a bundled recipe; the message lists the
             bundled recipes.
     """
+    if arg.is_dir() and (arg / FOLDER_SPEC).is_file():  # a folder recipe (a copy of one, or your own)
+        return arg / FOLDER_SPEC
     if arg.exists() or arg.is_absolute() or len(arg.parts) > 1:
         return arg
     if arg.suffix not in _SPEC_SUFFIXES and arg.with_name(arg.name + ".yaml").is_file():
@@ -100,6 +119,10 @@ def list_recipes() -> None:
     for path in bundled_files():
         how = f"tunebridge run {path.stem}" if path.suffix in _SPEC_SUFFIXES else f"python {path}"
         table.add_row(esc(path.name), esc(_describe(path)), esc(how))
+    for folder in bundled_folders():
+        table.add_row(
+            esc(f"{folder.name}/"), esc(_describe(folder / FOLDER_SPEC)), esc(f"tunebridge run {folder.name}")
+        )
     console.print(table)
     console.print("Editable copies: tunebridge recipes --copy DIR (then tunebridge run DIR/digits_mlp.yaml).")
 
@@ -119,7 +142,9 @@ def copy_recipes(dest: Path, *, force: bool = False) -> list[Path]:
             fix="Name a new or existing folder.",
         )
     files = bundled_files()
+    folders = bundled_folders()
     existing = [dest / p.name for p in files if (dest / p.name).exists()]
+    existing += [dest / f.name / p.name for f in folders for p in _folder_files(f) if (dest / f.name / p.name).exists()]
     if existing and not force:
         raise SchemaError(
             "`--copy` never overwrites files",
@@ -133,4 +158,13 @@ def copy_recipes(dest: Path, *, force: bool = False) -> list[Path]:
         target = dest / path.name
         shutil.copyfile(path, target)  # not copy2: a copy of a read-only installed file must be editable
         written.append(target)
+    for folder in folders:
+        (dest / folder.name).mkdir(exist_ok=True)
+        for path in _folder_files(folder):
+            shutil.copyfile(path, dest / folder.name / path.name)
+        written.append(dest / folder.name)
     return written
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (*_SPEC_SUFFIXES, ".py"))

@@ -33,12 +33,23 @@ def build_for(spec: RunSpec) -> Any:
 
     if spec.builder is not None:
         return import_builder(spec.builder, base_dir=spec.base_dir)
+    if spec.lightning_cli is not None:  # each trial is the project's config with its values applied
+        from tunebridge.lightning._cli_config import cli_builder
+
+        return cli_builder(spec.lightning_cli, spec.space, base_dir=spec.base_dir, max_epochs=spec.max_epochs)
     assert spec.model is not None and spec.data is not None
     return builtin_builder(spec.model, spec.data, max_epochs=spec.max_epochs, seed=spec.seed)
 
 
-def _load(path: Path, **overrides: Any) -> tuple[RunSpec, str]:
+def _load(path: Path, *, fuse: str | None = None, **overrides: Any) -> tuple[RunSpec, str]:
     spec = load_spec(path).with_overrides(**overrides)
+    if fuse is not None:  # --fuse auto|K overrides the spec's `fuse:`
+        from dataclasses import replace
+
+        from tunebridge._spec_run import parse_run_options
+
+        value: int | str = fuse if fuse == "auto" else int(fuse) if fuse.isdigit() else fuse
+        spec = replace(spec, run=replace(spec.run, fuse=parse_run_options({"fuse": value}).fuse))
     return spec, spec.storage or default_storage()
 
 
@@ -60,6 +71,8 @@ def run_command(
     resume: bool,
     trial_timeout: float | None,
     gpus_per_job: int | None = None,
+    fuse: str | None = None,
+    print_metrics: bool = False,
 ) -> None:
     path = resolve_spec(path)
     spec, storage_url = _load(
@@ -71,6 +84,7 @@ def run_command(
         seed=seed,
         threads=threads,
         accelerator=accelerator,
+        fuse=fuse,
     )
     wants_gpus = jobs.strip().lower() == "auto" or bool(gpus_per_job)
     plan = plan_jobs(jobs, gpus_per_job, visible_gpus() if wants_gpus else None)
@@ -92,7 +106,7 @@ def run_command(
     ray_opts = {**spec.ray, **{k: v for k, v in ray.items() if v is not None}}
     from tunebridge.api import tune
 
-    kwargs = spec.tune_kwargs(storage_url)
+    kwargs = _with_printer(spec.tune_kwargs(storage_url), print_metrics)
     started = time.perf_counter()
     workers: list[subprocess.Popen[bytes]] = []
     try:
@@ -168,6 +182,8 @@ def _spawn_workers(
         cmd.append("--force")
     if spec.threads:
         cmd += ["--threads", str(spec.threads)]
+    if spec.run.fuse is not None:
+        cmd += ["--fuse", str(spec.run.fuse)]
     if trial_timeout:
         cmd += ["--trial-timeout", str(trial_timeout)]
     # With --gpus-per-job every worker gets its own CUDA_VISIBLE_DEVICES; without, they inherit this one's.
@@ -189,9 +205,11 @@ def worker_command(
     heartbeat: float = 10.0,
     heartbeat_timeout: float | None = None,
     max_retry: int = 3,
+    fuse: str | None = None,
+    print_metrics: bool = False,
 ) -> None:
     path = resolve_spec(path)
-    spec, storage_url = _load(path, storage=storage, study=study, trials=trials, seed=seed, threads=threads)
+    spec, storage_url = _load(path, storage=storage, study=study, trials=trials, seed=seed, threads=threads, fuse=fuse)
     from tunebridge.api import tune
 
     stop = threading.Event()
@@ -207,7 +225,7 @@ def worker_command(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    kwargs = spec.tune_kwargs(storage_url)
+    kwargs = _with_printer(spec.tune_kwargs(storage_url), print_metrics)
     try:
         result = tune(
             build_for(spec),
@@ -235,6 +253,15 @@ def worker_command(
     )
 
 
+def _with_printer(kwargs: dict[str, Any], print_metrics: bool) -> dict[str, Any]:
+    """``--print-metrics``: one more callback that prints every epoch's metrics for Katib's StdOut collector."""
+    if print_metrics:
+        from tunebridge.lightning._print_metrics import metrics_printer
+
+        kwargs["callbacks"] = (*kwargs["callbacks"], metrics_printer)
+    return kwargs
+
+
 def _summary(result: Any, spec: RunSpec, storage: str, paths: dict[str, Path]) -> None:
     c = result.record["counts"]
     table = Table(title=esc(f"study {spec.study!r} ({spec.backend}, {spec.search})"), show_header=False)
@@ -250,6 +277,12 @@ def _summary(result: Any, spec: RunSpec, storage: str, paths: dict[str, Path]) -
         "storage": shown_url(storage),
         "best.yaml": str(paths["best"]),
     }
+    if result.best_checkpoint:
+        rows["best checkpoint"] = str(result.best_checkpoint)
+    if "fused_efficiency" in result.record:
+        rows["fused efficiency"] = f"{result.record['fused_efficiency']:.0%} of the work paid was useful (padding)"
+    if result.record.get("stopped_by"):
+        rows["stopped"] = str(result.record["stopped_by"])
     for key, value in rows.items():
         table.add_row(key, esc(value))
     console.print(table)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from tunebridge.backends._base import CHECKPOINT_FILE, Reporter, check_epoch_metrics, may_prune
+from tunebridge.backends._base import CHECKPOINT_FILE, Reporter, check_epoch_metrics, may_prune, objective_epoch
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
 __all__ = ["apply_config", "early_stopping", "reapply_config_callback", "report_callback", "scalars"]
@@ -31,18 +31,29 @@ def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def report_callback(ns: ModuleType, reporter: Reporter | None, metric: str) -> Any:
+def report_callback(
+    ns: ModuleType,
+    reporter: Reporter | None,
+    metric: str,
+    *,
+    mode: str = "min",
+    rule: str = "best_epoch",
+    keep: str | None = None,
+) -> Any:
     """A callback that reports the validation metrics once per epoch and stops the trial when pruned.
 
     It keeps every epoch's metrics in ``history`` (epoch -> metrics; a second validation within an
-    epoch replaces the first) and sets ``pruned`` when the reporter asked to stop.
+    epoch replaces the first) and sets ``pruned`` when the reporter asked to stop. With ``keep``, it
+    saves a checkpoint there whenever this epoch becomes the trial's objective epoch (the best one,
+    or the last one with ``rule="last_epoch"``), before reporting: the kept weights are always those
+    of the reported value, even when the backend pauses the trial while it reports.
     """
     if ns.__name__ not in _REPORT:
 
         class ReportCallback(ns.Callback):  # type: ignore[misc,name-defined]
-            def __init__(self, reporter: Reporter | None, metric: str) -> None:
+            def __init__(self, reporter: Reporter | None, metric: str, mode: str, rule: str, keep: str | None) -> None:
                 self.reporter = reporter
-                self.metric = metric
+                self.metric, self.mode, self.rule, self.keep = metric, mode, rule, keep
                 self.history: dict[int, dict[str, float]] = {}
                 self.pruned = False
 
@@ -53,17 +64,39 @@ def report_callback(ns: ModuleType, reporter: Reporter | None, metric: str) -> A
                 epoch = int(trainer.current_epoch) + 1
                 check_epoch_metrics(epoch, metrics, self.metric)
                 self.history[epoch] = metrics
+                several = int(getattr(trainer, "world_size", 1)) > 1
+                if self.keep is not None:
+                    # Epochs before a resume count too (the reporter of a resumed trial knows them).
+                    seen = {**getattr(self.reporter, "history", {}), **self.history}
+                    best_now = objective_epoch(seen, self.metric, self.mode, self.rule) == epoch
+                    if several:  # rank 0 decides; saving is collective, so every rank takes part
+                        best_now = bool(trainer.strategy.broadcast(best_now, src=0))
+                    if best_now:
+                        _save_atomically(trainer, self.keep)
+                        if hasattr(self.reporter, "kept_checkpoint"):  # e.g. Ray's: stopped trials' files go too
+                            setattr(self.reporter, "kept_checkpoint", self.keep)  # noqa: B010
 
                 def save(folder: str) -> None:
                     trainer.save_checkpoint(os.path.join(folder, CHECKPOINT_FILE))
 
                 stop = self.reporter is not None and self.reporter.report(epoch, metrics, save)
+                if several:  # only rank 0 reports to the study: its decision stops every rank at once
+                    stop = bool(trainer.strategy.broadcast(stop, src=0))
                 if stop and may_prune(epoch, int(trainer.max_epochs or 0)):
                     self.pruned = True
                     trainer.should_stop = True
 
         _REPORT[ns.__name__] = ReportCallback
-    return _REPORT[ns.__name__](reporter, metric)
+    return _REPORT[ns.__name__](reporter, metric, mode, rule, keep)
+
+
+def _save_atomically(trainer: Any, path: str) -> None:
+    """Write the checkpoint next to ``path`` and move it into place (a reader never sees half a file)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    partial = f"{path}.partial"
+    trainer.save_checkpoint(partial)  # collective under DDP; only global rank 0 writes
+    if trainer.is_global_zero:
+        os.replace(partial, path)
 
 
 def early_stopping(ns: ModuleType, spec: EarlyStoppingSpec, *, metric: str, mode: str) -> Any:

@@ -5,9 +5,11 @@ The same code runs under every backend; only the :class:`~tunebridge.backends._b
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
+import os
 import signal
 import warnings
 import zlib
@@ -17,13 +19,24 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
+from tunebridge import _record
 from tunebridge._compat import lightning_namespace_of
-from tunebridge.backends._base import Reporter, Resume, TrialOutcome, best_epoch
+from tunebridge.backends._base import Reporter, Resume, TrialOutcome, checkpoint_path, objective_epoch, trial_label
 from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError, TrialOutOfMemoryError
 from tunebridge.lightning._callbacks import early_stopping, reapply_config_callback, report_callback, scalars
+from tunebridge.lightning._ddp import trial_environment
+from tunebridge.lightning._trainer import make_callbacks, make_logger
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
-__all__ = ["Builder", "LightningObjective", "NonFiniteMetricError", "TrialSettings", "fit_trial", "quiet_lightning"]
+__all__ = [
+    "Builder",
+    "LightningObjective",
+    "NonFiniteMetricError",
+    "TrialSettings",
+    "fit_trial",
+    "quiet_lightning",
+    "trial_seed",
+]
 
 Builder = Callable[[dict[str, Scalar]], tuple[Any, Any]]
 
@@ -48,10 +61,19 @@ class TrialSettings:
         mode: ``min`` or ``max``.
         max_epochs: The budget; a config's ``epochs`` value can only lower it.
         early_stopping: Lightning ``EarlyStopping`` settings, or None for none.
-        seed: Seeds torch/numpy/random before each build (``seed + trial index`` is up to the caller).
+        seed: Seeds python, numpy, torch and the dataloader workers before each ``build`` (so layers
+            made in a module's ``__init__`` get the same weights every time).
         accelerator: Passed to the Trainer (``"cpu"``, ``"gpu"``, ``"auto"``).
         threads: ``torch.set_num_threads`` for the trial (None keeps torch's default).
-        trainer_kwargs: Extra keyword arguments for ``Trainer``.
+        trainer_kwargs: The user's ``Trainer`` keywords (checked by
+            :func:`~tunebridge.lightning._trainer.check_trainer_options`).
+        callbacks: Factories of the user's callbacks (fresh ones for every trial).
+        logger: ``tensorboard``, ``csv`` or ``mlflow``: one run per trial in ``log_dir``, grouped by ``study``.
+        log_dir: Where per-trial logs go.
+        study: The study name (groups the per-trial logs).
+        checkpoint_dir: Keep the objective epoch's weights of every trial there (the backend keeps the
+            best trials' and deletes the rest); None keeps nothing.
+        objective: ``best_epoch`` or ``last_epoch``: which epoch gives the trial its value and weights.
     """
 
     metric: str
@@ -62,6 +84,12 @@ class TrialSettings:
     accelerator: str = "auto"
     threads: int | None = None
     trainer_kwargs: Mapping[str, Any] | None = None
+    callbacks: tuple[Callable[[], Any], ...] = ()
+    logger: str | None = None
+    log_dir: str | None = None
+    study: str | None = None
+    checkpoint_dir: str | None = None
+    objective: str = "best_epoch"
 
 
 @contextmanager
@@ -149,9 +177,11 @@ def _fit(
     callbacks: Sequence[Any],
 ) -> TrialOutcome:
     """One trial, step by step; each step is one small function below."""
+    _seed(settings.seed)  # before build: layers made in the module's __init__ get seeded weights
     module, datamodule, ns = _build(build, config)
-    _seed(ns, settings.seed)
-    reporting = report_callback(ns, reporter, settings.metric)
+    label = trial_label(reporter, config)
+    keep = None if settings.checkpoint_dir is None else checkpoint_path(settings.checkpoint_dir, label)
+    reporting = report_callback(ns, reporter, settings.metric, mode=settings.mode, rule=settings.objective, keep=keep)
     stopper = (
         None
         if settings.early_stopping is None
@@ -161,10 +191,42 @@ def _fit(
     trial_callbacks = [c for c in (stopper, reporting) if c is not None]
     if resume is not None and resume.reapply_config:
         trial_callbacks.append(reapply_config_callback(ns, config))
+    trial_callbacks.extend(make_callbacks(ns, settings.callbacks))
     trial_callbacks.extend(callbacks)
-    trainer = ns.Trainer(**_trainer_kwargs(settings, _epochs(config, settings), trial_callbacks))
-    _interruptible_fit(trainer, module, datamodule, None if resume is None else resume.checkpoint)
-    return _outcome(reporting, stopper, module, trainer, settings)
+    logger = _logger(ns, settings, label, config)
+    trainer = ns.Trainer(**_trainer_kwargs(settings, _epochs(config, settings), trial_callbacks, logger))
+    try:
+        with trial_environment(config, label):  # ranks that DDP launches learn which trial they follow
+            _interruptible_fit(trainer, module, datamodule, None if resume is None else resume.checkpoint)
+        outcome = _outcome(reporting, stopper, module, trainer, settings)
+    except BaseException:
+        _discard(keep)  # a failed or interrupted trial keeps nothing (a retry starts afresh)
+        raise
+    if keep is not None and not outcome.pruned and os.path.exists(keep):
+        cls = type(module)
+        outcome.extra.update({_record.CHECKPOINT: keep, _record.MODULE_CLASS: f"{cls.__module__}:{cls.__qualname__}"})
+    else:
+        _discard(keep)
+    return outcome
+
+
+def _discard(path: str | None) -> None:
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _logger(ns: ModuleType, settings: TrialSettings, label: str, config: Mapping[str, Scalar]) -> Any:
+    if settings.logger is None:
+        return False
+    return make_logger(
+        ns,
+        settings.logger,
+        save_dir=settings.log_dir or "tunebridge-logs",
+        study=settings.study or "tunebridge",
+        label=label,
+        config=config,
+    )
 
 
 def _build(build: Builder, config: dict[str, Scalar]) -> tuple[Any, Any, ModuleType]:
@@ -181,10 +243,25 @@ def _build(build: Builder, config: dict[str, Scalar]) -> tuple[Any, Any, ModuleT
     return module, datamodule, ns
 
 
-def _seed(ns: ModuleType, seed: int | None) -> None:
-    """Seed torch, numpy, random and the dataloader workers for the trial (after ``build``)."""
-    if seed is not None:
-        ns.seed_everything(seed, workers=True, verbose=False)
+def _seed(seed: int | None) -> None:
+    """Seed python, numpy, torch (every device) and the dataloader workers, before ``build``.
+
+    What Lightning's ``seed_everything(seed, workers=True)`` does, without knowing yet which
+    Lightning package the module will come from: both read ``PL_GLOBAL_SEED``/``PL_SEED_WORKERS``
+    to seed dataloader workers.
+    """
+    if seed is None:
+        return
+    import random
+
+    import numpy as np
+    import torch
+
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    os.environ["PL_SEED_WORKERS"] = "1"
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def _epochs(config: Mapping[str, Scalar], settings: TrialSettings) -> int:
@@ -192,20 +269,21 @@ def _epochs(config: Mapping[str, Scalar], settings: TrialSettings) -> int:
     return min(int(config.get("epochs", settings.max_epochs)), settings.max_epochs)  # type: ignore[arg-type]
 
 
-def _trainer_kwargs(settings: TrialSettings, epochs: int, callbacks: list[Any]) -> dict[str, Any]:
-    """The Trainer's arguments: quiet, one device, no logger or checkpointing of its own."""
+def _trainer_kwargs(settings: TrialSettings, epochs: int, callbacks: list[Any], logger: Any) -> dict[str, Any]:
+    """The Trainer's arguments: quiet, one device unless the user says otherwise, their options on top."""
     kwargs: dict[str, Any] = {
-        "max_epochs": epochs,
-        "accelerator": settings.accelerator,
         "devices": 1,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,
+        **(settings.trainer_kwargs or {}),
+        # What tunebridge owns (check_trainer_options refuses these keys from the user):
+        "max_epochs": epochs,
+        "accelerator": settings.accelerator,
+        "logger": logger,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
         "callbacks": callbacks,
     }
-    kwargs.update(settings.trainer_kwargs or {})
     return kwargs
 
 
@@ -225,7 +303,7 @@ def _interruptible_fit(trainer: Any, module: Any, datamodule: Any, ckpt_path: st
 def _outcome(reporting: Any, stopper: Any, module: Any, trainer: Any, settings: TrialSettings) -> TrialOutcome:
     """The trial's outcome from the epochs it reported (the best epoch by the backends' one rule)."""
     history: dict[int, dict[str, float]] = reporting.history
-    chosen = best_epoch(history, settings.metric, settings.mode)
+    chosen = objective_epoch(history, settings.metric, settings.mode, settings.objective)
     if chosen is None:
         raise MetricNotFoundError(settings.metric, list(scalars(trainer.callback_metrics)))
     last_epoch = max(history)
@@ -262,6 +340,15 @@ class LightningObjective:
     ) -> TrialOutcome:
         settings = self.settings
         if settings.seed is not None:
-            digest = zlib.crc32(json.dumps(config, sort_keys=True).encode())
-            settings = replace(settings, seed=(settings.seed + digest) % (2**31 - 1))
+            settings = replace(settings, seed=trial_seed(settings.seed, config))
+        options = getattr(self.build, "trainer_options", None)  # a LightningCLI config's Trainer section
+        if callable(options):
+            base, trial = options(config)  # the spec's `trainer:` wins over the base config, the trial over both
+            settings = replace(settings, trainer_kwargs={**base, **(settings.trainer_kwargs or {}), **trial})
         return fit_trial(self.build, config, reporter, settings, resume=resume)
+
+
+def trial_seed(seed: int, config: Mapping[str, Scalar]) -> int:
+    """The seed a trial of ``config`` trains with: the run's seed and the config, the same under every backend."""
+    digest = zlib.crc32(json.dumps(dict(config), sort_keys=True).encode())
+    return (seed + digest) % (2**31 - 1)

@@ -2,33 +2,62 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import os
+import random
+import time
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from tunebridge._search import check_object, object_kind, parse_search
 from tunebridge._storage_url import journal_path, storage_kind
 from tunebridge._vocab import SEARCH_ALGORITHMS
+from tunebridge.backends.optuna._options import StudyOptions
 from tunebridge.errors import ConversionError, SchemaError
 from tunebridge.schema import PruningSpec, Space
 from tunebridge.schema._hints import did_you_mean
 
-__all__ = ["SEARCH_ALGORITHMS", "make_pruner", "make_sampler", "make_storage", "normalize_db_url", "storage_kind"]
+__all__ = [
+    "SEARCH_ALGORITHMS",
+    "make_pruner",
+    "make_sampler",
+    "make_storage",
+    "normalize_db_url",
+    "storage_kind",
+    "study_pruner",
+    "study_sampler",
+]
 
 BACKEND = "optuna"
 
 
-def make_sampler(search: str, *, seed: int | None, space: Space, n_objectives: int = 1) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    search: str,
+    *,
+    seed: int | None,
+    space: Space,
+    n_objectives: int = 1,
+    options: Mapping[str, Any] | None = None,
+) -> optuna.samplers.BaseSampler:
     """An Optuna sampler for a search algorithm name; the same seed gives the same configs.
 
     ``grid`` returns a seeded random sampler: the grid itself is enqueued as waiting trials (see
     ``backends/optuna/_queue.py``), which several workers claim atomically, and the random sampler
     only fills parameters the queue does not fix (none, for a complete grid).
 
+    Args:
+        options: The algorithm's options (``tunebridge._search.SEARCH_OPTIONS``); each one left out
+            keeps tunebridge's default: TPE is multivariate, grouped for conditional spaces, with a
+            constant liar and 10 startup trials; QMC is scrambled.
+
     Raises:
+        SchemaError: An unknown algorithm or option, or an option value of the wrong type.
         MissingDependencyError: ``cmaes`` without the ``cmaes`` package (before any trial runs).
     """
     if search not in SEARCH_ALGORITHMS:
@@ -39,6 +68,8 @@ def make_sampler(search: str, *, seed: int | None, space: Space, n_objectives: i
             value=repr(search),
             fix=(hint + " " if hint else "") + f"Known: {', '.join(SEARCH_ALGORITHMS)}.",
         )
+    # Validated here too: StudyOptions may be built without study_options().
+    _, kw = parse_search({"name": search, **(options or {})})
     if n_objectives > 1 and search == "cmaes":
         raise ConversionError(
             backend=BACKEND,
@@ -51,24 +82,43 @@ def make_sampler(search: str, *, seed: int | None, space: Space, n_objectives: i
         if search in ("grid", "random"):
             return optuna.samplers.RandomSampler(seed=seed)
         if search == "tpe":
-            conditional = space.is_conditional()
-            return optuna.samplers.TPESampler(
-                seed=seed,
-                multivariate=True,
-                group=conditional,
-                constant_liar=True,
-                n_startup_trials=10,
-            )
+            multivariate = kw.pop("multivariate", True)
+            # Grouped TPE keeps conditional parameters apart; Optuna requires multivariate for it.
+            group = kw.pop("group", multivariate and space.is_conditional())
+            tpe = {"constant_liar": True, "n_startup_trials": 10, **kw}
+            return optuna.samplers.TPESampler(seed=seed, multivariate=multivariate, group=group, **tpe)
         if search == "gp":
-            return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+            return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False, **kw)
         if search == "cmaes":
             from tunebridge._compat import require
 
             require("cmaes", "search: cmaes")
-            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+            return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, **kw)
         if search == "qmc":
-            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False, scramble=True)
-        return optuna.samplers.NSGAIISampler(seed=seed)
+            qmc = {"scramble": True, **kw}
+            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False, **qmc)
+        return optuna.samplers.NSGAIISampler(seed=seed, **kw)
+
+
+def study_sampler(opts: StudyOptions, *, seed: int | None) -> optuna.samplers.BaseSampler:
+    """The sampler of a study on the Optuna backend: the user's own (as given), else the named algorithm's.
+
+    Raises:
+        ConversionError: ``opts.sampler`` is not an optuna sampler (e.g. a Ray Tune searcher).
+    """
+    if opts.sampler is not None:
+        check_object("search", opts.sampler, BACKEND)
+        if object_kind(opts.sampler) is None:
+            raise SchemaError(
+                "`sampler` must be an optuna.samplers.BaseSampler",
+                path="search",
+                value=type(opts.sampler).__name__,
+                fix="Pass e.g. optuna.samplers.TPESampler(seed=0), or a search name.",
+            )
+        return opts.sampler  # type: ignore[no-any-return]
+    return make_sampler(
+        opts.search, seed=seed, space=opts.space, n_objectives=len(opts.metrics), options=opts.search_options
+    )
 
 
 def make_pruner(spec: PruningSpec, *, max_epochs: int, n_objectives: int = 1) -> optuna.pruners.BasePruner:
@@ -95,6 +145,34 @@ def make_pruner(spec: PruningSpec, *, max_epochs: int, n_objectives: int = 1) ->
             min_resource=spec.grace_period, max_resource=budget, reduction_factor=spec.reduction_factor
         )
     return optuna.pruners.PatientPruner(None, patience=spec.patience, min_delta=spec.min_delta)
+
+
+def study_pruner(opts: StudyOptions) -> optuna.pruners.BasePruner:
+    """The pruner of a study on the Optuna backend: the user's own (as given), else the pruning spec's.
+
+    Raises:
+        ConversionError: ``opts.scheduler`` is not an optuna pruner (e.g. a Ray Tune scheduler), or a
+            pruner for several objectives.
+    """
+    n_objectives = len(opts.metrics)
+    if opts.scheduler is None:
+        return make_pruner(opts.pruning, max_epochs=opts.max_epochs, n_objectives=n_objectives)
+    check_object("pruner", opts.scheduler, BACKEND)
+    if object_kind(opts.scheduler) is None:
+        raise SchemaError(
+            "`pruner` must be a pruning spec or an optuna.pruners.BasePruner",
+            path="pruner",
+            value=type(opts.scheduler).__name__,
+            fix="Pass e.g. optuna.pruners.MedianPruner(), or pruner={'policy': 'median'}.",
+        )
+    if n_objectives > 1 and not isinstance(opts.scheduler, optuna.pruners.NopPruner):
+        raise ConversionError(
+            backend=BACKEND,
+            param="pruner",
+            option=f"{type(opts.scheduler).__name__} with several objectives",
+            fix="Optuna cannot prune multi-objective trials: drop the pruner.",
+        )
+    return opts.scheduler  # type: ignore[no-any-return]
 
 
 def _installed_drivers() -> set[str]:
@@ -135,6 +213,9 @@ def normalize_db_url(url: str, *, drivers: Collection[str] | None = None) -> str
 def make_storage(url: str | None) -> Any:
     """An Optuna storage for a URL: memory, any SQLAlchemy database URL, a journal file, or Redis.
 
+    Workers may start together on a fresh database server: the first ones create Optuna's tables
+    one at a time (see :func:`_server_rdb`), so every one of them joins the study.
+
     Dead workers are detected by tunebridge's own heartbeat (``backends.optuna._queue``), which works
     the same on every storage; Optuna's RDB-only heartbeat is not used.
     """
@@ -145,10 +226,9 @@ def make_storage(url: str | None) -> Any:
         url = normalize_db_url(url)
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs: dict[str, Any] = {"pool_pre_ping": True} if not url.startswith("sqlite") else {}
         if url.startswith("sqlite"):
-            engine_kwargs = {"connect_args": {"timeout": 60}}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        return _server_rdb(url, {"pool_pre_ping": True})
     from optuna.storages.journal import JournalFileBackend, JournalRedisBackend, JournalStorage
 
     if kind == "journal-redis":
@@ -163,3 +243,63 @@ def make_storage(url: str | None) -> Any:
 
         backend = JournalFileBackend(os.path.expanduser(path), lock_obj=JournalFileOpenLock(os.path.expanduser(path)))
     return JournalStorage(backend)
+
+
+# Any 64-bit key works for a PostgreSQL advisory lock; this one is tunebridge's (sha256 of its purpose).
+_SCHEMA_LOCK_KEY = int.from_bytes(hashlib.sha256(b"tunebridge: create optuna tables").digest()[:8], "big", signed=True)
+_SCHEMA_RETRIES = 5
+
+
+def _server_rdb(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)`` on a database server, safe when several processes open a fresh database at once.
+
+    ``RDBStorage`` creates Optuna's tables and stamps ``alembic_version`` on first use, which two
+    processes doing it at the same moment turn into ``DuplicateTable`` / ``UniqueViolation``. On
+    PostgreSQL the first-time set-up is serialised by an advisory lock (held on its own connection,
+    released when it closes). Everywhere (MySQL included) a collision is retried with a short
+    backoff: the second try finds the tables and the stamp in place and only reads them.
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(_SCHEMA_RETRIES):
+        try:
+            with _schema_lock(url):
+                return optuna.storages.RDBStorage(url, engine_kwargs=dict(engine_kwargs))
+        except (IntegrityError, ProgrammingError, OperationalError) as exc:
+            if attempt == _SCHEMA_RETRIES - 1 or not _schema_race(exc):
+                raise
+            time.sleep(0.05 * 2**attempt + random.uniform(0, 0.05))
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _schema_race(exc: Exception) -> bool:
+    """Whether an error is two processes creating Optuna's schema at once (not a wrong URL or password)."""
+    text = str(exc).lower()
+    return any(word in text for word in ("already exists", "duplicate", "unique", "alembic_version", "deadlock"))
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Hold tunebridge's PostgreSQL advisory lock while the block runs (a no-op for other databases)."""
+    if not url.startswith(("postgresql", "postgres")):
+        yield
+        return
+    import sqlalchemy
+
+    with _lock_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # A bounded wait: a holder that hangs must not hang every other worker (the retry still guards).
+        conn.execute(sqlalchemy.text("SET lock_timeout = '60s'"))
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        yield  # closing the connection releases the lock
+
+
+@functools.lru_cache(maxsize=8)
+def _lock_engine(url: str) -> Any:
+    """One engine per URL for the lock, kept for the process's life: it holds no idle connection
+    (``NullPool``), and an engine thrown away after each call would leave garbage whose clean-up
+    callbacks run at a random later moment, where a worker's SIGTERM handler may land and be lost.
+    """
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    return sqlalchemy.create_engine(url, poolclass=NullPool)

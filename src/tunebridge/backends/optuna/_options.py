@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tunebridge._search import CUSTOM_PREFIX, custom_name
+from tunebridge.errors import SchemaError
 from tunebridge.schema import PruningSpec, Space
 
 __all__ = ["StudyOptions", "WorkerOptions"]
@@ -17,6 +19,18 @@ class StudyOptions:
 
     Build it with :func:`tunebridge.api.study_options`, which validates the options and records the
     package versions and the backend (``attrs``) on the study, for ``tune()``, the CLI and workers alike.
+
+    Attributes:
+        search: A search algorithm's name; with ``sampler`` set, ``custom:<class name>`` (e.g.
+            ``custom:TPESampler``), which is what the study records and what no branch on a name
+            (``grid``, ``random``) matches.
+        search_options: The named algorithm's options (``tunebridge._search.SEARCH_OPTIONS``).
+        sampler: A user's own ``optuna.samplers.BaseSampler`` (either backend) or Ray Tune searcher
+            (Ray backend); it replaces the named algorithm and is used as given (its own seed).
+        scheduler: A user's own ``optuna.pruners.BasePruner`` (Optuna backend) or Ray Tune
+            ``TrialScheduler`` (Ray backend); it replaces ``pruning``'s policy.
+        enqueue: Configs evaluated first (``enqueue:``/``warm_start:``, validated by ``tune()``); they
+            take the first places of the budget when the study is created.
     """
 
     space: Space
@@ -31,6 +45,23 @@ class StudyOptions:
     spec_hash: str | None = None
     force: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)
+    search_options: dict[str, Any] = field(default_factory=dict)
+    sampler: Any = None
+    scheduler: Any = None
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # One name per user object, however the options were built, so the record never claims "tpe"
+        # for a study that a user's own sampler searched.
+        if self.sampler is not None:
+            self.search, self.search_options = custom_name(self.sampler), {}
+        elif isinstance(self.search, str) and self.search.startswith(CUSTOM_PREFIX):
+            raise SchemaError(
+                "a `custom:` search name stands for a user's sampler, which is missing",
+                path="search",
+                value=repr(self.search),
+                fix="Pass the sampler object itself (StudyOptions(sampler=...), tune(search=...)).",
+            )
 
     @property
     def directions(self) -> list[Literal["minimize", "maximize"]]:

@@ -5,7 +5,8 @@ in every storage) enqueues one waiting trial per budgeted trial (a grid: one per
 Workers only ever claim waiting trials, and claiming is atomic in Optuna's storages (a state change
 WAITING -> RUNNING that only one process can win), so the budget is exact across workers and every
 grid point runs once. A worker that dies stops its heartbeat; another worker then fails its trial
-and re-queues the same config (up to ``max_retry`` times).
+and re-queues the same config (up to ``max_retry`` times). A worker that finds the dead worker's
+process missing on its own host does so at once, without waiting out the heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -23,15 +23,25 @@ from optuna.exceptions import DuplicatedStudyError
 from optuna.trial import TrialState
 
 from tunebridge import _record
+from tunebridge._search import check_object, object_kind
 from tunebridge.backends.optuna._compile import check_convertible, encode
-from tunebridge.backends.optuna._factories import make_pruner, make_sampler, make_storage
+from tunebridge.backends.optuna._factories import make_storage, study_pruner, study_sampler
+from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat, gone_here, waiting_for
 from tunebridge.backends.optuna._options import StudyOptions
 from tunebridge.errors import SpecMismatchError
 from tunebridge.schema import Space
 
-__all__ = ["Heartbeat", "claim", "count_finished", "ensure_budget", "fail_stale", "open_study", "requeue"]
+__all__ = [
+    "Heartbeat",
+    "claim",
+    "count_finished",
+    "ensure_budget",
+    "fail_stale",
+    "open_study",
+    "requeue",
+    "waiting_for",
+]
 
-HEARTBEAT_ATTR = "tb_heartbeat"
 READY_ATTR = "queue_ready"
 
 
@@ -45,7 +55,7 @@ def open_study(opts: StudyOptions, *, n_trials: int | None = None, wait: float =
         ConversionError: The space or options cannot be expressed in Optuna (before any trial runs).
         SpecMismatchError: The stored study was started from a different spec (unless ``opts.force``).
     """
-    _preflight(opts)
+    _preflight(opts, queue=n_trials is not None)
     study, created = _create_or_load(opts)
     if created:
         _write_record(study, opts)
@@ -59,21 +69,38 @@ def open_study(opts: StudyOptions, *, n_trials: int | None = None, wait: float =
     return study
 
 
-def _preflight(opts: StudyOptions) -> None:
-    """Refuse what Optuna cannot run before a study exists."""
+def _preflight(opts: StudyOptions, *, queue: bool) -> None:
+    """Refuse what Optuna cannot run before a study exists.
+
+    A study with a queue runs on the Optuna backend; one without is the Ray backend's record (its
+    trials are sampled by Ray), or any study opened with the backend ``study_options`` recorded.
+    """
     check_convertible(opts.space)
     if opts.search == "grid":
         opts.space.grid()  # a grid that cannot be built fails here
+    backend = "optuna" if queue else opts.attrs.get("backend")
+    if backend in ("optuna", "ray"):
+        check_object("search", opts.sampler, backend)
+        check_object("pruner", opts.scheduler, backend)
 
 
 def _sampler(opts: StudyOptions, seed: int | None) -> optuna.samplers.BaseSampler:
-    return make_sampler(opts.search, seed=seed, space=opts.space, n_objectives=len(opts.metrics))
+    if opts.sampler is not None and object_kind(opts.sampler) == "ray-searcher":
+        # The Ray backend's record of a run its own searcher samples: this sampler never draws.
+        return optuna.samplers.RandomSampler(seed=seed)
+    return study_sampler(opts, seed=seed)
+
+
+def _pruner(opts: StudyOptions) -> optuna.pruners.BasePruner:
+    if opts.scheduler is not None and object_kind(opts.scheduler) == "ray-scheduler":
+        return optuna.pruners.NopPruner()  # Ray's scheduler stops the trials; the record never prunes
+    return study_pruner(opts)
 
 
 def _create_or_load(opts: StudyOptions) -> tuple[optuna.Study, bool]:
     """The study and whether this process created it (creation is atomic in every storage)."""
     sampler = _sampler(opts, opts.seed)
-    pruner = make_pruner(opts.pruning, max_epochs=opts.max_epochs, n_objectives=len(opts.metrics))
+    pruner = _pruner(opts)
     storage = make_storage(opts.storage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -98,6 +125,7 @@ def _write_record(study: optuna.Study, opts: StudyOptions) -> None:
         "metrics": opts.metrics,
         "modes": opts.modes,
         "search": opts.search,
+        "search_options": opts.search_options,
         "seed": opts.seed,
         **opts.attrs,
     }
@@ -109,7 +137,13 @@ def _reseed(study: optuna.Study, opts: StudyOptions) -> None:
     """A joining or resuming process must not replay the creator's stream of configs.
 
     It is seeded from the run's seed, the trials so far and this process (a fresh study keeps the seed exactly).
+    A user's own sampler carries its own seed, which tunebridge cannot mix: it gets Optuna's
+    ``reseed_rng()`` (a fresh random state, as Optuna gives each of its parallel jobs), so a resumed
+    or joined study searched by a user's sampler does not repeat its draws, and is not reproducible.
     """
+    if opts.sampler is not None:
+        study.sampler.reseed_rng()
+        return
     mixed = None if opts.seed is None else _mix_seed(opts.seed, len(study.get_trials(deepcopy=False)))
     study.sampler = _sampler(opts, mixed)
 
@@ -142,6 +176,9 @@ def _mix_seed(seed: int, n_trials: int) -> int:
 def _fill(study: optuna.Study, opts: StudyOptions, n_trials: int) -> None:
     if opts.search == "grid":
         study.set_user_attr("grid_size", len(opts.space.grid()))
+    # Configs to evaluate first (enqueue / warm_start) take the first places of the budget.
+    for config in opts.enqueue[: max(0, n_trials)]:
+        study.enqueue_trial(encode(opts.space, config), user_attrs={"slot": True, "enqueued": True})
     ensure_budget(study, n_trials, space=opts.space)
 
 
@@ -214,16 +251,20 @@ def fail_stale(
 ) -> int:
     """Fail running trials whose worker is dead and re-queue their configs; returns how many.
 
-    Dead means: a heartbeat older than ``grace_period`` s, or (with ``orphaned_before``) no heartbeat
-    at all and a start before that time — a trial left RUNNING by a process that died before this
-    one started and that sent no heartbeats.
+    Dead means: a worker process of this host (same PID namespace) that no longer exists, at once;
+    a heartbeat older than ``grace_period`` s (a worker on another host, whose process cannot be
+    looked up); or (with ``orphaned_before``) no heartbeat at all and a start before that time — a
+    trial left RUNNING by a process that died before this one started and that sent no heartbeats.
     """
     now = time.time()
     storage = study._storage
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         beat = t.system_attrs.get(HEARTBEAT_ATTR)
-        if beat is None:
+        gone = gone_here(t)
+        if gone is not None:
+            reason = gone
+        elif beat is None:
             started = t.datetime_start
             if orphaned_before is None or started is None or started >= orphaned_before:
                 continue
@@ -246,35 +287,3 @@ def fail_stale(
             requeue(study, storage.get_trial(t._trial_id), max_retry)
         n += 1
     return n
-
-
-class Heartbeat:
-    """Keeps a running trial's heartbeat fresh from a daemon thread (works with every storage)."""
-
-    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float | None) -> None:
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._storage, self._trial_id = study._storage, trial._trial_id
-
-    def __enter__(self) -> Heartbeat:
-        if self.interval:
-            self._beat()
-            self._thread = threading.Thread(target=self._run, daemon=True, name="tunebridge-heartbeat")
-            self._thread.start()
-        return self
-
-    def _beat(self) -> None:
-        self._storage.set_trial_system_attr(self._trial_id, HEARTBEAT_ATTR, time.time())
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval or 0):
-            try:
-                self._beat()
-            except Exception:
-                return
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

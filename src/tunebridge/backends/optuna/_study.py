@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -21,18 +22,13 @@ from optuna.trial import TrialState
 from tunebridge import _record
 from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import Objective, TrialOutcome, best_of, finite_objective_values, may_prune
+from tunebridge.backends.optuna._checkpoints import keep_best_checkpoints
 from tunebridge.backends.optuna._compile import decode, suggest
 from tunebridge.backends.optuna._deadline import deadline
+from tunebridge.backends.optuna._limits import StudyLimits, limit_reached
+from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat, waiting_for
 from tunebridge.backends.optuna._options import StudyOptions, WorkerOptions
-from tunebridge.backends.optuna._queue import (
-    HEARTBEAT_ATTR,
-    Heartbeat,
-    claim,
-    count_finished,
-    ensure_budget,
-    fail_stale,
-    requeue,
-)
+from tunebridge.backends.optuna._queue import claim, count_finished, ensure_budget, fail_stale, requeue
 from tunebridge.schema import Scalar, Space
 
 __all__ = [
@@ -60,6 +56,7 @@ class OptunaReporter:
 
     def __init__(self, trial: optuna.Trial, metric: str, n_objectives: int, budget: int | None = None) -> None:
         self.trial = trial
+        self.label = f"trial_{trial.number}"  # names the trial's files (kept weights, logs)
         self.metric = metric
         self.n_objectives = n_objectives
         self.budget = budget
@@ -145,6 +142,8 @@ def run_trials(
     n_trials: int,
     progress: bool = True,
     worker: WorkerOptions | None = None,
+    limits: StudyLimits | None = None,
+    keep_checkpoints: int = 1,
 ) -> None:
     """Claim and run waiting trials until ``n_trials`` have finished in the whole study.
 
@@ -154,25 +153,42 @@ def run_trials(
 
     Args:
         worker: How this process runs its trials (heartbeats, timeouts, joining); see :class:`WorkerOptions`.
+        limits: Stop before the budget: wall time, a target value, no improvement (checked before
+            each trial is claimed, so every worker of the study stops).
+        keep_checkpoints: Keep the weights of this many best trials (the objective writes them; the
+            others' are deleted after each trial).
     """
     worker = worker or WorkerOptions()
     if not worker.join:
         ensure_budget(study, n_trials)  # a resume with a larger budget tops the queue up
-    began = datetime.now()
+    began, started = datetime.now(), time.monotonic()
+    said: dict[str, float] = {}  # what this worker last said it waits for, and when
+    mode = opts.modes[0] if len(opts.metrics) == 1 else None
     with study_progress(study, opts, n_trials, enabled=progress) as bar:
         # The queue is the budget (see _queue.py), so the loop never has to count trials.
         while not worker.stopped:
+            reason = limit_reached(study, limits, started=started, mode=mode)
+            if reason is not None:
+                bar.note(f"stopped before the budget: {reason}")
+                study.set_user_attr("stopped_by", reason)
+                return
             trial = claim(study)
             if trial is None:
-                if _queue_done(study, worker, began):
+                if _queue_done(study, worker, began, said):
                     return
                 continue
             state, value = _run_one(study, trial, opts, objective, worker)
+            if keep_checkpoints > 0:
+                keep_best_checkpoints(study, keep_checkpoints)
             bar.update(state, value)
 
 
-def _queue_done(study: optuna.Study, worker: WorkerOptions, began: datetime) -> bool:
-    """Nothing to claim: fail dead workers' trials (their configs come back), else wait or finish."""
+def _queue_done(study: optuna.Study, worker: WorkerOptions, began: datetime, said: dict[str, float]) -> bool:
+    """Nothing to claim: fail dead workers' trials (their configs come back), else wait or finish.
+
+    While it waits, it says for what (the trial, its worker, its last heartbeat) on stderr, when that
+    changes and at most every 10 s, so a worker never waits in silence.
+    """
     # Trials left RUNNING by a dead process: stale heartbeats always; without any heartbeat only
     # for the process that owns the budget (`tunebridge run`), and only trials that were running
     # before it started.
@@ -181,6 +197,13 @@ def _queue_done(study: optuna.Study, worker: WorkerOptions, began: datetime) -> 
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not any(HEARTBEAT_ATTR in t.system_attrs for t in running):
         return True  # nothing waiting and nothing alive to wait for: the queue is done
+    text = waiting_for(study, worker.dead_after)
+    key = (text or "").split(",", 1)[0]  # the trial and its worker, not the seconds that tick
+    now = time.monotonic()
+    if text is not None and (key not in said or now - said[key] >= 10.0):
+        said.clear()
+        said[key] = now
+        print(f"tunebridge: waiting for {text}", file=sys.stderr, flush=True)
     time.sleep(worker.poll)  # others hold the remaining trials; one may die and be re-queued
     return False
 

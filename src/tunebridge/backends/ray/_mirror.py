@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import json
 import os
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ from tunebridge import _record
 from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import TrialOutcome
 from tunebridge.backends.optuna import StudyOptions, params_and_distributions
+from tunebridge.backends.optuna._checkpoints import discard_checkpoint, keep_best_checkpoints
+from tunebridge.backends.optuna._limits import StudyLimits
 from tunebridge.backends.ray._convert import ray_config_to_config
 from tunebridge.backends.ray._schedulers import TIME_ATTR
 
@@ -66,9 +69,16 @@ def failure_of(error: BaseException | str) -> dict[str, Any]:
 class Mirror:
     """Writes Ray trials into ``study`` and advances the progress bar."""
 
-    def __init__(self, study: optuna.Study, opts: StudyOptions, bar: StudyProgress | None = None) -> None:
+    def __init__(
+        self, study: optuna.Study, opts: StudyOptions, bar: StudyProgress | None = None, *, keep_checkpoints: int = 1
+    ) -> None:
         self.study, self.opts, self.bar = study, opts, bar
+        self.keep_checkpoints = keep_checkpoints
+        self.limits: StudyLimits | None = None  # checked by the run's stopper after every result
+        self.started = time.monotonic()
+        self.stopped = False  # set when the limits ended the run
         self.curves: dict[str, dict[int, float]] = {}
+        self.retries: dict[str, int] = {}  # Ray's retries of a failed trial (FailureConfig), by trial id
         self.known = {t.user_attrs.get("ray_trial_id") for t in study.get_trials(deepcopy=False)} - {None}
         self.experiment = ""
 
@@ -98,6 +108,10 @@ class Mirror:
             "ray_trial_id": trial_id,
             "ray_experiment": self.experiment,
         }
+        if isinstance(result.get(_record.RAY_NODE), str):
+            attrs[_record.RAY_NODE] = result[_record.RAY_NODE]
+        if self.retries.get(trial_id):
+            attrs[_record.RAY_RETRIES] = self.retries.pop(trial_id)
         curve = dict(self.curves.pop(trial_id, {}))
         values: list[float] | None = None
         outcome = json.loads(result["tb_outcome"]) if result.get("tb_done") and "tb_outcome" in result else None
@@ -111,6 +125,7 @@ class Mirror:
             values = None if outcome["pruned"] else [float(v) for v in outcome["values"]]
         else:  # stopped by the scheduler before the objective returned
             state = TrialState.PRUNED
+            discard_checkpoint(result.get("tb_kept"))
             if TIME_ATTR in result:
                 attrs[_record.EPOCHS] = int(result[TIME_ATTR])
             for key, value in result.items():
@@ -133,6 +148,8 @@ class Mirror:
             trial.datetime_start = trial.datetime_complete - datetime.timedelta(seconds=float(elapsed))
         self.study.add_trial(trial)
         self.known.add(trial_id)
+        if self.keep_checkpoints > 0:
+            keep_best_checkpoints(self.study, self.keep_checkpoints)
         if self.bar is not None:
             label = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(state, "failed")
             self.bar.update(label, values[0] if values and state == TrialState.COMPLETE else None)
@@ -192,6 +209,12 @@ class MirrorCallback(_callback_base()):  # type: ignore[misc]
         mirror = MIRRORS.get(self.key)
         if mirror is not None and (trial.last_result or {}).get(TIME_ATTR) is not None:
             mirror.record(trial.trial_id, trial.config, trial.last_result, None)
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Ray retries a failed trial (its node was lost, say): counted, recorded once it finishes."""
+        mirror = MIRRORS.get(self.key)
+        if mirror is not None:
+            mirror.retries[trial.trial_id] = mirror.retries.get(trial.trial_id, 0) + 1
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         mirror = MIRRORS.get(self.key)

@@ -14,8 +14,11 @@ from tunebridge.schema._codec import check_keys
 
 __all__ = ["RayOptions", "storage_root"]
 
-PAUSING_SCHEDULERS = ("asha", "hyperband", "pbt")
+# Schedulers that stop or pause trials mid-run (they need checkpoints); ``custom`` is a user's own
+# TrialScheduler, which may do either.
+PAUSING_SCHEDULERS = ("asha", "hyperband", "pbt", "custom")
 DEFAULT_STORAGE = "~/tunebridge-ray"
+CLUSTER_RETRIES = 3  # a lost node's trials run again (the Optuna workers' max_retry default, too)
 
 
 def _number(name: str, value: object, *, minimum: float, integer: bool, strict: bool = False) -> None:
@@ -40,7 +43,8 @@ class RayOptions:
         gpus_per_trial: GPUs per trial; fractions share a GPU between trials.
         max_concurrent: Trials running at once (default: the cluster's CPUs // cpus_per_trial).
         checkpoint_frequency: Epochs between Lightning checkpoints; default 1 for schedulers that
-            stop or pause trials (asha, hyperband), ``pbt_interval`` for PBT, else 0 (none).
+            stop or pause trials (asha, hyperband, a user's own scheduler object), ``pbt_interval``
+            for PBT, else 0 (none).
         checkpoint_keep: Checkpoints kept per trial, the best by the metric (the latest is always
             kept). PBT keeps every checkpoint it takes (one per perturbation), see :meth:`keep`.
         reuse_actors: Reuse trial processes (skips re-importing torch and Lightning per trial).
@@ -51,6 +55,10 @@ class RayOptions:
             population got there (reproducible; needs the population to run at once).
         storage_path: Folder of Ray's experiment state and checkpoints (see :func:`storage_root`).
         name: The Ray experiment's name (default: the study name, else ``tunebridge``).
+        max_failures: How often Ray retries a failed trial (``FailureConfig``: from its latest checkpoint,
+            else from the start) before it is recorded failed. Default: 3 on a cluster (``address`` set,
+            where a node can be lost), 0 on a local Ray (a failure there is the trial's own, and would
+            fail again); see :meth:`retries`.
     """
 
     address: str | None = None
@@ -66,6 +74,7 @@ class RayOptions:
     pbt_synch: bool = False
     storage_path: str | None = None
     name: str | None = None
+    max_failures: int | None = None
 
     def __post_init__(self) -> None:
         if self.address is not None and not isinstance(self.address, str):
@@ -81,6 +90,8 @@ class RayOptions:
         if self.checkpoint_frequency is not None:
             _number("checkpoint_frequency", self.checkpoint_frequency, minimum=0, integer=True)
         _number("checkpoint_keep", self.checkpoint_keep, minimum=1, integer=True)
+        if self.max_failures is not None:
+            _number("max_failures", self.max_failures, minimum=-1, integer=True)  # -1: Ray's "retry forever"
         if self.pbt_interval is not None:
             _number("pbt_interval", self.pbt_interval, minimum=1, integer=True)
         for flag in ("reuse_actors", "pbt_synch"):
@@ -115,6 +126,12 @@ class RayOptions:
         data = dict(options or {})
         check_keys("ray", data, RAY_OPTION_KEYS)  # the fields of this class (tests hold the two equal)
         return cls(**data)
+
+    def retries(self) -> int:
+        """Ray's ``FailureConfig.max_failures``: as set, else 3 on a cluster and 0 on a local Ray."""
+        if self.max_failures is not None:
+            return self.max_failures
+        return 0 if self.address is None else CLUSTER_RETRIES
 
     def policy(self, pruning_policy: str) -> str:
         """The scheduler this run uses: ``pbt`` or the pruning policy."""

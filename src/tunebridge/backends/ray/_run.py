@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from tunebridge.backends._base import Objective
 from tunebridge.backends.optuna import StudyOptions, count_finished, open_study, study_progress, trial_config
+from tunebridge.backends.optuna._limits import StudyLimits, limit_reached
 from tunebridge.backends.ray._convert import config_key
 from tunebridge.backends.ray._mirror import MIRRORS, Mirror, MirrorCallback, finished
 from tunebridge.backends.ray._options import RayOptions, storage_root
@@ -142,11 +143,42 @@ def _fit(tuner: Any, mirror: Mirror, path: str) -> None:
         trials = list(getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or [])
     mirror.sync(trials)
     unfinished = [t for t in trials if t.status != "ERROR" and not finished(t)]
-    if unfinished:
+    if unfinished and not mirror.stopped:  # the study's limits end a run with trials left, on purpose
         raise KeyboardInterrupt(
             f"the Ray run stopped with {len(unfinished)} unfinished trial(s); finished trials are in the study. "
             f"Resume with resume=True (tunebridge run ... --backend ray --resume); Ray's state is in {path}."
         )
+
+
+class _LimitsStopper:
+    """Ray's experiment-wide stop for the study limits; like :class:`MirrorCallback` it holds only a key."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        mirror = MIRRORS.get(self.key)
+        if mirror is None or mirror.limits is None:
+            return False
+        mode = mirror.opts.modes[0] if len(mirror.opts.metrics) == 1 else None
+        reason = limit_reached(mirror.study, mirror.limits, started=mirror.started, mode=mode)
+        mirror.stopped = mirror.stopped or reason is not None
+        if reason is not None and mirror.study.user_attrs.get("stopped_by") != reason:
+            mirror.study.set_user_attr("stopped_by", reason)
+            if mirror.bar is not None:
+                mirror.bar.note(f"stopped before the budget: {reason}")
+        return reason is not None
+
+
+def _stopper(path: str) -> Any:
+    from ray.tune import Stopper
+
+    # A Stopper subclass made here: ray.tune is imported only when a Ray run starts.
+    cls = type("LimitsStopper", (_LimitsStopper, Stopper), {})
+    return cls(path)
 
 
 def _new_tuner(plan: RayPlan, options: RayOptions, path: str) -> Any:
@@ -173,7 +205,8 @@ def _new_tuner(plan: RayPlan, options: RayOptions, path: str) -> Any:
         storage_path=os.path.dirname(path),
         verbose=0,
         callbacks=[MirrorCallback(path)],
-        failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        stop=_stopper(path),
+        failure_config=tune.FailureConfig(max_failures=options.retries(), fail_fast=False),
         checkpoint_config=checkpoint,
     )
     return tune.Tuner(
@@ -189,6 +222,8 @@ def run_ray(
     options: Mapping[str, Any] | None = None,
     resume: bool = False,
     progress: bool = False,
+    limits: StudyLimits | None = None,
+    keep_checkpoints: int = 1,
 ) -> optuna.Study:
     """Run ``objective`` over ``opts.space`` with Ray Tune; every finished trial lands in the Optuna study.
 
@@ -207,6 +242,9 @@ def run_ray(
         options: Ray options, see :class:`RayOptions`.
         resume: Restore the interrupted Ray experiment of this study.
         progress: Show one progress bar for the study.
+        limits: Stop before the budget (wall time, target, no improvement): checked after every
+            result, and the whole experiment stops (running trials end at their next report).
+        keep_checkpoints: Keep the weights of this many best trials (those the objective wrote).
 
     Returns:
         The Optuna study holding every trial of every run of this study.
@@ -231,7 +269,8 @@ def run_ray(
     with study_progress(study, opts, n_trials, enabled=progress) as bar:
         if done >= n_trials:
             return study
-        mirror = Mirror(study, opts, bar)
+        mirror = Mirror(study, opts, bar, keep_checkpoints=keep_checkpoints)
+        mirror.limits = limits
         ensure_ray(ray_options.address)
         if resume:
             path = str(study.user_attrs.get("ray_experiment") or os.path.join(root, name))
@@ -245,7 +284,7 @@ def run_ray(
                 _fit(tuner, mirror, path)
         trials = study.get_trials(deepcopy=False)
         done = count_finished(trials)
-        if done < n_trials:
+        if done < n_trials and not mirror.stopped:
             warm = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
             plan = plan_run(
                 opts,

@@ -7,6 +7,7 @@ resumed from a checkpoint keeps counting where it left off.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ __all__ = [
     "pbt_mutations",
     "plateaued",
     "structural_reason",
+    "user_copy",
+    "user_scheduler",
 ]
 
 TIME_ATTR = "epoch"
@@ -176,6 +179,63 @@ def make_scheduler(
     )
 
 
+def user_copy(obj: Any) -> Any:
+    """A fresh copy of a user's searcher or scheduler for one experiment.
+
+    Ray mutates both (metric, mode, rungs, trials seen); a copy lets the pre-flight plan, a resumed
+    and a continued experiment each start from the object as the user built it.
+    """
+    try:
+        return copy.deepcopy(obj)
+    except Exception:  # an object that cannot be copied (it holds a lock or a connection): use it as is
+        return obj
+
+
+def user_scheduler(obj: Any, *, n_objectives: int, ray_scheduler: str | None) -> tuple[Any, str]:
+    """A user's own Ray ``TrialScheduler`` for one experiment, and its policy name for the plan.
+
+    The policy is ``hyperband`` for Ray's HyperBand (it needs every trial created up front and a
+    checkpoint every epoch), else ``custom`` (checkpoints every epoch: it may pause any trial).
+
+    Raises:
+        ConversionError: Several objectives, ``ray: {scheduler: pbt}`` as well, a user's PBT, or a
+            scheduler built with its own metric or mode.
+    """
+    from ray.tune.schedulers import HyperBandScheduler, PopulationBasedTraining
+
+    name = f"a {type(obj).__name__} object"
+    if n_objectives > 1:
+        raise ConversionError(
+            backend=BACKEND,
+            param="pruner",
+            option=f"{name} with several objectives",
+            fix="Ray's schedulers compare one metric: drop the scheduler for multi-objective runs.",
+        )
+    if ray_scheduler is not None:
+        raise ConversionError(
+            backend=BACKEND,
+            param="pruner",
+            option=f"{name} and ray: {{scheduler: {ray_scheduler}}}",
+            fix="Pass one scheduler: drop `scheduler` from the Ray options or the object from pruner=.",
+        )
+    if isinstance(obj, PopulationBasedTraining):
+        raise ConversionError(
+            backend=BACKEND,
+            param="pruner",
+            option=name,
+            fix="tunebridge's PBT mutates inside the space and re-applies configs from checkpoints: use "
+            "ray={'scheduler': 'pbt', 'pbt_interval': ..., 'pbt_mutate': [...]}.",
+        )
+    if getattr(obj, "metric", None) is not None or getattr(obj, "_mode", None) is not None:
+        raise ConversionError(
+            backend=BACKEND,
+            param="pruner",
+            option=f"{name} built with its own metric or mode",
+            fix="Leave metric and mode out of the scheduler: tunebridge gives it the study's metric and mode.",
+        )
+    return user_copy(obj), "hyperband" if isinstance(obj, HyperBandScheduler) else "custom"
+
+
 def structural_reason(space: Space, name: str) -> str | None:
     """Why PBT must not mutate ``name`` (None when it may)."""
     p = space[name]
@@ -279,5 +339,5 @@ class SpaceExplorer:
         if isinstance(p, Int):
             return p.low + round((x - p.low) / p.step) * p.step
         if p.step is not None:
-            return min(p.high, round(p.low + round((x - p.low) / p.step) * p.step, 12))
+            return p.snap(x)  # the schema's one rule for values on a step grid (exact decimals)
         return x

@@ -20,6 +20,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from tunebridge import _record
 from tunebridge.backends._base import (
     Objective,
     Resume,
@@ -97,8 +98,10 @@ class RayReporter:
     cannot kill the trial before its outcome is known.
     """
 
-    def __init__(self, plan: TrialPlan) -> None:
+    def __init__(self, plan: TrialPlan, label: str | None = None) -> None:
         self.plan = plan
+        self.label = label  # names the trial's files (kept weights, logs): ``ray_<trial id>``
+        self.kept_checkpoint: str | None = None  # set by the objective when it keeps this trial's weights
         self.history: dict[int, dict[str, float]] = {}
         self.budget_reached = False
         self.restored = False
@@ -145,7 +148,9 @@ class RayReporter:
         if not may_prune(epoch, self.plan.budget):
             self.budget_reached = True
             return True
-        result: dict[str, Any] = {**self.history[epoch], TIME_ATTR: epoch}
+        result: dict[str, Any] = {**self.history[epoch], TIME_ATTR: epoch, _record.RAY_NODE: node_id()}
+        if self.kept_checkpoint:  # the driver deletes it if the scheduler stops this trial for good
+            result["tb_kept"] = self.kept_checkpoint
         if self._send_curve:
             result["tb_curve"] = json.dumps(self.curve)
             self._send_curve = False
@@ -231,7 +236,7 @@ def train_config(ray_config: dict[str, Any], *, plan: TrialPlan) -> dict[str, An
     objective = load_objective(plan)
     if plan.threads:
         set_threads(plan.threads)
-    reporter = RayReporter(plan)
+    reporter = RayReporter(plan, label=f"ray_{tune.get_context().get_trial_id()}")
     checkpoint = tune.get_checkpoint()
     try:
         with checkpoint.as_directory() if checkpoint is not None else nullcontext(None) as folder:
@@ -247,4 +252,11 @@ def train_config(ray_config: dict[str, Any], *, plan: TrialPlan) -> dict[str, An
     if reporter.budget_reached and outcome.pruned:
         outcome = replace(outcome, pruned=False)  # stopped because the budget is spent, not pruned
     outcome = reporter.best(outcome)
-    return final_result(outcome, plan, reporter.curve)
+    return {**final_result(outcome, plan, reporter.curve), _record.RAY_NODE: node_id()}
+
+
+def node_id() -> str:
+    """The id of the Ray node this trial runs on (recorded as the trial's ``ray_node``)."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())

@@ -1,0 +1,245 @@
+"""The spec file's sections about how trials run and when the study stops (standard library only).
+
+``trainer:``, ``callbacks:``, ``logger:``, ``objective:``, ``keep_checkpoints:``, ``timeout:``,
+``stop:``, ``enqueue:`` and ``warm_start:``: their shapes are checked here, before anything imports
+torch; what needs Lightning (a Trainer argument's name, a callback's class) is checked when a run starts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES, OWNED_TRAINER_KEYS
+from tunebridge.errors import SchemaError, show
+from tunebridge.schema import is_json_scalar
+from tunebridge.schema._codec import check_keys
+from tunebridge.schema._hints import did_you_mean
+
+__all__ = ["RUN_KEYS", "RunOptions", "parse_run_options"]
+
+RUN_KEYS = (
+    "trainer",
+    "callbacks",
+    "logger",
+    "objective",
+    "keep_checkpoints",
+    "timeout",
+    "stop",
+    "enqueue",
+    "warm_start",
+    "fuse",
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The spec's run sections, in :func:`tunebridge.tune`'s vocabulary."""
+
+    trainer: Mapping[str, Any] = field(default_factory=dict)
+    callbacks: tuple[Any, ...] = ()
+    logger: str | None = None
+    objective: str = "best_epoch"
+    keep_checkpoints: int = 1
+    timeout: float | None = None
+    target: float | None = None
+    patience_trials: int | None = None
+    enqueue: tuple[Mapping[str, Any], ...] = ()
+    warm_start: str | Mapping[str, Any] | None = None
+    fuse: int | str | None = None
+
+    def meaning(self) -> dict[str, Any]:
+        """The part that decides what a trial computes (for the spec hash)."""
+        return {"trainer": dict(self.trainer), "callbacks": list(self.callbacks), "objective": self.objective}
+
+    def tune_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`tunebridge.tune`."""
+        return {
+            "trainer": dict(self.trainer),
+            "callbacks": list(self.callbacks),
+            "logger": self.logger,
+            "objective": self.objective,
+            "keep_checkpoints": self.keep_checkpoints,
+            "timeout": self.timeout,
+            "target": self.target,
+            "patience_trials": self.patience_trials,
+            "enqueue": [dict(c) for c in self.enqueue] or None,
+            "warm_start": self.warm_start,
+            "fuse": self.fuse,
+        }
+
+
+def _plain(value: Any) -> bool:
+    if is_json_scalar(value):
+        return True
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _name(data: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str | None) -> str | None:
+    value = data.get(key, default)
+    if value is None and default is None:
+        return None
+    if value not in allowed:
+        hint = did_you_mean(value, allowed)
+        raise SchemaError(
+            f"`{key}` must be one of {', '.join(allowed)}",
+            path=key,
+            value=show(value),
+            fix=(hint + " " if hint else "") + f"Write e.g. {key}: {allowed[0]}.",
+        )
+    return str(value)
+
+
+def _trainer(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SchemaError(
+            "`trainer` must be a mapping of Trainer keyword arguments",
+            path="trainer",
+            value=show(value),
+            fix="Write e.g. trainer: {precision: bf16-mixed, gradient_clip_val: 1.0}.",
+        )
+    for key, item in value.items():
+        if key in OWNED_TRAINER_KEYS:
+            reason = OWNED_TRAINER_KEYS[key]
+            raise SchemaError(
+                "tunebridge sets this Trainer argument itself",
+                path=f"trainer.{key}",
+                value=show(item),
+                fix=reason[0].upper() + reason[1:] + ".",
+            )
+        if not isinstance(key, str) or not _plain(item):
+            raise SchemaError(
+                "Trainer arguments must be plain values (strings, numbers, true/false, null, lists, mappings)",
+                path=f"trainer.{key}",
+                value=show(item),
+                fix="Pass objects (a strategy instance, a profiler) through tune(trainer={...}) in Python.",
+            )
+    return dict(value)
+
+
+def _callbacks(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SchemaError(
+            "`callbacks` must be a list",
+            path="callbacks",
+            value=show(value),
+            fix="Write e.g. callbacks: [my_callbacks:Logit].",
+        )
+    for i, item in enumerate(value):
+        ok = isinstance(item, str) and ":" in item
+        if isinstance(item, Mapping):
+            check_keys(f"callbacks[{i}]", item, ("class_path", "init_args"))
+            init_args = item.get("init_args", {})
+            ok = (
+                isinstance(item.get("class_path"), str) and ":" in item["class_path"] and isinstance(init_args, Mapping)
+            )
+            ok = ok and _plain(dict(init_args))
+        if not ok:
+            raise SchemaError(
+                "a callback is 'module:Class' or {class_path: module:Class, init_args: {...}}",
+                path=f"callbacks[{i}]",
+                value=show(item),
+                fix="Write e.g. {class_path: my_callbacks:Logit, init_args: {every: 2}}.",
+            )
+    return tuple(value)
+
+
+def _number(value: Any, path: str, *, integer: bool, minimum: float, strict: bool) -> Any:
+    if value is None:
+        return None
+    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (value > minimum if strict else value >= minimum)
+    if not ok:
+        rule = f"{'>' if strict else '>='} {minimum:g}"
+        kind = "an integer" if integer else "a number"
+        raise SchemaError(f"`{path}` must be {kind} {rule}", path=path, value=show(value))
+    return value
+
+
+def _stop(value: Any) -> tuple[float | None, int | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, Mapping):
+        raise SchemaError(
+            "`stop` must be a mapping",
+            path="stop",
+            value=show(value),
+            fix="Write e.g. stop: {target: 0.98, patience_trials: 20}.",
+        )
+    check_keys("stop", value, ("target", "patience_trials"))
+    target = value.get("target")
+    if target is not None and (
+        isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target)
+    ):
+        raise SchemaError("`stop.target` must be a finite number", path="stop.target", value=show(target))
+    patience = _number(value.get("patience_trials"), "stop.patience_trials", integer=True, minimum=1, strict=False)
+    return (None if target is None else float(target)), patience
+
+
+def _enqueue(value: Any) -> tuple[Mapping[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(c, Mapping) and _plain(dict(c)) for c in value):
+        raise SchemaError(
+            "`enqueue` must be a list of configs (mappings of parameter values)",
+            path="enqueue",
+            value=show(value),
+            fix="Write e.g. enqueue: [{n_layers: 2, lr: 0.01}].",
+        )
+    return tuple(dict(c) for c in value)
+
+
+def _warm_start(value: Any) -> str | Mapping[str, Any] | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        check_keys("warm_start", value, ("study", "storage", "top_k"))
+        if not isinstance(value.get("study"), str):
+            raise SchemaError(
+                "`warm_start.study` must name a study", path="warm_start.study", value=show(value.get("study"))
+            )
+        _number(value.get("top_k"), "warm_start.top_k", integer=True, minimum=1, strict=False)
+        return dict(value)
+    raise SchemaError(
+        "`warm_start` must be a best.yaml path, a study name or {study, storage, top_k}",
+        path="warm_start",
+        value=show(value),
+    )
+
+
+def parse_run_options(data: Mapping[str, Any]) -> RunOptions:
+    """The run sections of a spec document (absent ones take their defaults)."""
+    target, patience = _stop(data.get("stop"))
+    return RunOptions(
+        trainer=_trainer(data.get("trainer")),
+        callbacks=_callbacks(data.get("callbacks")),
+        logger=_name(data, "logger", LOGGERS, None),
+        objective=_name(data, "objective", OBJECTIVE_RULES, "best_epoch") or "best_epoch",
+        keep_checkpoints=_number(
+            data.get("keep_checkpoints", 1), "keep_checkpoints", integer=True, minimum=0, strict=False
+        ),
+        timeout=_number(data.get("timeout"), "timeout", integer=False, minimum=0, strict=True),
+        target=target,
+        patience_trials=patience,
+        enqueue=_enqueue(data.get("enqueue")),
+        warm_start=_warm_start(data.get("warm_start")),
+        fuse=_fuse(data.get("fuse")),
+    )
+
+
+def _fuse(value: Any) -> int | str | None:
+    if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value  # type: ignore[no-any-return]
+    raise SchemaError(
+        "`fuse` must be auto or an integer >= 1", path="fuse", value=show(value), fix="Write e.g. fuse: auto."
+    )

@@ -1,0 +1,269 @@
+"""A user's own Lightning project through tunebridge, as a user runs it (issue 8).
+
+The project (tests/user_project/my_project.py) makes its layers in ``__init__``, has its own data and
+callback, and knows nothing of tunebridge. It runs under both Lightning packages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import optuna
+import pytest
+import torch
+import yaml
+
+from tunebridge import SchemaError, tune
+from tunebridge.backends.optuna import make_storage
+from tunebridge.results import load_checkpoint
+from tunebridge.schema import Choice, Space
+
+PROJECT = Path(__file__).parent.parent / "user_project" / "my_project.py"
+PACKAGES = ["lightning.pytorch", "pytorch_lightning"]
+GRID = Space(lr=Choice([0.05, 0.2]), hidden=Choice([8, 16]))
+
+
+def load_project(package: str) -> ModuleType:
+    """The user's module, imported under the given Lightning package (one module object per package)."""
+    name = f"my_project_{package.replace('.', '_')}"
+    if name in sys.modules:
+        return sys.modules[name]
+    os.environ["TB_LIGHTNING"] = package
+    spec = importlib.util.spec_from_file_location(name, PROJECT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def curves(study: optuna.Study) -> dict[str, list[float]]:
+    """Per-epoch validation curves by config (grid search: one trial per config)."""
+    return {
+        repr(sorted(t.user_attrs["config"].items())): [t.intermediate_values[e] for e in sorted(t.intermediate_values)]
+        for t in study.trials
+    }
+
+
+def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.state.is_finished()]
+
+
+def run(package: str, **kw: Any) -> Any:
+    args: dict[str, Any] = {
+        "metric": "val_loss",
+        "mode": "min",
+        "search": "grid",
+        "trials": 4,
+        "max_epochs": 3,
+        "seed": 7,
+        "accelerator": "cpu",
+        "progress": False,
+        "keep_checkpoints": 0,
+    }
+    args.update(kw)
+    return tune(load_project(package).build, GRID, **args)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_the_same_config_trains_the_same_model_in_two_runs(package: str) -> None:
+    first, second = run(package), run(package)
+    assert curves(first.study) == curves(second.study)
+    assert len({tuple(c) for c in curves(first.study).values()}) == 4  # four configs, four different curves
+
+
+def test_a_worker_process_trains_the_same_curves(tmp_path: Path) -> None:
+    """`tunebridge worker` (another process, the spec next to the user's module) gives the same curves."""
+    (tmp_path / "my_project.py").write_text(PROJECT.read_text())
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        textwrap.dedent(
+            """\
+            study: user-worker
+            builder: my_project:build
+            space:
+              lr: {type: choice, values: [0.05, 0.2]}
+              hidden: {type: choice, values: [8, 16]}
+            metric: val_loss
+            mode: min
+            search: grid
+            trials: 4
+            max_epochs: 3
+            seed: 7
+            accelerator: cpu
+            threads: 1
+            keep_checkpoints: 0
+            """
+        )
+    )
+    storage = f"sqlite:///{tmp_path}/w.db"
+    env = {**os.environ, "TB_LIGHTNING": "lightning.pytorch"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tunebridge", "worker", str(spec), "--storage", storage],
+        capture_output=True,
+        cwd=tmp_path.parent,  # run from elsewhere: the builder is found next to the spec
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    worker = optuna.load_study(study_name="user-worker", storage=make_storage(storage))
+    assert curves(worker) == curves(run("lightning.pytorch").study)
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_instance")
+def test_optuna_and_ray_train_the_same_curves(tmp_path: Path) -> None:
+    from ray import cloudpickle
+
+    module = load_project("lightning.pytorch")
+    cloudpickle.register_pickle_by_value(module)  # Ray's workers cannot import it by name
+    on_ray = run("lightning.pytorch", backend="ray", ray={"storage_path": str(tmp_path), "max_concurrent": 2})
+    assert curves(on_ray.study) == curves(run("lightning.pytorch").study)
+
+
+def test_trainer_options_a_user_callback_and_a_csv_logger(tmp_path: Path) -> None:
+    module = load_project("lightning.pytorch")
+    epochs_file = tmp_path / "epochs.txt"
+    result = run(
+        "lightning.pytorch",
+        trials=2,
+        max_epochs=2,
+        search="random",
+        trainer={"precision": "bf16-mixed", "gradient_clip_val": 1.0, "limit_train_batches": 3},
+        callbacks=[{"class_path": f"{module.__name__}:CountEpochs", "init_args": {"path": str(epochs_file)}}],
+        logger="csv",
+        log_dir=str(tmp_path / "logs"),
+        study="opts",
+    )
+    assert [t.state.name for t in result.study.trials] == ["COMPLETE", "COMPLETE"]
+    assert epochs_file.read_text().split() == ["0", "1", "0", "1"]  # a fresh callback in each trial
+    for t in result.study.trials:  # one CSV run per trial, grouped by the study, the config as hyperparameters
+        run_dir = tmp_path / "logs" / "opts" / f"trial_{t.number}"
+        assert (run_dir / "metrics.csv").is_file()
+        assert yaml.safe_load((run_dir / "hparams.yaml").read_text())["lr"] == t.user_attrs["config"]["lr"]
+
+
+@pytest.mark.parametrize(
+    ("trainer", "match"),
+    [
+        ({"max_epochs": 5}, r"trainer\.max_epochs: tunebridge sets this Trainer argument itself.*`max_epochs:`"),
+        ({"enable_progress_bar": True}, r"--no-progress"),
+        ({"logger": True}, r"`logger: tensorboard \| csv \| mlflow`"),
+        ({"gradient_clip": 1.0}, r"trainer\.gradient_clip: not an argument of Lightning's Trainer.*gradient_clip_val"),
+    ],
+)
+def test_trainer_options_tunebridge_owns_are_refused_with_where_to_set_them(
+    trainer: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(SchemaError, match=match):
+        run("lightning.pytorch", trainer=trainer)
+
+
+def test_a_callback_of_the_other_lightning_package_is_refused() -> None:
+    other = load_project("pytorch_lightning")
+    result = run("lightning.pytorch", trials=1, search="random", callbacks=[other.CountEpochs("unused.txt")])
+    reason = result.study.trials[0].user_attrs["fail_reason"]
+    assert "CountEpochs is not a lightning.pytorch.Callback" in reason
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_the_best_checkpoint_is_kept_and_reproduces_the_reported_value(package: str, tmp_path: Path) -> None:
+    result = run(
+        package,
+        search="random",
+        trials=3,
+        max_epochs=4,
+        keep_checkpoints=1,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        storage=f"sqlite:///{tmp_path}/s.db",
+        study="keep",
+    )
+    assert result.best_checkpoint is not None and Path(result.best_checkpoint).is_file()
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == [Path(result.best_checkpoint).name]  # top-1 only
+    paths = result.save(tmp_path / "out")
+    best = yaml.safe_load(paths["best"].read_text())
+    assert best["checkpoint"] == result.best_checkpoint
+    module = load_project(package)
+    for model in (
+        result.load_best(),  # rebuilt with the run's build, then the weights
+        load_checkpoint(best["checkpoint"], module_class=result.study.best_trial.user_attrs["module_class"]),
+    ):
+        trainer = module.pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+        [metrics] = trainer.validate(model, datamodule=module.Data(), verbose=False)
+        assert metrics["val_loss"] == pytest.approx(result.best_value, rel=1e-5)
+
+
+def test_objective_last_epoch_reports_the_last_epoch(tmp_path: Path) -> None:
+    result = run("lightning.pytorch", trials=2, search="random", objective="last_epoch")
+    for t in result.study.trials:
+        assert t.user_attrs["best_epoch"] == t.user_attrs["epochs"] == 3
+        assert t.value == t.intermediate_values[3]
+
+
+def test_a_target_value_stops_the_study_before_its_budget(tmp_path: Path) -> None:
+    result = run("lightning.pytorch", search="random", trials=6, target=10.0)  # any val_loss reaches it
+    assert len(finished(result.study)) == 1  # the rest of the queue waits (a rerun stops at once too)
+    assert result.record["stopped_by"].startswith("stop.target: the best value")
+
+
+def test_patience_trials_stops_when_the_best_stops_improving(tmp_path: Path) -> None:
+    result = run("lightning.pytorch", search="grid", trials=4, patience_trials=1, enqueue=[{"lr": 0.2, "hidden": 16}])
+    assert len(finished(result.study)) < 4 and "stop.patience_trials" in result.record["stopped_by"]
+
+
+def test_enqueued_configs_run_first_and_are_validated(tmp_path: Path) -> None:
+    result = run("lightning.pytorch", search="random", trials=2, enqueue=[{"lr": 0.2, "hidden": 8}])
+    assert result.study.trials[0].user_attrs["config"] == {"lr": 0.2, "hidden": 8}
+    with pytest.raises(SchemaError, match=r"enqueue\[0\]"):
+        run("lightning.pytorch", search="random", trials=2, enqueue=[{"lr": 0.3, "hidden": 8}])
+
+
+def test_warm_start_from_a_best_yaml(tmp_path: Path) -> None:
+    first = run("lightning.pytorch", search="random", trials=2)
+    paths = first.save(tmp_path)
+    second = run("lightning.pytorch", search="random", trials=1, warm_start=str(paths["best"]))
+    assert second.study.trials[0].user_attrs["config"] == first.best_config
+
+
+def test_torch_threads_stay_one() -> None:
+    assert torch.get_num_threads() == 1
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_instance")
+def test_on_ray_the_best_checkpoint_is_kept_and_a_target_stops_the_run(tmp_path: Path) -> None:
+    from ray import cloudpickle
+
+    module = load_project("lightning.pytorch")
+    cloudpickle.register_pickle_by_value(module)
+    result = run(
+        "lightning.pytorch",
+        backend="ray",
+        search="random",
+        trials=3,
+        keep_checkpoints=1,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        ray={"storage_path": str(tmp_path / "ray"), "max_concurrent": 1},
+    )
+    assert result.best_checkpoint is not None
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == [Path(result.best_checkpoint).name]
+    trainer = module.pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    [metrics] = trainer.validate(result.load_best(), datamodule=module.Data(), verbose=False)
+    assert metrics["val_loss"] == pytest.approx(result.best_value, rel=1e-5)
+
+    stopped = run(
+        "lightning.pytorch",
+        backend="ray",
+        search="random",
+        trials=6,
+        target=10.0,
+        ray={"storage_path": str(tmp_path / "ray2"), "max_concurrent": 1},
+    )
+    assert len(stopped.study.trials) < 6 and stopped.record["stopped_by"].startswith("stop.target")
