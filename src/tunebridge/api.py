@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -250,6 +251,8 @@ def tune(
     opts.enqueue = initial_configs(space, enqueue=enqueue, warm_start=warm_start, storage=storage)
     if isinstance(build, str):
         build = import_builder(build)
+    # Files of a study without a name get a folder of their own (two such studies must not share trial_N.ckpt).
+    folder = study if study is not None else f"unnamed-{uuid.uuid4().hex[:8]}"
     settings = TrialSettings(
         metric=opts.metrics[0],
         mode=opts.modes[0],
@@ -262,11 +265,11 @@ def tune(
         trainer_kwargs=check_trainer_options(trainer),
         callbacks=callback_factories(callbacks),
         logger=logger,
-        log_dir=os.path.abspath(log_dir) if log_dir else run_folder(storage, study, "logs"),
+        log_dir=os.path.abspath(log_dir) if log_dir else run_folder(storage, folder, "logs"),
         study=study,
         checkpoint_dir=None
         if keep_checkpoints == 0
-        else os.path.abspath(checkpoint_dir or run_folder(storage, study, "checkpoints")),
+        else os.path.abspath(checkpoint_dir or run_folder(storage, folder, "checkpoints")),
         objective=objective,
     )
     follower = follower_trial()
@@ -282,7 +285,12 @@ def tune(
         join=join,
     )
     started = time.perf_counter()
-    capacity = _fuse_capacity(fuse, backend)
+    capacity = None
+    if fuse is not None:
+        from tunebridge.fused import fuse_capacity
+
+        trainer_only = {"trainer": trainer, "callbacks": callbacks, "logger": logger, "trial_timeout": trial_timeout}
+        capacity = fuse_capacity(fuse, backend, accelerator=accelerator, **trainer_only)
     if capacity is not None:  # fused cohorts: an execution engine in front of the same study and queue
         from tunebridge.fused._loop import run_fused
 
@@ -315,26 +323,6 @@ def tune(
     result = make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
     result.build = build
     return result
-
-
-def _fuse_capacity(fuse: int | str | None, backend: str) -> int | None:
-    """Members trained at once for ``fuse``; refuses what fusion cannot run before any trial."""
-    if fuse is None:
-        return None
-    if not (fuse == "auto" or (isinstance(fuse, int) and not isinstance(fuse, bool) and fuse >= 1)):
-        raise SchemaError(
-            "`fuse` must be auto or an integer >= 1", path="fuse", value=repr(fuse), fix="Write e.g. fuse: auto."
-        )
-    if backend != "optuna":
-        raise SchemaError(
-            "fused cohorts run on the Optuna backend",
-            path="fuse",
-            value=repr(fuse),
-            fix="Use backend: optuna with fuse:, or drop fuse: for the Ray backend.",
-        )
-    from tunebridge.fused import resolve_capacity
-
-    return resolve_capacity(fuse)
 
 
 def run_study(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,7 +186,6 @@ def make_result(study: Any, opts: StudyOptions, *, wall_time: float, backend: st
     from tunebridge._compat import versions
     from tunebridge._storage_url import mask_url
     from tunebridge.backends.optuna import trial_config
-    from tunebridge.backends.optuna._checkpoints import BEST_CHECKPOINT_ATTR
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     best_config = best_value = None
@@ -219,7 +219,10 @@ def make_result(study: Any, opts: StudyOptions, *, wall_time: float, backend: st
         "counts": counts(study),
         "versions": versions(),
     }
-    checkpoint = study.user_attrs.get(BEST_CHECKPOINT_ATTR)
+    # The kept weights of the very trial whose config and value are reported (never another trial's).
+    checkpoint = best.user_attrs.get(_record.CHECKPOINT) if complete else None
+    if not (isinstance(checkpoint, str) and os.path.exists(checkpoint)):
+        checkpoint = None
     record["best_checkpoint"] = checkpoint
     if study.user_attrs.get("stopped_by"):
         record["stopped_by"] = study.user_attrs["stopped_by"]

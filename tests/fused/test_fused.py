@@ -178,3 +178,13 @@ def test_a_fused_study_records_ordinary_trials_prunes_and_keeps_the_best_model(t
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     [metrics] = trainer.validate(loaded, datamodule=datamodule, verbose=False)
     assert metrics["val_acc"] == pytest.approx(result.best_value, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{"trainer": {"gradient_clip_val": 1.0}}, {"logger": "csv"}, {"trial_timeout": 5.0}, {"accelerator": "gpu"}],
+)
+def test_options_only_a_trainer_honours_are_refused_with_fuse(option: dict[str, Any]) -> None:
+    space = Space(lr=Float(1e-3, 1e-1, log=True), batch_size=Choice([64]))
+    with pytest.raises(Exception, match=r"fuse: fused cohorts do not run a Lightning Trainer"):
+        tune(BUILD, space, metric="val_acc", mode="max", trials=1, max_epochs=1, fuse=2, progress=False, **option)

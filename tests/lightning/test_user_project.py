@@ -267,3 +267,11 @@ def test_on_ray_the_best_checkpoint_is_kept_and_a_target_stops_the_run(tmp_path:
         ray={"storage_path": str(tmp_path / "ray2"), "max_concurrent": 1},
     )
     assert len(stopped.study.trials) < 6 and stopped.record["stopped_by"].startswith("stop.target")
+
+
+def test_a_users_model_checkpoint_callback_runs(tmp_path: Path) -> None:
+    module = load_project("lightning.pytorch")
+    checkpoint = module.pl.callbacks.ModelCheckpoint(dirpath=str(tmp_path / "mine"), monitor="val_loss")
+    result = run("lightning.pytorch", trials=1, search="random", callbacks=[checkpoint])
+    assert result.study.trials[0].state.name == "COMPLETE"
+    assert any((tmp_path / "mine").glob("*.ckpt"))  # the user's own checkpoints, next to tunebridge's kept one

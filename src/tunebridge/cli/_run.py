@@ -86,6 +86,10 @@ def run_command(
         accelerator=accelerator,
         fuse=fuse,
     )
+    from tunebridge.lightning._ddp import follower_trial
+
+    if follower_trial() is not None:  # a DDP rank Lightning launched by re-running this command: no workers
+        jobs, gpus_per_job = "1", None
     wants_gpus = jobs.strip().lower() == "auto" or bool(gpus_per_job)
     plan = plan_jobs(jobs, gpus_per_job, visible_gpus() if wants_gpus else None)
     if spec.backend != "optuna" and (plan.jobs > 1 or plan.gpus_per_job):

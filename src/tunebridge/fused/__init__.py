@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunebridge.errors import TunebridgeError
+from tunebridge.errors import SchemaError, TunebridgeError
 
-__all__ = ["NotFusableError", "check_fusable", "resolve_capacity"]
+__all__ = ["NotFusableError", "check_fusable", "fuse_capacity", "resolve_capacity"]
 
 
 class NotFusableError(TunebridgeError, TypeError):
@@ -62,3 +62,37 @@ def resolve_capacity(fuse: int | str | None) -> int | None:
 
         return default_capacity()
     return int(fuse)
+
+
+def fuse_capacity(fuse: int | str, backend: str, **trainer_only: Any) -> int:
+    """Members trained at once for ``tune(fuse=...)``; refuses, before any trial, what fusion cannot run.
+
+    Fused cohorts train without a Lightning Trainer: options that only a Trainer honours (``trainer``,
+    ``callbacks``, ``logger``, ``trial_timeout``, a GPU ``accelerator``) are refused, never ignored.
+
+    Raises:
+        SchemaError: ``fuse`` is not ``auto`` or an integer >= 1, the backend is not Optuna, or a
+            Trainer-only option is set.
+    """
+    if not (fuse == "auto" or (isinstance(fuse, int) and not isinstance(fuse, bool) and fuse >= 1)):
+        raise SchemaError(
+            "`fuse` must be auto or an integer >= 1", path="fuse", value=repr(fuse), fix="Write e.g. fuse: auto."
+        )
+    if backend != "optuna":
+        raise SchemaError(
+            "fused cohorts run on the Optuna backend",
+            path="fuse",
+            value=repr(fuse),
+            fix="Use backend: optuna with fuse:, or drop fuse: for the Ray backend.",
+        )
+    given = [k for k, v in trainer_only.items() if v not in (None, [], {}, (), "auto", "cpu")]
+    if given:
+        raise SchemaError(
+            "fused cohorts do not run a Lightning Trainer, so these options would be ignored",
+            path="fuse",
+            value=", ".join(given),
+            fix="Drop them, or drop fuse: to train each trial with its own Trainer.",
+        )
+    capacity = resolve_capacity(fuse)
+    assert capacity is not None  # fuse is set
+    return capacity

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -37,7 +38,7 @@ from tunebridge.backends.optuna._study import (
 )
 from tunebridge.fused._cohort import Cohort, Member
 from tunebridge.fused._export import save_member_checkpoint
-from tunebridge.lightning._runner import TrialSettings
+from tunebridge.lightning._runner import TrialSettings, trial_seed
 
 __all__ = ["FuseStats", "run_fused"]
 
@@ -67,14 +68,9 @@ class _Handle:
 
 
 def _seed_before_build(settings: TrialSettings, config: dict[str, Any]) -> None:
-    """The per-config seed the unfused objective sets before ``build`` (same weights, same dropout stream)."""
-    import json
-    import zlib
-
-    if settings.seed is None:
-        return
-    seed = (settings.seed + zlib.crc32(json.dumps(config, sort_keys=True).encode())) % (2**31 - 1)
-    torch.manual_seed(seed)
+    """The per-config seed the unfused objective sets before ``build`` (the same initial weights)."""
+    if settings.seed is not None:
+        torch.manual_seed(trial_seed(settings.seed, config))
 
 
 def run_fused(
@@ -110,11 +106,18 @@ def run_fused(
     mode = opts.modes[0] if len(opts.metrics) == 1 else None
     budget = opts.pruning.budget(opts.max_epochs)
     queue_empty = False
+    claimed: dict[int, _Handle] = {}  # trial number -> handle, until the trial is settled
+    began = datetime.now()
+    if study.user_attrs.get("stopped_by") and not worker.join:
+        study.set_user_attr("stopped_by", None)  # a reason belongs to the run it stopped
     with study_progress(study, opts, n_trials, enabled=progress) as bar, contextlib.ExitStack() as beats:
         try:
             while True:
                 active = sum(len(c.members) for c in cohorts)
-                stopped = worker.stopped or limit_reached(study, limits, started=started, mode=mode) is not None
+                reason = limit_reached(study, limits, started=started, mode=mode)
+                if reason is not None and study.user_attrs.get("stopped_by") != reason:
+                    study.set_user_attr("stopped_by", reason)
+                stopped = worker.stopped or reason is not None
                 while not stopped and not queue_empty and active < capacity:
                     trial = claim(study)
                     if trial is None:
@@ -122,8 +125,10 @@ def run_fused(
                         break
                     handle = _Handle(trial, Heartbeat(study, trial, worker.heartbeat))
                     beats.enter_context(handle.heartbeat)
+                    claimed[trial.number] = handle
                     config = start_trial(study, trial, opts, worker)
                     if config is None:
+                        claimed.pop(trial.number, None)
                         bar.update("failed")
                         continue
                     try:
@@ -144,12 +149,13 @@ def run_fused(
                             handle=handle,
                         )
                     except Exception as exc:
+                        claimed.pop(trial.number, None)
                         bar.update(*fail_trial(study, trial, exc))
                         continue
                     _place(member, cohorts, capacity, dtype, stats)
                     active += 1
                 if active == 0:
-                    if stopped or _queue_done(study, worker):
+                    if stopped or _queue_done(study, worker, None if worker.join else began):
                         break
                     queue_empty = False
                     continue
@@ -158,6 +164,7 @@ def run_fused(
                     for member in [m for m in cohort.members if m.done]:
                         cohort.remove(member)
                         state, value = _settle(study, opts, settings, member)
+                        claimed.pop(member.handle.trial.number, None)
                         stats.members += 1
                         if keep_checkpoints > 0:
                             keep_best_checkpoints(study, keep_checkpoints)
@@ -167,9 +174,10 @@ def run_fused(
                         stats.paid += cohort.paid
                         cohorts.remove(cohort)
         except (KeyboardInterrupt, SystemExit) as exc:
-            for cohort in cohorts:
-                for member in cohort.members:
-                    abandon_trial(study, member.handle.trial, exc)
+            # Every claimed trial not yet settled (in a cohort, or still being started or built) goes back.
+            for handle in claimed.values():
+                with contextlib.suppress(Exception):
+                    abandon_trial(study, handle.trial, exc)
             raise
     for cohort in cohorts:
         stats.useful += cohort.useful
@@ -218,9 +226,9 @@ def _settle(
         member.handle.heartbeat.__exit__(None, None, None)
 
 
-def _queue_done(study: optuna.Study, worker: WorkerOptions) -> bool:
+def _queue_done(study: optuna.Study, worker: WorkerOptions, orphaned_before: datetime | None) -> bool:
     """Nothing claimed and nothing to claim: done, unless other workers hold trials that may come back."""
-    if fail_stale(study, worker.dead_after, worker.max_retry):
+    if fail_stale(study, worker.dead_after, worker.max_retry, orphaned_before=orphaned_before):
         return False
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     if not any(HEARTBEAT_ATTR in t.system_attrs for t in running):

@@ -199,8 +199,10 @@ def _fit(
         with trial_environment(config, label):  # ranks that DDP launches learn which trial they follow
             _interruptible_fit(trainer, module, datamodule, None if resume is None else resume.checkpoint)
         outcome = _outcome(reporting, stopper, module, trainer, settings)
-    except BaseException:
-        _discard(keep)  # a failed or interrupted trial keeps nothing (a retry starts afresh)
+    except (Exception, KeyboardInterrupt):
+        # A failed or interrupted trial keeps nothing (a retry starts afresh). A trial that its backend
+        # pauses (Ray's TrialStopped, a BaseException) keeps its weights: it goes on from a checkpoint.
+        _discard(keep)
         raise
     if keep is not None and not outcome.pruned and os.path.exists(keep):
         cls = type(module)
@@ -280,7 +282,8 @@ def _trainer_kwargs(settings: TrialSettings, epochs: int, callbacks: list[Any], 
         "max_epochs": epochs,
         "accelerator": settings.accelerator,
         "logger": logger,
-        "enable_checkpointing": False,
+        # Lightning refuses a ModelCheckpoint callback with checkpointing off: a user's turns it on.
+        "enable_checkpointing": any(type(c).__name__ == "ModelCheckpoint" for c in callbacks),
         "enable_progress_bar": False,
         "callbacks": callbacks,
     }
@@ -343,6 +346,8 @@ class LightningObjective:
             settings = replace(settings, seed=trial_seed(settings.seed, config))
         options = getattr(self.build, "trainer_options", None)  # a LightningCLI config's Trainer section
         if callable(options):
+            # Parsing a LightningCLI config may build (and cache) the model: seed first, as before any build.
+            _seed(settings.seed)
             base, trial = options(config)  # the spec's `trainer:` wins over the base config, the trial over both
             settings = replace(settings, trainer_kwargs={**base, **(settings.trainer_kwargs or {}), **trial})
         return fit_trial(self.build, config, reporter, settings, resume=resume)

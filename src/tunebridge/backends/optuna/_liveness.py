@@ -121,8 +121,10 @@ class Heartbeat:
         while not self._stop.wait(self.interval or 0):
             try:
                 self._beat()
-            except Exception:
-                return
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return  # another worker has failed the trial: nothing left to keep alive
+            except Exception:  # a transient storage error (a locked SQLite file, a dropped connection)
+                continue
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

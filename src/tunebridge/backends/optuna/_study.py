@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from tunebridge import _record
 from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import Objective, TrialOutcome, best_of, finite_objective_values, may_prune
-from tunebridge.backends.optuna._checkpoints import keep_best_checkpoints
+from tunebridge.backends.optuna._checkpoints import discard_checkpoint, keep_best_checkpoints
 from tunebridge.backends.optuna._compile import decode, suggest
 from tunebridge.backends.optuna._deadline import deadline
 from tunebridge.backends.optuna._limits import StudyLimits, limit_reached
@@ -109,21 +109,34 @@ def settle_trial(
     Raises:
         FloatingPointError: An objective value is not finite (the caller fails the trial).
     """
+    try:
+        values = None if outcome.pruned else finite_objective_values(outcome, opts.metrics)
+    except Exception:
+        discard_checkpoint(outcome.extra.get(_record.CHECKPOINT))  # the trial fails: it keeps no weights
+        for key, value in _record.outcome_attrs(outcome).items():
+            if key != _record.CHECKPOINT:
+                trial.set_user_attr(key, value)
+        raise
     for key, value in _record.outcome_attrs(outcome).items():
         trial.set_user_attr(key, value)
-    if outcome.pruned:
+    if values is None:
         study.tell(trial, state=TrialState.PRUNED)
         return "pruned", None
-    values = finite_objective_values(outcome, opts.metrics)
     study.tell(trial, values if len(values) > 1 else values[0])
     return "complete", values[0]
 
 
 def fail_trial(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> tuple[str, None]:
-    """Mark a trial FAIL with its reason and traceback; the study goes on."""
-    for key, value in _record.failure_attrs(exc).items():
-        trial.set_user_attr(key, value)
-    study.tell(trial, state=TrialState.FAIL)
+    """Mark a trial FAIL with its reason and traceback; the study goes on.
+
+    A trial that another worker has already failed (its heartbeat looked dead) is left as it is.
+    """
+    try:
+        for key, value in _record.failure_attrs(exc).items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, state=TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+        pass  # already finished elsewhere (failed as dead and re-queued): its config runs again there
     return "failed", None
 
 
@@ -162,6 +175,8 @@ def run_trials(
     if not worker.join:
         ensure_budget(study, n_trials)  # a resume with a larger budget tops the queue up
     began, started = datetime.now(), time.monotonic()
+    if study.user_attrs.get("stopped_by") and not worker.join:
+        study.set_user_attr("stopped_by", None)  # a reason belongs to the run it stopped
     said: dict[str, float] = {}  # what this worker last said it waits for, and when
     mode = opts.modes[0] if len(opts.metrics) == 1 else None
     with study_progress(study, opts, n_trials, enabled=progress) as bar:
