@@ -32,6 +32,17 @@ StorageOpt = Annotated[
     str | None, typer.Option("--storage", help="Study storage URL (default: the spec's, else a SQLite file).")
 ]
 StudyOpt = Annotated[str | None, typer.Option("--study", help="Study name (default: the spec's, else its file name).")]
+FuseOpt = Annotated[
+    str | None,
+    typer.Option(help="Train up to K trials at once as one fused model (auto or K; built-in MLP, optuna backend)."),
+]
+PrintMetricsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--print-metrics",
+        help="Print each epoch's metrics as `epoch=E name=value` lines (Kubeflow Katib's StdOut collector).",
+    ),
+]
 
 
 @app.command()
@@ -70,17 +81,8 @@ def run(
     trial_timeout: Annotated[
         float | None, typer.Option(help="Seconds after which a trial is stopped and failed.")
     ] = None,
-    fuse: Annotated[
-        str | None,
-        typer.Option(help="Train up to K trials at once as one fused model (auto or K; built-in MLP, optuna backend)."),
-    ] = None,
-    print_metrics: Annotated[
-        bool,
-        typer.Option(
-            "--print-metrics",
-            help="Print each epoch's metrics as `epoch=E name=value` lines (Kubeflow Katib's StdOut collector).",
-        ),
-    ] = False,
+    fuse: FuseOpt = None,
+    print_metrics: PrintMetricsOpt = False,
 ) -> None:
     """Run (or resume) the study a spec describes; print a summary and write best.yaml."""
     from tunebridge.cli._run import run_command
@@ -144,17 +146,8 @@ def worker(
         float | None, typer.Option(hidden=True, help="Deprecated: use --heartbeat-timeout.")
     ] = None,
     max_retry: Annotated[int, typer.Option(help="How often a dead worker's config is re-queued.")] = 3,
-    fuse: Annotated[
-        str | None,
-        typer.Option(help="Train up to K trials at once as one fused model (auto or K; built-in MLP, optuna backend)."),
-    ] = None,
-    print_metrics: Annotated[
-        bool,
-        typer.Option(
-            "--print-metrics",
-            help="Print each epoch's metrics as `epoch=E name=value` lines (Kubeflow Katib's StdOut collector).",
-        ),
-    ] = False,
+    fuse: FuseOpt = None,
+    print_metrics: PrintMetricsOpt = False,
 ) -> None:
     """Join a shared study as one worker; stops when the study's trial budget is reached."""
     from tunebridge.cli._common import err_console
