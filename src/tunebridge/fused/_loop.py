@@ -36,7 +36,7 @@ from tunebridge.backends.optuna._study import (
     start_trial,
     study_progress,
 )
-from tunebridge.fused._cohort import Cohort, Member
+from tunebridge.fused._cohort import Cohort, Member, bucket
 from tunebridge.fused._export import save_member_checkpoint
 from tunebridge.lightning._runner import TrialSettings, trial_seed
 
@@ -107,6 +107,7 @@ def run_fused(
     budget = opts.pruning.budget(opts.max_epochs)
     queue_empty = False
     claimed: dict[int, _Handle] = {}  # trial number -> handle, until the trial is settled
+    fresh: list[Member] = []  # members claimed in this round, placed together
     began = datetime.now()
     if study.user_attrs.get("stopped_by") and not worker.join:
         study.set_user_attr("stopped_by", None)  # a reason belongs to the run it stopped
@@ -152,8 +153,10 @@ def run_fused(
                         claimed.pop(trial.number, None)
                         bar.update(*fail_trial(study, trial, exc))
                         continue
-                    _place(member, cohorts, capacity, dtype, stats)
+                    fresh.append(member)
                     active += 1
+                _place_all(fresh, cohorts, capacity, dtype, stats)
+                fresh.clear()
                 if active == 0:
                     if stopped or _queue_done(study, worker, None if worker.join else began):
                         break
@@ -187,20 +190,35 @@ def run_fused(
     return stats
 
 
+def _place_all(
+    members: list[Member], cohorts: list[Cohort], capacity: int, dtype: torch.dtype, stats: FuseStats
+) -> None:
+    """Place the members claimed in one round: into running cohorts they fit, else into new cohorts.
+
+    New cohorts are formed per signature (data, batch size) and bucket (depth, power-of-two width)
+    from the members claimed together, so a round of claims makes as few cohorts as the buckets allow
+    (full cohorts are what makes fusion pay; padding is what it costs: the run records both).
+    """
+    waiting: dict[Any, list[Member]] = {}
+    for member in members:
+        target = next((c for c in cohorts if c.accepts(member)), None)
+        if target is not None:
+            target.add(member)
+        else:
+            waiting.setdefault((member.signature, bucket(member.shape)), []).append(member)
+    for (signature, (depth, width)), group in waiting.items():
+        while group:
+            cohort = Cohort(signature, depth=depth, width=width, capacity=capacity, dtype=dtype)
+            cohorts.append(cohort)
+            stats.cohorts += 1
+            for member in group[:capacity]:
+                cohort.add(member)
+            group = group[capacity:]
+
+
 def _place(member: Member, cohorts: list[Cohort], capacity: int, dtype: torch.dtype, stats: FuseStats) -> None:
-    """Into a cohort of its signature that it fits, else a new one sized for it and its likely peers."""
-    for cohort in cohorts:
-        if cohort.accepts(member):
-            cohort.add(member)
-            return
-    # A new cohort is as deep and wide as the widest member it may take (bounded padding: the widths a
-    # space reaches are known only through its members, so the newcomer's own, rounded up to 2^k).
-    depth = len(member.shape.widths)
-    width = 1 << max(0, (max(member.shape.widths) - 1).bit_length())
-    cohort = Cohort(member.signature, depth=max(depth, 1), width=width, capacity=capacity, dtype=dtype)
-    cohorts.append(cohort)
-    stats.cohorts += 1
-    cohort.add(member)
+    """Place one member (see :func:`_place_all`)."""
+    _place_all([member], cohorts, capacity, dtype, stats)
 
 
 def _settle(

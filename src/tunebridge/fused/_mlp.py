@@ -213,7 +213,7 @@ class FusedMLP:
         """
         h = x
         weights, biases, bn_bias, bn_weight = self._split(self.flat[slots])
-        names = [self.activation[int(s)] for s in slots]
+        names = [self.activation[s] for s in slots.tolist()]
         acts = sorted(set(names))
         unit_mask = self.unit_mask[slots]
         layer_on = self.layer_on[slots]

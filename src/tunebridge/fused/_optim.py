@@ -44,12 +44,14 @@ class FusedOptimizer:
         self.momentum = torch.zeros(capacity, dtype=dtype)
         self.weight_decay = torch.zeros(capacity, dtype=dtype)
         self.steps = torch.zeros(capacity, dtype=torch.long)
+        self._groups: list[tuple[str, Tensor]] | None = None  # (kind, slots), rebuilt when members change
         self.buf = [torch.zeros_like(p) for p in self.params]  # momentum buffer / Adam's first moment
         self.sq = [torch.zeros_like(p) for p in self.params]  # Adam's second moment / RMSprop's square average
 
     def set_member(self, slot: int, training: TrainingConfig, lr: float) -> None:
         """A fresh optimizer for a member (new state, step 0)."""
         self.kind[slot] = training.optimizer
+        self._groups = None
         self.lr[slot] = lr
         self.momentum[slot] = training.momentum
         self.weight_decay[slot] = training.weight_decay
@@ -61,24 +63,25 @@ class FusedOptimizer:
     def clear(self, slot: int) -> None:
         """The slot is empty: no updates."""
         self.kind[slot] = None
+        self._groups = None
 
     @torch.no_grad()
     def step(self) -> None:
         """One update of every member present, each with its own algorithm."""
-        groups: dict[str, list[int]] = {}
-        for slot, kind in enumerate(self.kind):
-            if kind is not None:
-                groups.setdefault(kind, []).append(slot)
-        if not groups:
+        if self._groups is None:
+            by_kind: dict[str, list[int]] = {}
+            for slot, kind in enumerate(self.kind):
+                if kind is not None:
+                    by_kind.setdefault(kind, []).append(slot)
+            self._groups = [(kind, torch.tensor(slots)) for kind, slots in by_kind.items()]
+            self._present = torch.tensor([k is not None for k in self.kind])
+        if not self._groups:
             return
-        present = torch.tensor([k is not None for k in self.kind])
-        self.steps[present] += 1
-        for kind, slots in groups.items():
-            idx = torch.tensor(slots)
+        self.steps[self._present] += 1
+        for kind, idx in self._groups:
             for p, b, s in zip(self.params, self.buf, self.sq):
-                if p.grad is None:
-                    continue
-                self._update(kind, idx, p, b, s)
+                if p.grad is not None:
+                    self._update(kind, idx, p, b, s)
 
     def _update(self, kind: str, idx: Tensor, p: Tensor, buf: Tensor, sq: Tensor) -> None:
         view = (-1,) + (1,) * (p.dim() - 1)

@@ -203,6 +203,7 @@ def _fit(
         # A failed or interrupted trial keeps nothing (a retry starts afresh). A trial that its backend
         # pauses (Ray's TrialStopped, a BaseException) keeps its weights: it goes on from a checkpoint.
         _discard(keep)
+        _stop_launched_ranks(trainer)
         raise
     if keep is not None and not outcome.pruned and os.path.exists(keep):
         cls = type(module)
@@ -210,6 +211,16 @@ def _fit(
     else:
         _discard(keep)
     return outcome
+
+
+def _stop_launched_ranks(trainer: Any) -> None:
+    """A DDP trial that failed on rank 0 alone (a timeout, a storage error) must not leave the ranks
+    Lightning launched waiting in a collective until the process group times out: end them."""
+    launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+    for proc in getattr(launcher, "procs", None) or []:
+        with contextlib.suppress(Exception):
+            if proc.poll() is None:
+                proc.kill()
 
 
 def _discard(path: str | None) -> None:
