@@ -188,3 +188,56 @@ def test_options_only_a_trainer_honours_are_refused_with_fuse(option: dict[str, 
     space = Space(lr=Float(1e-3, 1e-1, log=True), batch_size=Choice([64]))
     with pytest.raises(Exception, match=r"fuse: fused cohorts do not run a Lightning Trainer"):
         tune(BUILD, space, metric="val_acc", mode="max", trials=1, max_epochs=1, fuse=2, progress=False, **option)
+
+
+@pytest.mark.slow
+def test_a_fused_run_killed_and_rerun_loses_no_finished_member(tmp_path: Any) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    from tunebridge.backends.optuna import make_storage
+
+    spec = tmp_path / "fused.yaml"
+    spec.write_text(
+        "study: fused-kill\nmodel: mlp\ndata: digits\nmetric: val_acc\nmode: max\nsearch: random\ntrials: 12\n"
+        "max_epochs: 6\nseed: 0\nfuse: 3\nthreads: 1\n"
+        "space:\n  n_layers: {type: int, low: 1, high: 2}\n  units: {type: choice, values: [32]}\n"
+        "  lr: {type: float, low: 0.001, high: 0.1, log: true}\n  batch_size: {type: choice, values: [64]}\n"
+    )
+    storage = f"sqlite:///{tmp_path}/k.db"
+    command = [sys.executable, "-m", "tunebridge", "run", str(spec), "--storage", storage, "--no-progress"]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    finished_before: dict[int, Any] = {}
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name="fused-kill", storage=make_storage(storage))
+        except Exception:  # not created yet
+            continue
+        finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+        running = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+        if len(finished) >= 3 and running:
+            finished_before = {t.number: (t.state, t.value) for t in finished}
+            os.kill(proc.pid, signal.SIGKILL)  # mid-run: members of a cohort are running
+            break
+    proc.wait(timeout=30)
+    assert finished_before, "the run ended before it could be killed mid-run"
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    study = optuna.load_study(study_name="fused-kill", storage=make_storage(storage))
+    by_number = {t.number: t for t in study.trials}
+    for number, (state, value) in finished_before.items():  # nothing finished is lost or changed
+        assert (by_number[number].state, by_number[number].value) == (state, value)
+    budgeted = [
+        t
+        for t in study.trials
+        if t.state.is_finished() and not (t.user_attrs.get("requeued") or t.user_attrs.get("cancelled"))
+    ]
+    assert len(budgeted) == 12
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
