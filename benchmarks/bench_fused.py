@@ -1,6 +1,6 @@
 """Fused cohorts vs one Trainer per trial on the digits_mlp recipe (CPU), in one process.
 
-Run:  python benchmarks/bench_fused.py [--seeds 0 1] [--trials 30] [--fuse auto]
+Run:  python benchmarks/bench_fused.py [--seeds 0 1] [--trials 30] [--fuse auto] [--fixed-structure]
 Prints, per seed, the wall time and best val_acc of both, then the median ratio.
 """
 
@@ -18,19 +18,34 @@ import tunebridge
 from tunebridge.cli._recipes import BUNDLED
 from tunebridge.spec import load_spec
 
+# The structure fixed, the training hyperparameters searched: what fused cohorts are built for.
+FIXED_STRUCTURE = """
+n_layers: {type: fixed, value: 2}
+units: {type: fixed, value: 64}
+activation: {type: fixed, value: relu}
+batch_size: {type: fixed, value: 64}
+lr: {type: float, low: 0.0001, high: 0.1, log: true}
+optimizer: {type: choice, values: [sgd, momentum, adam, adamw]}
+momentum: {type: float, low: 0.5, high: 0.99, when: {optimizer: [momentum]}}
+weight_decay: {type: float, low: 0.000001, high: 0.01, log: true}
+dropout: {type: float, low: 0.0, high: 0.5}
+"""
 
-def run(seed: int, trials: int, fuse: str | None) -> tuple[float, float]:
+
+def run(seed: int, trials: int, fuse: str | None, *, fixed: bool = False) -> tuple[float, float]:
     spec = load_spec(BUNDLED / "digits_mlp.yaml")
     from tunebridge.lightning import builtin_builder
+    from tunebridge.schema import Space
 
     build = builtin_builder("mlp", "digits", max_epochs=spec.max_epochs, seed=seed)
+    space = Space.from_yaml(FIXED_STRUCTURE) if fixed else spec.space
     kwargs = spec.tune_kwargs(None)
     kwargs.update(trials=trials, seed=seed, storage=None, progress=False, fuse=fuse, accelerator="cpu", threads=1)
     kwargs.pop("spec_hash", None)
     with tempfile.TemporaryDirectory() as tmp:
         kwargs["checkpoint_dir"] = str(Path(tmp) / "ckpt")
         started = time.perf_counter()
-        result = tunebridge.tune(build, spec.space, spec_hash=None, **kwargs)
+        result = tunebridge.tune(build, space, spec_hash=None, **kwargs)
         return time.perf_counter() - started, float(result.best_value or 0.0)
 
 
@@ -39,13 +54,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--fuse", default="auto")
+    parser.add_argument("--fixed-structure", action="store_true", help="search training hyperparameters only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     run(99, 2, None)  # warm-up: imports and the first Lightning run
     ratios = []
     for seed in args.seeds:
-        unfused, acc_u = run(seed, args.trials, None)
-        fused, acc_f = run(seed, args.trials, args.fuse)
+        unfused, acc_u = run(seed, args.trials, None, fixed=args.fixed_structure)
+        fused, acc_f = run(seed, args.trials, args.fuse, fixed=args.fixed_structure)
         ratios.append(unfused / fused)
         print(
             f"seed {seed}: unfused {unfused:6.1f} s (best val_acc {acc_u:.4f})   "

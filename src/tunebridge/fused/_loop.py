@@ -208,7 +208,10 @@ def _place_all(
             waiting.setdefault((member.signature, bucket(member.shape)), []).append(member)
     for (signature, (depth, width)), group in waiting.items():
         while group:
-            cohort = Cohort(signature, depth=depth, width=width, capacity=capacity, dtype=dtype)
+            # As many slots as members: every step's gradient covers the whole stack, so idle slots
+            # would cost memory traffic (freed slots are refilled by later members of the bucket).
+            size = min(capacity, len(group))
+            cohort = Cohort(signature, depth=depth, width=width, capacity=size, dtype=dtype)
             cohorts.append(cohort)
             stats.cohorts += 1
             for member in group[:capacity]:

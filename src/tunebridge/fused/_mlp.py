@@ -212,7 +212,8 @@ class FusedMLP:
         the stacked tensors at those slots), so an emptied slot costs nothing.
         """
         h = x
-        weights, biases, bn_bias, bn_weight = self._split(self.flat[slots])
+        every = len(slots) == self.capacity  # all slots: no gather (and no scatter of the gradient)
+        weights, biases, bn_bias, bn_weight = self._split(self.flat if every else self.flat[slots])
         names = [self.activation[s] for s in slots.tolist()]
         acts = sorted(set(names))
         unit_mask = self.unit_mask[slots]
@@ -259,7 +260,8 @@ class FusedMLP:
 
     def l1(self, slots: Tensor) -> Tensor:
         """Per member in ``slots``: the sum of absolute Linear weights, as ``l1_norm`` of the unfused module."""
-        return (self.flat[slots].abs() * self.weight_mask).sum(dim=1)
+        rows = self.flat if len(slots) == self.capacity else self.flat[slots]
+        return (rows.abs() * self.weight_mask).sum(dim=1)
 
     def fits(self, shape: MemberShape) -> bool:
         """Whether a member of this shape fits the stack's depth and width."""
