@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from tunebridge import tune
 from tunebridge.fused import NotFusableError, check_fusable
 from tunebridge.fused._cohort import Member
-from tunebridge.fused._loop import FuseStats, _place, _seed_before_build
+from tunebridge.fused._loop import FuseStats, _place, _place_all, _seed_before_build
 from tunebridge.lightning import LightningObjective, TrialSettings, builtin_builder
 from tunebridge.schema import Choice, Float, Int, Space
 
@@ -130,9 +130,40 @@ def test_a_members_result_does_not_depend_on_its_companions(fused64: list[Member
     assert solo.history == fused64[0].history
 
 
-def test_a_convnet_is_not_fused_and_says_why() -> None:
-    module, datamodule = builtin_builder("cnn", "digits", max_epochs=1, seed=0)({})
-    with pytest.raises(NotFusableError, match=r"ConvNetClassifier.* cannot be fused"):
+CNN_BUILD = builtin_builder("cnn", "digits", max_epochs=EPOCHS, seed=0)
+CNN_CONFIGS: list[dict[str, Any]] = [  # one architecture, different training hyperparameters
+    {"n_blocks": 2, "filters": 8, "kernel_size": 3, "pooling": "max", "activation": "relu", "batch_size": 64, **t}
+    for t in (
+        {"lr": 0.01, "optimizer": "adam"},
+        {"lr": 0.05, "optimizer": "momentum", "momentum": 0.9, "weight_decay": 1e-3},
+        {"lr": 0.003, "optimizer": "adamw", "weight_decay": 0.01, "l1": 1e-5, "lr_schedule": "cosine"},
+    )
+]
+
+
+def test_a_convnet_member_trains_the_curve_its_config_trains_alone_in_float64() -> None:
+    settings, cohorts, members = _settings(), [], []
+    for config in CNN_CONFIGS:
+        _seed_before_build(settings, config)
+        module, datamodule = CNN_BUILD(config)
+        check_fusable(module, datamodule)
+        members.append(Member(config, module, datamodule, None, EPOCHS, "val_loss", "min"))
+    _place_all(members, cohorts, 8, torch.float64, FuseStats())
+    assert len(cohorts) == 1  # one architecture: one vmapped cohort
+    for _ in range(EPOCHS):
+        cohorts[0].train_epoch()
+    for config, member in zip(CNN_CONFIGS, members):
+        recorder = Recorder()
+        LightningObjective(CNN_BUILD, _settings(trainer_kwargs={"precision": "64-true"}))(config, recorder)
+        for epoch, metrics in recorder.history.items():
+            for key in metrics:  # the unfused module computes accuracy in float32 (`.float().mean()`)
+                tolerance = 1e-6 if key == "val_acc" else 1e-9
+                assert member.history[epoch][key] == pytest.approx(metrics[key], abs=tolerance), (epoch, key)
+
+
+def test_a_convnet_with_batch_norm_is_not_fused_and_says_why() -> None:
+    module, datamodule = builtin_builder("cnn", "digits", max_epochs=1, seed=0)({"batch_norm": True})
+    with pytest.raises(NotFusableError, match=r"ConvNet with batch_norm cannot be fused yet"):
         check_fusable(module, datamodule)
 
 

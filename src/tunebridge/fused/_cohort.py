@@ -8,7 +8,9 @@ refilled), so they are at different epochs; each one reads its own batch from th
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
 from tunebridge.lightning._training import TrainingConfig
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
-__all__ = ["Cohort", "Member", "Signature", "signature_of"]
+__all__ = ["Cohort", "Member", "Signature", "epoch_order", "signature_of"]
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,11 @@ class Signature:
 def signature_of(module: Any, datamodule: Any) -> Signature:
     """The cohort signature of a built ``(MLPClassifier, datamodule)`` pair."""
     hp = module.hparams
+    n_features = int(hp["n_features"]) if "n_features" in hp else int(math.prod(hp["input_shape"]))
     return Signature(
         data=(type(datamodule).__name__.split("__")[0], int(datamodule.seed), float(datamodule.val_fraction)),
         batch_size=int(datamodule.batch_size),
-        n_features=int(hp["n_features"]),
+        n_features=n_features,
         n_classes=int(hp["n_classes"]),
     )
 
@@ -62,7 +65,7 @@ class Member:
     keep: bool = False
     handle: Any = None  # the backend's own (the claimed trial and its heartbeat)
     training: TrainingConfig = field(init=False)
-    shape: MemberShape = field(init=False)
+    shape: MemberShape | None = field(init=False)  # an MLP's widths (None for other models)
     signature: Signature = field(init=False)
     generator: torch.Generator = field(init=False)
     epoch: int = 0
@@ -77,7 +80,7 @@ class Member:
 
     def __post_init__(self) -> None:
         self.training = TrainingConfig.from_config(self.config)
-        self.shape = member_shape(self.module)
+        self.shape = member_shape(self.module) if type(self.module).__name__.startswith("MLPClassifier") else None
         self.signature = signature_of(self.module, self.datamodule)
         # The datamodule's train loader draws one permutation per epoch from a generator seeded with its seed.
         self.generator = torch.Generator().manual_seed(int(self.datamodule.seed))
@@ -103,6 +106,21 @@ class Member:
             early_stopped=self.early_stopped and not self.pruned,
         )
 
+    def decide(self, metrics: dict[str, float], snapshot: Callable[[], dict[str, Tensor]]) -> None:
+        """After one epoch: record it, keep the weights of the objective epoch, early-stop, report (prune)."""
+        try:
+            check_epoch_metrics(self.epoch, metrics, self.metric)
+        except Exception as exc:  # the member fails; the others go on
+            self.error = exc
+            return
+        self.history[self.epoch] = metrics
+        if self.keep and objective_epoch(self.history, self.metric, self.mode, self.rule) == self.epoch:
+            self.kept = snapshot()
+        self.early_stopped = self._early_stop(metrics)
+        stop = self.reporter is not None and self.reporter.report(self.epoch, metrics)
+        if stop and may_prune(self.epoch, self.epochs):
+            self.pruned = True
+
     def _early_stop(self, metrics: dict[str, float]) -> bool:
         """Lightning's ``EarlyStopping`` rule (monitor, mode, patience, min_delta), on this member."""
         es = self.early_stopping
@@ -125,7 +143,7 @@ def bucket(shape: MemberShape) -> tuple[int, int]:
     return len(shape.widths), 1 << max(0, (max(shape.widths) - 1).bit_length())
 
 
-def _epoch_order(generator: torch.Generator, n: int) -> Tensor:
+def epoch_order(generator: torch.Generator, n: int) -> Tensor:
     """One epoch's sample order, drawn as ``RandomSampler`` draws it with a generator.
 
     ``RandomSampler.__iter__`` draws ``randperm(n)`` for the epoch and then one more for the
@@ -166,12 +184,15 @@ class Cohort:
     def accepts(self, member: Member) -> bool:
         """Same data and batch size, the same depth, a width in the cohort's bucket, and a free slot.
 
+        Only MLP members (with a shape) are trained by this stacked MLP.
+
         A shallower member would pay for the deeper layers and a much narrower one for the padding: on
         small models the padded arithmetic costs more than the cohorts it saves (measured: padding every
         member to the widest and deepest of a round left 8 % of the work useful and ran 2x slower).
         """
         return (
-            member.signature == self.signature
+            member.shape is not None  # stacked MLPs only (other models go to vmapped cohorts)
+            and member.signature == self.signature
             and bucket(member.shape) == (self.net.depth, self.net.width)
             and self.free() > 0
         )
@@ -179,6 +200,7 @@ class Cohort:
     def add(self, member: Member) -> None:
         slot = self.slots.index(None)
         self.slots[slot] = member
+        assert member.shape is not None  # accepts() admits MLP members only
         self.net.load_member(slot, member.module, member.shape)
         self.optimizer.set_member(slot, member.training, scheduled_lr(member.training, 0, member.module.max_epochs))
         if self._data is None:
@@ -206,7 +228,7 @@ class Cohort:
             return
         slots = torch.tensor([i for i, _ in active])
         n, bs = len(y), self.signature.batch_size
-        perms = torch.stack([_epoch_order(m.generator, n) for _, m in active])
+        perms = torch.stack([epoch_order(m.generator, n) for _, m in active])
         l1 = torch.tensor([m.training.l1 for _, m in active], dtype=self.dtype)
         sums = torch.zeros(len(active), dtype=torch.float64)
         params = self.net.parameters()
@@ -221,7 +243,8 @@ class Cohort:
             self.optimizer.step()
             sums += loss.detach().to(torch.float64) * idx.shape[1]
         self.useful += (
-            float(sum(work(m.shape, self.signature.n_features, self.signature.n_classes) for _, m in active)) * n
+            float(sum(work(m.shape, self.signature.n_features, self.signature.n_classes) for _, m in active if m.shape))
+            * n
         )
         self.paid += (
             float(paid_work(self.signature.n_features, self.signature.n_classes, self.net.depth, self.net.width))
@@ -244,18 +267,4 @@ class Cohort:
             if m.train_loss is not None:
                 metrics["train_loss"] = m.train_loss
             m.train_loss = float(sums[j]) / n
-            self._decide(slot, m, metrics)
-
-    def _decide(self, slot: int, m: Member, metrics: dict[str, float]) -> None:
-        try:
-            check_epoch_metrics(m.epoch, metrics, m.metric)
-        except Exception as exc:  # the member fails; the others go on
-            m.error = exc
-            return
-        m.history[m.epoch] = metrics
-        if m.keep and objective_epoch(m.history, m.metric, m.mode, m.rule) == m.epoch:
-            m.kept = self.net.member_state(slot, m.module)
-        m.early_stopped = m._early_stop(metrics)
-        stop = m.reporter is not None and m.reporter.report(m.epoch, metrics)
-        if stop and may_prune(m.epoch, m.epochs):
-            m.pruned = True
+            m.decide(metrics, functools.partial(self.net.member_state, slot, m.module))

@@ -38,6 +38,7 @@ from tunebridge.backends.optuna._study import (
 )
 from tunebridge.fused._cohort import Cohort, Member, bucket
 from tunebridge.fused._export import save_member_checkpoint
+from tunebridge.fused._vmap import VmapCohort, architecture
 from tunebridge.lightning._runner import TrialSettings, trial_seed
 
 __all__ = ["FuseStats", "run_fused"]
@@ -101,7 +102,7 @@ def run_fused(
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
     stats = FuseStats(capacity=capacity)
-    cohorts: list[Cohort] = []
+    cohorts: list[Any] = []  # Cohort (stacked MLPs) or VmapCohort (one architecture)
     started = time.monotonic()
     mode = opts.modes[0] if len(opts.metrics) == 1 else None
     budget = opts.pruning.budget(opts.max_epochs)
@@ -190,36 +191,40 @@ def run_fused(
     return stats
 
 
-def _place_all(
-    members: list[Member], cohorts: list[Cohort], capacity: int, dtype: torch.dtype, stats: FuseStats
-) -> None:
+def _place_all(members: list[Member], cohorts: list[Any], capacity: int, dtype: torch.dtype, stats: FuseStats) -> None:
     """Place the members claimed in one round: into running cohorts they fit, else into new cohorts.
 
-    New cohorts are formed per signature (data, batch size) and bucket (depth, power-of-two width)
-    from the members claimed together, so a round of claims makes as few cohorts as the buckets allow
-    (full cohorts are what makes fusion pay; padding is what it costs: the run records both).
+    MLPs form stacked cohorts per signature (data, batch size) and bucket (depth, power-of-two width);
+    other models (the ConvNet) form vmapped cohorts per signature and architecture. A round of claims
+    makes as few cohorts as that allows (full cohorts are what makes fusion pay; padding is what it
+    costs: the run records both).
     """
     waiting: dict[Any, list[Member]] = {}
     for member in members:
         target = next((c for c in cohorts if c.accepts(member)), None)
         if target is not None:
             target.add(member)
+        elif member.shape is not None:
+            waiting.setdefault(("mlp", member.signature, bucket(member.shape)), []).append(member)
         else:
-            waiting.setdefault((member.signature, bucket(member.shape)), []).append(member)
-    for (signature, (depth, width)), group in waiting.items():
-        while group:
+            waiting.setdefault(("vmap", member.signature, architecture(member.module)), []).append(member)
+    for key, group in waiting.items():
+        for start in range(0, len(group), capacity):
+            chunk = group[start : start + capacity]
+            stats.cohorts += 1
+            if key[0] == "vmap":
+                cohorts.append(VmapCohort(chunk, dtype=dtype))
+                continue
             # As many slots as members: every step's gradient covers the whole stack, so idle slots
             # would cost memory traffic (freed slots are refilled by later members of the bucket).
-            size = min(capacity, len(group))
-            cohort = Cohort(signature, depth=depth, width=width, capacity=size, dtype=dtype)
+            depth, width = key[2]
+            cohort = Cohort(key[1], depth=depth, width=width, capacity=len(chunk), dtype=dtype)
             cohorts.append(cohort)
-            stats.cohorts += 1
-            for member in group[:capacity]:
+            for member in chunk:
                 cohort.add(member)
-            group = group[capacity:]
 
 
-def _place(member: Member, cohorts: list[Cohort], capacity: int, dtype: torch.dtype, stats: FuseStats) -> None:
+def _place(member: Member, cohorts: list[Any], capacity: int, dtype: torch.dtype, stats: FuseStats) -> None:
     """Place one member (see :func:`_place_all`)."""
     _place_all([member], cohorts, capacity, dtype, stats)
 
