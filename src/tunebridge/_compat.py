@@ -28,6 +28,7 @@ _EXTRAS = {
     "psycopg2": ("postgres", "psycopg2"),
     "redis": ("redis", "redis"),
     "matplotlib": ("plot", "matplotlib"),
+    "plotly": ("plot", "plotly"),
     "pytorch_lightning": ("pl", "pytorch-lightning"),
     "cmaes": ("cmaes", "cmaes"),
     "jsonargparse": ("cli", "jsonargparse"),

@@ -82,7 +82,34 @@ def trials_table(study: optuna.Study, space: Space | None = None) -> pd.DataFram
         row.update(_record.final_metrics(t.user_attrs))
         row["fail_reason"] = t.user_attrs.get(_record.FAIL_REASON)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return _typed_table(pd.DataFrame(rows), rows, space)
+
+
+def _typed_table(df: pd.DataFrame, rows: list[dict[str, Any]], space: Space | None) -> pd.DataFrame:
+    """The table's columns in a fixed order (parameters in the space's order, per-layer copies by layer)
+    and integer columns as nullable ``Int64``: an inactive parameter stays empty, and ``3`` never becomes
+    ``3.0`` because another trial lacks the value (what pandas does to an int column with a gap)."""
+    if df.empty:
+        return df
+    rank = {name: i for i, name in enumerate(space.order)} if space is not None else {}
+
+    def param_key(column: str) -> tuple[int, int, str]:
+        base, _, layer = column.removeprefix("param.").partition("/")
+        return rank.get(base, len(rank)), int(layer) if layer.isdigit() else -1, column
+
+    params = sorted((c for c in df.columns if c.startswith("param.")), key=param_key)
+    head = [c for c in df.columns if c in ("number", "state", "epochs", "duration_s") or c.startswith("value")]
+    rest = [c for c in df.columns if c not in head and c not in params and c != "fail_reason"]
+    df = df[[*head, *params, *rest, "fail_reason"]]
+    ints = [
+        c
+        for c in df.columns
+        if any(row.get(c) is not None for row in rows)
+        and all(
+            isinstance(row.get(c), int) and not isinstance(row.get(c), bool) for row in rows if row.get(c) is not None
+        )
+    ]
+    return df.astype(dict.fromkeys(ints, "Int64"))
 
 
 def counts(study: optuna.Study) -> dict[str, int]:

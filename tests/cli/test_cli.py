@@ -248,8 +248,9 @@ def test_run_again_resumes(ran: Path, runner: CliRunner) -> None:
     assert [(t.number, t.params, t.value) for t in study.trials][:3] == before
     assert len(finished(study)) == 5
     assert "5 complete, 0 pruned, 0 failed" in out
-    # one study-wide bar on stderr: done/budget (resumed at 3), complete/pruned/failed, best so far, ETA
-    assert "tuning" in err and "5/5" in err and "✓2 ✂0 ✗0" in err and "best 0." in err and "eta" in err
+    # no terminal: one line per finished trial, counting the whole study (as the summary does), best so far, ETA
+    assert "tuning 4/5 ✓4 ✂0 ✗0 best 0." in err and "| trial 3 complete (val_acc 0." in err
+    assert "tuning 5/5 ✓5 ✂0 ✗0 best 0." in err and "eta" in err and err.count("tuning ") == 2
 
 
 def test_show_lists_the_record_and_trials(ran: Path, runner: CliRunner) -> None:
@@ -257,10 +258,14 @@ def test_show_lists_the_record_and_trials(ran: Path, runner: CliRunner) -> None:
     code, out, err = invoke(runner, "show", "tiny")
     assert code == 0, out + err
     assert record["spec_hash"] in out
-    assert "versions" in out and f'"optuna": "{optuna.__version__}"' in out
-    assert "random / 0" in out and "val_acc (max)" in out and "3 complete" in out
+    assert "versions" in out and f"optuna {optuna.__version__}" in out
+    assert "random" in out and "val_acc (max)" in out and "3 complete" in out
     assert out.count("COMPLETE") == 3
-    for column in ("number", "state", "value", "n_layers", "units/0", "lr", "val_loss", "val_acc", "n_params"):
+    for column in ("number", "state", "value", "epochs", "n_layers", "units/0", "lr"):
+        assert column in out
+    code, out, err = invoke(runner, "show", "tiny", "--columns", "number,val_loss,val_acc,n_params")
+    assert code == 0, out + err
+    for column in ("val_loss", "val_acc", "n_params"):
         assert column in out
     code, out, err = invoke(runner, "show", "tiny", "--storage", STORAGE, "--limit", "1")
     assert code == 0 and out.count("COMPLETE") == 1

@@ -195,13 +195,21 @@ def check(
 def show(
     study: Annotated[str, typer.Argument(help="Study name.")],
     storage: StorageOpt = None,
-    limit: Annotated[int, typer.Option(help="Show at most this many trials (best first).")] = 20,
+    top: Annotated[int, typer.Option("--top", "--limit", min=1, help="Show at most this many trials.")] = 20,
+    columns: Annotated[
+        str | None,
+        typer.Option(help="Columns to show, comma-separated (e.g. number,value,lr,val_loss; default: what fits)."),
+    ] = None,
+    sort: Annotated[
+        str | None, typer.Option(help="Sort by this column (-COL: descending; default: best value first).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, json or markdown.")] = "table",
 ) -> None:
     """Show a study's record (spec hash, seed, versions) and its trials table."""
     from tunebridge.cli._show import show_command
 
     with fail_on_tunebridge_errors():
-        show_command(study, storage=storage, limit=limit)
+        show_command(study, storage=storage, top=top, columns=columns, sort=sort, fmt=fmt)
 
 
 @app.command()
@@ -210,7 +218,7 @@ def report(
     storage: StorageOpt = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: tunebridge-runs/STUDY/report).")] = None,
 ) -> None:
-    """Write a Markdown report with plots (history, parameters, importances) for a study."""
+    """Write report.html (interactive plots, run record, trials; works offline) and PNGs for a study."""
     from tunebridge.cli._report import report_command
 
     with fail_on_tunebridge_errors():

@@ -13,10 +13,10 @@ from rich.table import Table
 from tunebridge.cli._common import console, default_storage, esc, print_error, shown_url
 from tunebridge.cli._recipes import resolve_spec
 from tunebridge.errors import ConversionError, SchemaError
-from tunebridge.schema import Fixed, Float, Int, Param, Scalar, Space
+from tunebridge.schema import EarlyStoppingSpec, Fixed, Float, Int, Param, PruningSpec, Scalar, Space
 from tunebridge.spec import load_spec
 
-__all__ = ["check_command", "describe_values", "sample_table"]
+__all__ = ["check_command", "describe_values", "early_stopping_text", "pruner_text", "sample_table"]
 
 
 def describe_values(p: Param) -> str:
@@ -90,6 +90,35 @@ def sample_table(space: Space, configs: list[dict[str, Scalar]], title: str) -> 
     return narrow
 
 
+def pruner_text(pruner: PruningSpec, max_epochs: int) -> str:
+    """The pruner with the values it will use (only the options its policy reads)."""
+    budget = pruner.budget(max_epochs)
+    if pruner.policy == "none":
+        return "none (every trial runs to its budget or early stop)"
+    if pruner.policy == "patience":
+        return f"patience: {pruner.patience} epochs without an improvement of {pruner.min_delta:g}"
+    if pruner.policy == "median":
+        return f"median: from epoch {pruner.grace_period} on, below the median of earlier trials at that epoch"
+    rungs, rung = [], pruner.grace_period
+    while rung < budget:
+        rungs.append(rung)
+        rung *= pruner.reduction_factor
+    return (
+        f"{pruner.policy}: grace_period {pruner.grace_period}, reduction_factor {pruner.reduction_factor}, "
+        f"budget {budget} epochs" + (f" (rungs at epochs {', '.join(map(str, rungs))})" if rungs else "")
+    )
+
+
+def early_stopping_text(spec: EarlyStoppingSpec | None, metric: str, mode: str) -> str:
+    """Early stopping with its monitor and mode resolved (they default to the run's metric and mode)."""
+    if spec is None:
+        return "off"
+    return (
+        f"monitor {spec.monitor or metric} ({spec.mode or mode}), patience {spec.patience} validations, "
+        f"min_delta {spec.min_delta:g}"
+    )
+
+
 def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> None:
     """Print the space and run tables, then ``sample`` configs drawn with ``seed`` (default: the spec's)."""
     path = resolve_spec(path)
@@ -139,8 +168,8 @@ def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> No
         "search": f"{spec.search}, {spec.trials} trials, seed {spec.seed}",
         "backend": spec.backend,
         "budget": f"{spec.max_epochs} epochs",
-        "pruner": str(spec.pruner.to_dict()),
-        "early stopping": str(spec.early_stopping.to_dict() if spec.early_stopping else None),
+        "pruner": pruner_text(spec.pruner, spec.max_epochs),
+        "early stopping": early_stopping_text(spec.early_stopping, spec.metrics[0], spec.modes[0]),
         "grid size": _grid_size(space),
         "conditional": str(space.is_conditional()),
         "storage": shown_url(spec.storage or default_storage()),

@@ -15,6 +15,7 @@ import hashlib
 import os
 import socket
 import time
+import warnings
 from datetime import datetime
 from typing import Any
 
@@ -131,6 +132,9 @@ def _write_record(study: optuna.Study, opts: StudyOptions) -> None:
     }
     for key, value in record.items():
         study.set_user_attr(key, value)
+    with warnings.catch_warnings():  # "experimental" in Optuna; optuna-dashboard and plots name the objectives with it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(opts.metrics))
 
 
 def _reseed(study: optuna.Study, opts: StudyOptions) -> None:

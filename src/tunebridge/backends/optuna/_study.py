@@ -61,8 +61,13 @@ class OptunaReporter:
         self.n_objectives = n_objectives
         self.budget = budget
         self.last_epoch = 0
+        # Told every epoch and value (the progress display names the running trial with it).
+        self.watch: Callable[[int, float | None], None] | None = None
 
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Callable[[str], None] | None = None) -> bool:
+        if self.watch is not None:
+            value = metrics.get(self.metric)
+            self.watch(epoch, float(value) if value is not None else None)
         if self.n_objectives > 1 or epoch <= self.last_epoch:
             # Optuna cannot report multi-objective values, and one value per step: a second
             # validation within the same epoch (val_check_interval < 1) is not reported again.
@@ -75,8 +80,16 @@ class OptunaReporter:
 def study_progress(study: optuna.Study, opts: StudyOptions, n_trials: int, *, enabled: bool) -> StudyProgress:
     """The study's progress bar, starting from the trials it already holds (a resume) and their best value."""
     mode = opts.modes[0] if len(opts.metrics) == 1 else None
-    done = count_finished(study.get_trials(deepcopy=False))
-    bar = StudyProgress(n_trials, mode=mode, enabled=enabled, done=min(done, n_trials))
+    trials = study.get_trials(deepcopy=False)
+    done = count_finished(trials)
+    counts = {  # the whole study's, as the run's summary counts them (re-queued trials are not failures)
+        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "failed": sum(t.state == TrialState.FAIL and not _record.outside_budget(t.user_attrs) for t in trials),
+    }
+    bar = StudyProgress(
+        n_trials, mode=mode, enabled=enabled, done=min(done, n_trials), counts=counts, metric=opts.metrics[0]
+    )
     if mode is not None:
         bar.best = best_of((t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), mode)
     return bar
@@ -192,10 +205,10 @@ def run_trials(
                 if _queue_done(study, worker, began, said):
                     return
                 continue
-            state, value = _run_one(study, trial, opts, objective, worker)
+            state, value = _run_one(study, trial, opts, objective, worker, bar)
             if keep_checkpoints > 0:
                 keep_best_checkpoints(study, keep_checkpoints)
-            bar.update(state, value)
+            bar.update(state, value, number=trial.number)
 
 
 def _queue_done(study: optuna.Study, worker: WorkerOptions, began: datetime, said: dict[str, float]) -> bool:
@@ -224,7 +237,12 @@ def _queue_done(study: optuna.Study, worker: WorkerOptions, began: datetime, sai
 
 
 def _run_one(
-    study: optuna.Study, trial: optuna.Trial, opts: StudyOptions, objective: Objective, worker: WorkerOptions
+    study: optuna.Study,
+    trial: optuna.Trial,
+    opts: StudyOptions,
+    objective: Objective,
+    worker: WorkerOptions,
+    bar: StudyProgress | None = None,
 ) -> tuple[str, float | None]:
     # One try from the moment the trial is claimed: an interrupt anywhere re-queues its config.
     try:
@@ -233,6 +251,9 @@ def _run_one(
             if config is None:
                 return "failed", None
             reporter = OptunaReporter(trial, opts.metrics[0], len(opts.metrics), opts.pruning.budget(opts.max_epochs))
+            if bar is not None:
+                bar.running(trial.number, 0, opts.max_epochs)
+                reporter.watch = lambda epoch, value: bar.running(trial.number, epoch, opts.max_epochs, value)
             with deadline(worker.trial_timeout):
                 outcome = objective(config, reporter)
             return settle_trial(study, trial, outcome, opts)
