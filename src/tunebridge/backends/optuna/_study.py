@@ -206,9 +206,15 @@ def run_trials(
                     return
                 continue
             state, value = _run_one(study, trial, opts, objective, worker, bar)
-            if keep_checkpoints > 0:
+            # Only a complete trial that kept weights can change which are the best (pruned and failed
+            # trials keep none): the bookkeeping reads the whole study, so it runs only then.
+            if keep_checkpoints > 0 and state == "complete" and _kept_weights(study, trial):
                 keep_best_checkpoints(study, keep_checkpoints)
             bar.update(state, value, number=trial.number)
+
+
+def _kept_weights(study: optuna.Study, trial: optuna.Trial) -> bool:
+    return _record.CHECKPOINT in study._storage.get_trial(trial._trial_id).user_attrs
 
 
 def _queue_done(study: optuna.Study, worker: WorkerOptions, began: datetime, said: dict[str, float]) -> bool:
