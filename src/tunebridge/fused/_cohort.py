@@ -24,7 +24,7 @@ from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
 from tunebridge.lightning._training import TrainingConfig
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
-__all__ = ["Cohort", "Member", "Signature", "epoch_order", "signature_of"]
+__all__ = ["Cohort", "Member", "Signature", "epoch_order", "run_epoch", "signature_of"]
 
 
 @dataclass(frozen=True)
@@ -222,49 +222,71 @@ class Cohort:
     def train_epoch(self) -> None:
         """One epoch of every member, each with its own batches; then validation and its decisions."""
         assert self._data is not None
-        x, y, x_val, y_val = self._data
         active = [(i, m) for i, m in enumerate(self.slots) if m is not None and not m.done]
         if not active:
             return
-        slots = torch.tensor([i for i, _ in active])
-        n, bs = len(y), self.signature.batch_size
-        perms = torch.stack([epoch_order(m.generator, n) for _, m in active])
-        l1 = torch.tensor([m.training.l1 for _, m in active], dtype=self.dtype)
-        sums = torch.zeros(len(active), dtype=torch.float64)
-        params = self.net.parameters()
-        for start in range(0, n, bs):
-            idx = perms[:, start : start + bs]
-            logits = self.net.forward(x[idx], slots, train=True)
-            ce = F.cross_entropy(logits.transpose(1, 2), y[idx], reduction="none").mean(dim=1)
-            loss = ce + l1 * self.net.l1(slots) if bool((l1 > 0).any()) else ce
-            for p in params:
-                p.grad = None
-            loss.sum().backward()  # type: ignore[no-untyped-call]
-            self.optimizer.step()
-            sums += loss.detach().to(torch.float64) * idx.shape[1]
-        self.useful += (
-            float(sum(work(m.shape, self.signature.n_features, self.signature.n_classes) for _, m in active if m.shape))
-            * n
+        sig, n = self.signature, len(self._data[1])
+        self.useful += float(sum(work(m.shape, sig.n_features, sig.n_classes) for _, m in active if m.shape)) * n
+        self.paid += float(paid_work(sig.n_features, sig.n_classes, self.net.depth, self.net.width)) * n * len(active)
+        run_epoch(
+            active,
+            self._data,
+            batch_size=sig.batch_size,
+            dtype=self.dtype,
+            forward=lambda slots, x, train: self.net.forward(x, slots, train=train),
+            l1=self.net.l1,
+            params=self.net.parameters(),
+            optimizer=self.optimizer,
+            snapshot=lambda slot, m: self.net.member_state(slot, m.module),
         )
-        self.paid += (
-            float(paid_work(self.signature.n_features, self.signature.n_classes, self.net.depth, self.net.width))
-            * n
-            * len(active)
-        )
-        with torch.no_grad():
-            logits = self.net.forward(x_val.expand(len(active), *x_val.shape), slots, train=False)
-            val_loss = F.cross_entropy(logits.transpose(1, 2), y_val.expand(len(active), -1), reduction="none").mean(
-                dim=1
-            )
-            val_acc = (logits.argmax(dim=2) == y_val).to(torch.float64).mean(dim=1)
-        for j, (slot, m) in enumerate(active):
-            m.epoch += 1
-            # The LR scheduler steps once per epoch, as Lightning's "interval: epoch" does.
-            self.optimizer.lr[slot] = scheduled_lr(m.training, m.epoch, m.module.max_epochs)
-            metrics = {"val_loss": float(val_loss[j]), "val_acc": float(val_acc[j])}
-            # Lightning validates before it aggregates the epoch's train_loss, so a trial's report at
-            # epoch e carries the train_loss of epoch e-1 (none at epoch 1): the same here.
-            if m.train_loss is not None:
-                metrics["train_loss"] = m.train_loss
-            m.train_loss = float(sums[j]) / n
-            m.decide(metrics, functools.partial(self.net.member_state, slot, m.module))
+
+
+def run_epoch(
+    active: list[tuple[int, Member]],
+    data: tuple[Tensor, Tensor, Tensor, Tensor],
+    *,
+    batch_size: int,
+    dtype: torch.dtype,
+    forward: Callable[[Tensor, Tensor, bool], Tensor],
+    l1: Callable[[Tensor], Tensor],
+    params: list[Tensor],
+    optimizer: FusedOptimizer,
+    snapshot: Callable[[int, Member], dict[str, Tensor]],
+) -> None:
+    """One epoch of the ``active`` members of a cohort (any kind): train, validate, decide per member.
+
+    ``forward(slots, x, train)`` gives logits ``[S, B, C]`` for the members in ``slots``; ``l1(slots)``
+    their L1 norms; ``snapshot(slot, member)`` a member's weights as its module's ``state_dict``.
+    """
+    x, y, x_val, y_val = data
+    slots = torch.tensor([i for i, _ in active])
+    n = len(y)
+    perms = torch.stack([epoch_order(m.generator, n) for _, m in active])
+    l1_coef = torch.tensor([m.training.l1 for _, m in active], dtype=dtype)
+    sums = torch.zeros(len(active), dtype=torch.float64)
+    for start in range(0, n, batch_size):
+        idx = perms[:, start : start + batch_size]
+        logits = forward(slots, x[idx], True)
+        loss = F.cross_entropy(logits.transpose(1, 2), y[idx], reduction="none").mean(dim=1)
+        if bool((l1_coef > 0).any()):
+            loss = loss + l1_coef * l1(slots)
+        for p in params:
+            p.grad = None
+        loss.sum().backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        sums += loss.detach().to(torch.float64) * idx.shape[1]
+    with torch.no_grad():
+        logits = forward(slots, x_val.expand(len(active), *x_val.shape), False)
+        val_loss = F.cross_entropy(logits.transpose(1, 2), y_val.expand(len(active), -1), reduction="none")
+        val_acc = (logits.argmax(dim=2) == y_val).to(torch.float64).mean(dim=1)
+    for j, (slot, m) in enumerate(active):
+        m.epoch += 1
+        # The LR scheduler steps once per epoch, as Lightning's "interval: epoch" does.
+        optimizer.lr[slot] = scheduled_lr(m.training, m.epoch, m.module.max_epochs)
+        metrics = {"val_loss": float(val_loss[j].mean()), "val_acc": float(val_acc[j])}
+        # Lightning validates before it aggregates the epoch's train_loss, so a trial's report at
+        # epoch e carries the train_loss of epoch e-1 (none at epoch 1): the same here.
+        if m.train_loss is not None:
+            metrics["train_loss"] = m.train_loss
+        m.train_loss = float(sums[j]) / n
+        m.decide(metrics, functools.partial(snapshot, slot, m))

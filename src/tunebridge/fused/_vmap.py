@@ -9,15 +9,13 @@ schedule, data order, early stopping and checkpoint, as in :mod:`tunebridge.fuse
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
-from torch.nn import functional as F
 
-from tunebridge.fused._cohort import Member, epoch_order
+from tunebridge.fused._cohort import Member, run_epoch
 from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
 
 __all__ = ["VmapCohort", "architecture"]
@@ -85,42 +83,28 @@ class VmapCohort:
 
     def train_epoch(self) -> None:
         """One epoch of every member (own batches), validation, and each member's decisions."""
-        x, y, x_val, y_val = self._data
         active = [(i, m) for i, m in enumerate(self.slots) if m is not None and not m.done]
         if not active:
             return
-        slots = torch.tensor([i for i, _ in active])
-        n, bs = len(y), self.signature.batch_size
-        perms = torch.stack([epoch_order(m.generator, n) for _, m in active])
-        l1 = torch.tensor([m.training.l1 for _, m in active], dtype=self.dtype)
-        sums = torch.zeros(len(active), dtype=torch.float64)
-        for start in range(0, n, bs):
-            idx = perms[:, start : start + bs]
-            logits = self._forward(slots, x[idx], train=True)
-            loss = F.cross_entropy(logits.transpose(1, 2), y[idx], reduction="none").mean(dim=1)
-            if bool((l1 > 0).any()):
-                every = len(slots) == len(self.slots)
-                terms = [(self.params[i] if every else self.params[i][slots]) for i in self.l1_terms]
-                loss = loss + l1 * torch.stack([t.abs().flatten(1).sum(dim=1) for t in terms]).sum(dim=0)
-            for p in self.params:
-                p.grad = None
-            loss.sum().backward()  # type: ignore[no-untyped-call]
-            self.optimizer.step()
-            sums += loss.detach().to(torch.float64) * idx.shape[1]
-        self.useful += float(n * len(active))
-        self.paid += float(n * len(active))  # one architecture: no padding
-        with torch.no_grad():
-            logits = self._forward(slots, x_val.expand(len(active), *x_val.shape), train=False)
-            val_loss = F.cross_entropy(logits.transpose(1, 2), y_val.expand(len(active), -1), reduction="none")
-            val_acc = (logits.argmax(dim=2) == y_val).to(torch.float64).mean(dim=1)
-        for j, (slot, m) in enumerate(active):
-            m.epoch += 1
-            self.optimizer.lr[slot] = scheduled_lr(m.training, m.epoch, m.module.max_epochs)
-            metrics = {"val_loss": float(val_loss[j].mean()), "val_acc": float(val_acc[j])}
-            if m.train_loss is not None:
-                metrics["train_loss"] = m.train_loss
-            m.train_loss = float(sums[j]) / n
-            m.decide(metrics, functools.partial(self.member_state, slot, m))
+        self.useful += float(len(self._data[1]) * len(active))
+        self.paid += float(len(self._data[1]) * len(active))  # one architecture: no padding
+        run_epoch(
+            active,
+            self._data,
+            batch_size=self.signature.batch_size,
+            dtype=self.dtype,
+            forward=lambda slots, x, train: self._forward(slots, x, train=train),
+            l1=self._l1,
+            params=self.params,
+            optimizer=self.optimizer,
+            snapshot=self.member_state,
+        )
+
+    def _l1(self, slots: Tensor) -> Tensor:
+        """Per member: the sum of absolute Linear and Conv2d weights (as tunebridge's ``l1_norm``)."""
+        every = len(slots) == len(self.slots)
+        terms = [(self.params[i] if every else self.params[i][slots]) for i in self.l1_terms]
+        return torch.stack([t.abs().flatten(1).sum(dim=1) for t in terms]).sum(dim=0)
 
     @torch.no_grad()
     def member_state(self, slot: int, member: Member) -> dict[str, Tensor]:
