@@ -68,8 +68,20 @@ def _kill_one_mid_trial(storage: str, study_name: str, workers: list[subprocess.
                     return True
         return False
 
-    _wait_for(a_worker_is_mid_trial, 150)
-    os.kill(victim["pid"], signal.SIGKILL)
+    def killed_mid_trial() -> bool:
+        # Freeze the worker first, then check its trial is still running: a trial that finished between
+        # the look and the kill would otherwise be taken for the killed one (a race seen on PostgreSQL).
+        if not a_worker_is_mid_trial():
+            return False
+        os.kill(victim["pid"], signal.SIGSTOP)
+        trial = optuna.load_study(study_name=study_name, storage=store).trials[victim["number"]]
+        if trial.state == TrialState.RUNNING:
+            os.kill(victim["pid"], signal.SIGKILL)
+            return True
+        os.kill(victim["pid"], signal.SIGCONT)
+        return False
+
+    _wait_for(killed_mid_trial, 150)
     return victim["pid"], victim["number"]
 
 
