@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -60,12 +62,46 @@ def test_config_attrs_round_trip_through_json() -> None:
     assert _record.config_of({}) is None
 
 
+@dataclass
+class _Trial:
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    system_attrs: dict[str, Any] = field(default_factory=dict)
+
+
 @pytest.mark.parametrize(
-    ("attrs", "outside"),
-    [({}, False), ({"requeued": True}, True), ({"cancelled": True}, True), ({"requeued": False}, False)],
+    ("trial", "outside"),
+    [
+        (_Trial(), False),
+        (_Trial(system_attrs={"tb_requeued": True}), True),
+        (_Trial(system_attrs={"tb_cancelled": True}), True),
+        (_Trial(system_attrs={"tb_requeued": False}), False),
+        # studies written before the bookkeeping moved to system attributes
+        (_Trial(user_attrs={"requeued": True}), True),
+        (_Trial(user_attrs={"cancelled": True}), True),
+        (_Trial(user_attrs={"requeued": True}, system_attrs={"tb_requeued": False}), False),
+    ],
 )
-def test_outside_budget(attrs: dict[str, bool], outside: bool) -> None:
-    assert _record.outside_budget(attrs) is outside
+def test_outside_budget_reads_both_places(trial: _Trial, outside: bool) -> None:
+    assert _record.outside_budget(trial) is outside
+
+
+def test_bookkeeping_goes_to_system_attributes_and_results_stay_the_users() -> None:
+    attrs = {
+        **_record.config_attrs({"lr": 0.1}),
+        "final_val_loss": 0.5,
+        "epochs": 3,
+        "checkpoint": "/ckpt",
+        "module_class": "m:C",
+        "worker": "h:1",
+        "fused": True,
+        "ray_node": "n",
+    }
+    user, system = _record.split_attrs(attrs)
+    assert user == {"config": {"lr": 0.1}, "final_val_loss": 0.5, "epochs": 3, "checkpoint": "/ckpt"}
+    assert system == {"tb_module_class": "m:C", "tb_worker": "h:1", "tb_fused": True, "tb_ray_node": "n"}
+    trial = _Trial(user, system)
+    assert [_record.bookkeeping(trial, k) for k in ("worker", "fused", "slot")] == ["h:1", True, None]
+    assert _record.bookkeeping(_Trial(user_attrs={"worker": "old:2"}), "worker") == "old:2"
 
 
 def test_the_record_module_is_standard_library_only() -> None:

@@ -1,24 +1,38 @@
 """The trial record: what every finished or failed trial stores, written and read in one place.
 
 Every backend writes a trial's attributes through :func:`outcome_attrs` / :func:`failure_attrs`
-(the Optuna loop directly, the Ray backend when it mirrors a Ray trial into the study), and every
-reader (:mod:`tunebridge.results`, :mod:`tunebridge.api`, reports, ``tunebridge show``) goes through
-the readers below, so a key is spelt once. Standard library only.
+(the Optuna loop directly, the Ray backend when it mirrors a Ray trial into the study) and
+:func:`split_attrs`, and every reader (:mod:`tunebridge.results`, :mod:`tunebridge.api`, reports,
+``tunebridge show``) goes through the readers below, so a key is spelt once. Standard library only.
 
-The keys, as Optuna user attributes:
+What the user reads are Optuna *user* attributes (optuna-dashboard and ``trials_dataframe()`` show
+them as the user's own):
 
 - ``config``: the config the trial ran with (values, never Optuna's indices of ordered choices);
+  written when the trial ends (a trial still running, or killed, has only its params);
 - ``final_<metric>``: every final validation metric (``final_val_loss``, ``final_n_params``, …);
   a non-finite value is stored as its text (``"nan"``), since JSON storages refuse NaN;
 - ``epochs`` (where it stopped), ``best_epoch``, ``early_stopped``;
 - ``fail_reason`` (at most :data:`REASON_LIMIT` characters) and ``traceback`` (its last
   :data:`TRACEBACK_LIMIT` characters) for a failed trial;
-- ``checkpoint`` and ``module_class``: the kept weights of the trial's reported epoch (a Lightning
-  checkpoint) and ``module:Class`` of its LightningModule, while the trial is among the best kept;
+- ``checkpoint``: the kept weights of the trial's reported epoch (a Lightning checkpoint), while the
+  trial is among the best kept.
+
+tunebridge's own bookkeeping is kept out of the user's view, as Optuna *system* attributes named
+``tb_<key>`` (:data:`BOOKKEEPING`; :func:`bookkeeping` reads them, and the user attribute of the
+same name, where older studies keep it):
+
+- ``module_class``: ``module:Class`` of the LightningModule of the kept ``checkpoint`` (to load it);
+- ``worker``: ``host:pid`` of the worker that ran the trial (with heartbeats: several workers may
+  share the study; its heartbeat and process are ``tb_heartbeat`` and ``tb_process``);
 - ``requeued`` / ``cancelled``: a failed trial whose config was queued again (an interrupted or dead
   worker's) or a surplus waiting trial that was cancelled: both are outside the trial budget;
-- ``ray_node`` and ``ray_retries`` (Ray backend): the id of the Ray node that ran the trial's last
-  attempt, and how often Ray retried it after a failure (a lost node: ``ray: {max_failures: N}``).
+- the queue's marks on a waiting trial: ``slot`` (an open place of the budget), ``enqueued`` (a
+  config given to evaluate first), ``grid_index``, ``retry_of`` and ``retries`` (a re-queued config);
+- ``fused``: the trial was trained in a fused cohort;
+- ``ray_trial_id`` and ``ray_experiment`` (Ray backend): the Ray trial a study trial mirrors;
+  ``ray_node`` and ``ray_retries``: the id of the Ray node that ran the trial's last attempt, and how
+  often Ray retried it after a failure (a lost node: ``ray: {max_failures: N}``).
 """
 
 from __future__ import annotations
@@ -27,34 +41,46 @@ import json
 import math
 import traceback as _traceback
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from tunebridge.backends._base import TrialOutcome
 
 __all__ = [
     "BEST_EPOCH",
+    "BOOKKEEPING",
     "CANCELLED",
     "CHECKPOINT",
     "CONFIG",
     "EARLY_STOPPED",
+    "ENQUEUED",
     "EPOCHS",
     "FAIL_REASON",
     "FINAL_PREFIX",
+    "FUSED",
+    "GRID_INDEX",
     "MODULE_CLASS",
     "REASON_LIMIT",
+    "RAY_EXPERIMENT",
     "RAY_NODE",
     "RAY_RETRIES",
+    "RAY_TRIAL_ID",
     "REQUEUED",
+    "RETRIES",
+    "RETRY_OF",
+    "SLOT",
+    "SYSTEM_PREFIX",
     "TRACEBACK",
     "TRACEBACK_LIMIT",
     "WORKER",
+    "bookkeeping",
     "config_attrs",
     "config_of",
     "failure_attrs",
     "final_metrics",
     "outcome_attrs",
     "outside_budget",
+    "split_attrs",
 ]
 
 CONFIG = "config"
@@ -71,6 +97,34 @@ CANCELLED = "cancelled"
 WORKER = "worker"
 CHECKPOINT = "checkpoint"
 MODULE_CLASS = "module_class"
+FUSED = "fused"
+SLOT = "slot"
+ENQUEUED = "enqueued"
+GRID_INDEX = "grid_index"
+RETRY_OF = "retry_of"
+RETRIES = "retries"
+RAY_TRIAL_ID = "ray_trial_id"
+RAY_EXPERIMENT = "ray_experiment"
+# tunebridge's bookkeeping: stored as the system attribute SYSTEM_PREFIX + key, out of the user's attributes.
+SYSTEM_PREFIX = "tb_"
+BOOKKEEPING = frozenset(
+    {
+        WORKER,
+        MODULE_CLASS,
+        REQUEUED,
+        CANCELLED,
+        SLOT,
+        ENQUEUED,
+        GRID_INDEX,
+        RETRY_OF,
+        RETRIES,
+        FUSED,
+        RAY_TRIAL_ID,
+        RAY_EXPERIMENT,
+        RAY_NODE,
+        RAY_RETRIES,
+    }
+)
 REASON_LIMIT = 2000
 TRACEBACK_LIMIT = 8000
 
@@ -112,6 +166,34 @@ def failure_attrs(error: BaseException | str, *, traceback: str | None = None) -
     return {FAIL_REASON: reason[:REASON_LIMIT], TRACEBACK: text[-TRACEBACK_LIMIT:]}
 
 
+def split_attrs(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(user, system)``: a trial's attributes as stored, the bookkeeping as ``tb_<key>`` system attributes."""
+    user: dict[str, Any] = {}
+    system: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if key in BOOKKEEPING:
+            system[SYSTEM_PREFIX + key] = value
+        else:
+            user[key] = value
+    return user, system
+
+
+class _Trial(Protocol):
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
+    @property
+    def system_attrs(self) -> dict[str, Any]: ...
+
+
+def bookkeeping(trial: _Trial, key: str, default: Any = None) -> Any:
+    """A bookkeeping value of a trial (``worker``, ``requeued``, …): its system attribute, or the user
+    attribute that older studies stored it as."""
+    system = trial.system_attrs
+    if SYSTEM_PREFIX + key in system:
+        return system[SYSTEM_PREFIX + key]
+    return trial.user_attrs.get(key, default)
+
+
 def final_metrics(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The final metrics of a trial from its attributes (``final_val_acc`` -> ``val_acc``)."""
     return {k[len(FINAL_PREFIX) :]: v for k, v in attrs.items() if k.startswith(FINAL_PREFIX)}
@@ -123,6 +205,6 @@ def config_of(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
     return dict(config) if isinstance(config, Mapping) else None
 
 
-def outside_budget(attrs: Mapping[str, Any]) -> bool:
+def outside_budget(trial: _Trial) -> bool:
     """A failed trial that does not count towards the budget: re-queued or cancelled."""
-    return bool(attrs.get(REQUEUED) or attrs.get(CANCELLED))
+    return bool(bookkeeping(trial, REQUEUED) or bookkeeping(trial, CANCELLED))

@@ -118,7 +118,7 @@ def counts(study: optuna.Study) -> dict[str, int]:
     out: dict[str, int] = {"complete": 0, "pruned": 0, "fail": 0, "requeued": 0, "running": 0, "waiting": 0}
     for t in study.get_trials(deepcopy=False):
         key = t.state.name.lower()
-        if key == "fail" and _record.outside_budget(t.user_attrs):
+        if key == "fail" and _record.outside_budget(t):
             key = "requeued"
         out[key] = out.get(key, 0) + 1
     return out
@@ -170,7 +170,7 @@ class TuneResult:
             build=build or self.build,
             config=self.best_config,
             map_location=map_location,
-            module_class=self.study.best_trial.user_attrs.get(_record.MODULE_CLASS)
+            module_class=_record.bookkeeping(self.study.best_trial, _record.MODULE_CLASS)
             if len(self.study.directions) == 1
             else None,
         )

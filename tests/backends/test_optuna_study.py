@@ -18,6 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tunebridge import presets
+from tunebridge._record import bookkeeping
 from tunebridge.api import make_result, run_study
 from tunebridge.backends._base import Reporter, TrialOutcome
 from tunebridge.backends.optuna import (
@@ -378,7 +379,7 @@ def test_grid_search_evaluates_each_grid_config_once() -> None:
     assert len(keys) == len(set(keys)) == len(grid)  # every grid config once, then the grid is exhausted
     assert set(keys) == {json_key(c) for c in grid}
     assert study.user_attrs["grid_size"] == len(grid)
-    assert sorted(t.user_attrs["grid_index"] for t in study.trials) == list(range(len(grid)))
+    assert sorted(bookkeeping(t, "grid_index") for t in study.trials) == list(range(len(grid)))
 
 
 def test_grid_search_respects_a_smaller_budget() -> None:

@@ -26,6 +26,7 @@ pytest.importorskip("ray.tune")
 
 from ray import cloudpickle
 
+from tunebridge._record import bookkeeping
 from tunebridge.api import run_study
 from tunebridge.backends._base import Reporter, Resume, TrialOutcome
 from tunebridge.backends.optuna import StudyOptions, count_finished
@@ -143,7 +144,7 @@ def test_resume_extends_the_budget_without_duplicates(tmp_path: Path) -> None:
     assert len(run_ray(opts, CurveObjective(2), n_trials=3, options=options).trials) == 3
     study = run_ray(opts, CurveObjective(2), n_trials=5, options=options, resume=True)
     assert len(study.trials) == 5
-    assert len({t.user_attrs["ray_trial_id"] for t in study.trials}) == 5
+    assert len({bookkeeping(t, "ray_trial_id") for t in study.trials}) == 5
     assert len({json.dumps(c, sort_keys=True) for c in _configs(study)}) == 5  # a continuation is reseeded
     assert len(run_ray(opts, CurveObjective(2), n_trials=5, options=options, resume=True).trials) == 5
 
@@ -190,10 +191,10 @@ def test_a_killed_run_resumes_keeping_finished_trials(tmp_path: Path) -> None:
     assert 2 <= count_finished(before) < 6
 
     study = run_ray(opts, objective, n_trials=6, options=options, resume=True)
-    ids = [t.user_attrs["ray_trial_id"] for t in study.trials]
+    ids = [bookkeeping(t, "ray_trial_id") for t in study.trials]
     assert len(ids) == len(set(ids)) == 6
-    assert {t.user_attrs["ray_trial_id"] for t in before} <= set(ids)  # nothing finished was lost
-    assert len({t.user_attrs["ray_experiment"] for t in study.trials}) == 1  # the same experiment, restored
+    assert {bookkeeping(t, "ray_trial_id") for t in before} <= set(ids)  # nothing finished was lost
+    assert len({bookkeeping(t, "ray_experiment") for t in study.trials}) == 1  # the same experiment, restored
     resumed = [t for t in study.trials if t.user_attrs.get("start", 1) > 1]
     assert resumed  # a trial that was running went on from its checkpoint
     for t in resumed:  # with its whole learning curve (the part before the kill came with the checkpoint)

@@ -25,6 +25,7 @@ import yaml
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from tunebridge._record import bookkeeping
 from tunebridge.cli import app
 from tunebridge.cli._recipes import BUNDLED
 
@@ -413,7 +414,7 @@ def test_ctrl_c_then_resume_loses_no_finished_trial(
     assert kept and running not in kept
     interrupted = study.trials[running]
     assert interrupted.state == TrialState.FAIL
-    assert interrupted.user_attrs["requeued"] is True
+    assert bookkeeping(interrupted, "requeued") is True
     assert interrupted.user_attrs["fail_reason"].startswith("KeyboardInterrupt: interrupted")
 
     code, out2, err2 = invoke(runner, "run", "intr.yaml", "--no-progress")
@@ -423,7 +424,7 @@ def test_ctrl_c_then_resume_loses_no_finished_trial(
     for number, before in kept.items():  # no finished trial lost or changed
         t = study.trials[number]
         assert (t.state, t.params, t.value) == before
-    retries = [t for t in study.trials if t.user_attrs.get("retry_of") == running]
+    retries = [t for t in study.trials if bookkeeping(t, "retry_of") == running]
     assert len(retries) == 1
     assert retries[0].state == TrialState.COMPLETE
     assert retries[0].user_attrs["config"] == interrupted.user_attrs["config"]

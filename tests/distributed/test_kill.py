@@ -19,6 +19,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tunebridge._record import bookkeeping
 from tunebridge.backends.optuna import WorkerOptions, make_storage
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(240)]
@@ -62,7 +63,7 @@ def _kill_one_mid_trial(storage: str, study_name: str, workers: list[subprocess.
         pids = {w.pid for w in workers}
         for t in trials:
             if t.state == TrialState.RUNNING and "worker" in t.user_attrs:
-                pid = int(t.user_attrs["worker"].rsplit(":", 1)[1])
+                pid = int(bookkeeping(t, "worker").rsplit(":", 1)[1])
                 if pid in pids:
                     victim.update(pid=pid, number=t.number)
                     return True
@@ -113,10 +114,10 @@ def test_sigkilled_worker_trial_is_retried_and_budget_is_exact(
     assert states[TrialState.COMPLETE] == 40, states
     assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
     killed = trials[killed_number]
-    assert killed.state == TrialState.FAIL and killed.user_attrs["requeued"] is True
+    assert killed.state == TrialState.FAIL and bookkeeping(killed, "requeued") is True
     # The workers run on this host: the dead one is found at once, without waiting out its heartbeat.
     assert "is no longer running on this host" in killed.user_attrs["fail_reason"]
-    retries = [t for t in trials if t.user_attrs.get("retry_of") == killed_number]
+    retries = [t for t in trials if bookkeeping(t, "retry_of") == killed_number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == killed.params
     assert states[TrialState.FAIL] == 1
@@ -132,14 +133,14 @@ def test_grid_across_workers_runs_each_point_exactly_once(backend: str, request:
 
     study = optuna.load_study(study_name=name, storage=make_storage(storage))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    per_point = collections.Counter(t.user_attrs["grid_index"] for t in complete)
+    per_point = collections.Counter(bookkeeping(t, "grid_index") for t in complete)
     grid_size = study.user_attrs["grid_size"]
     assert grid_size == 28
     assert sorted(per_point) == list(range(grid_size)), "every grid point ran"
     assert set(per_point.values()) == {1}, "no grid point ran twice"
     configs = [str(sorted(t.user_attrs["config"].items())) for t in complete]
     assert len(set(configs)) == grid_size
-    assert study.get_trials(deepcopy=False)[killed_number].user_attrs["requeued"] is True
+    assert bookkeeping(study.get_trials(deepcopy=False)[killed_number], "requeued") is True
 
 
 def test_a_joining_worker_follows_the_study_queue_not_its_own_budget(tmp_path: Path) -> None:

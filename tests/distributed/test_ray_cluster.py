@@ -32,6 +32,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from tunebridge._record import bookkeeping
+
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(900)]
 pytest.importorskip("ray")
 
@@ -279,14 +281,14 @@ def test_a_study_on_two_ray_nodes_survives_losing_one(tmp_path: Path) -> None:
     print(f"two-node run: {wall:.1f} s wall, second node killed at {killed_at:.1f} s")
     # Every trial is in the study, once, and complete: nothing finished before the loss was lost.
     assert len(trials) == TRIALS and [t.state for t in trials] == [TrialState.COMPLETE] * TRIALS
-    assert len({t.user_attrs["ray_trial_id"] for t in trials}) == TRIALS and before <= {
-        t.user_attrs["ray_trial_id"] for t in trials
+    assert len({bookkeeping(t, "ray_trial_id") for t in trials}) == TRIALS and before <= {
+        bookkeeping(t, "ray_trial_id") for t in trials
     }
-    ran_on = [t.user_attrs["ray_node"] for t in trials]
+    ran_on = [bookkeeping(t, "ray_node") for t in trials]
     assert nodes["second_node"] in ran_on and nodes["head_node"] in ran_on
     # The trial the lost node was running failed there and was retried (on the head) by Ray: recorded once,
     # with its retry count; after the loss, trials run on the head only.
-    retried = [t for t in trials if t.user_attrs.get("ray_retries")]
+    retried = [t for t in trials if bookkeeping(t, "ray_retries")]
     assert retried, "no trial was running on the second node when it was killed"
-    assert all(t.user_attrs["ray_node"] == nodes["head_node"] for t in retried)
+    assert all(bookkeeping(t, "ray_node") == nodes["head_node"] for t in retried)
     assert all(t.user_attrs["epochs"] == SPEC["max_epochs"] for t in trials)

@@ -21,6 +21,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tunebridge._record import bookkeeping
 from tunebridge.backends._base import Reporter, TrialOutcome
 from tunebridge.backends.optuna import StudyOptions, WorkerOptions, fail_stale, make_storage, open_study, run_trials
 from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, PID_NAMESPACE, PROCESS_ATTR, waiting_for
@@ -55,7 +56,7 @@ def _wait_for_running_trial(storage: str, name: str, pid: int) -> int:
             time.sleep(0.1)
             continue
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("worker", "").endswith(f":{pid}"):
+            if bookkeeping(t, "worker", "").endswith(f":{pid}"):
                 return t.number
         time.sleep(0.1)
     raise AssertionError("the worker never started a trial")
@@ -99,11 +100,11 @@ def test_a_sigkilled_worker_on_this_host_is_failed_at_once_and_its_config_requeu
     assert elapsed < 30, f"the rerun waited {elapsed:.0f} s for a worker that is gone"
     trials = study.get_trials(deepcopy=False)
     dead = trials[killed]
-    assert dead.state == TrialState.FAIL and dead.user_attrs["requeued"] is True
+    assert dead.state == TrialState.FAIL and bookkeeping(dead, "requeued") is True
     reason = dead.user_attrs["fail_reason"]
     assert f"is no longer running on this host (process {worker.pid} is gone)" in reason
-    assert dead.user_attrs["worker"] in reason
-    retry = [t for t in trials if t.user_attrs.get("retry_of") == killed]
+    assert bookkeeping(dead, "worker") in reason
+    retry = [t for t in trials if bookkeeping(t, "retry_of") == killed]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == dead.params
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
     assert [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)] == []

@@ -15,6 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tunebridge._record import bookkeeping
 from tunebridge.backends.optuna import make_storage
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -83,7 +84,7 @@ def test_sigterm_fails_and_requeues_the_running_trial_then_a_rerun_finishes(tmp_
     assert proc.returncode == 130, err.decode()[-2000:]
     interrupted = _trials(postgres_url, study)[number]
     assert interrupted.state == TrialState.FAIL
-    assert interrupted.user_attrs["requeued"] is True
+    assert bookkeeping(interrupted, "requeued") is True
     assert "interrupted" in interrupted.user_attrs["fail_reason"]
 
     # The same command again: the worker resumes and re-runs the re-queued config.
@@ -94,7 +95,7 @@ def test_sigterm_fails_and_requeues_the_running_trial_then_a_rerun_finishes(tmp_
     trials = _trials(postgres_url, study)
     states = collections.Counter(t.state for t in trials)
     assert states[TrialState.COMPLETE] == 2 and states[TrialState.FAIL] == 1, states
-    retry = [t for t in trials if t.user_attrs.get("retry_of") == number]
+    retry = [t for t in trials if bookkeeping(t, "retry_of") == number]
     assert len(retry) == 1 and retry[0].params == interrupted.params
 
 
@@ -124,7 +125,7 @@ def test_run_jobs_starts_processes_that_share_one_budget(tmp_path: Path) -> None
     storage = f"journal://{tmp_path}/tunebridge-runs/{study}.journal.log"
     trials = _trials(storage, study)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
-    assert len({t.user_attrs["worker"] for t in trials}) == 2, "two processes ran trials"
+    assert len({bookkeeping(t, "worker") for t in trials}) == 2, "two processes ran trials"
     assert (tmp_path / "tunebridge-runs" / study / "best.yaml").is_file()
     # The study was opened with the options tune() builds (one study_options()), so it records them.
     attrs = optuna.load_study(study_name=study, storage=make_storage(storage)).user_attrs

@@ -9,6 +9,7 @@ import torch
 from optuna.trial import TrialState
 
 from tunebridge import tune
+from tunebridge._record import bookkeeping
 from tunebridge.fused import NotFusableError, check_fusable
 from tunebridge.fused._cohort import Member
 from tunebridge.fused._loop import FuseStats, _place, _place_all, _seed_before_build
@@ -197,7 +198,7 @@ def test_a_fused_study_records_ordinary_trials_prunes_and_keeps_the_best_model(t
     for t in trials:  # every member is an ordinary trial: its own curve, final metrics and epochs
         assert list(t.intermediate_values) == list(range(1, t.user_attrs["epochs"] + 1))
         assert {"final_val_acc", "final_val_loss", "final_n_params"} <= set(t.user_attrs)
-        assert t.user_attrs["fused"] is True
+        assert bookkeeping(t, "fused") is True
     assert 0 < result.record["fused_efficiency"] <= 1
     model = result.load_best()  # a normal checkpoint of its built-in class
     cls = type(model)
@@ -268,7 +269,7 @@ def test_a_fused_run_killed_and_rerun_loses_no_finished_member(tmp_path: Any) ->
     budgeted = [
         t
         for t in study.trials
-        if t.state.is_finished() and not (t.user_attrs.get("requeued") or t.user_attrs.get("cancelled"))
+        if t.state.is_finished() and not (bookkeeping(t, "requeued") or bookkeeping(t, "cancelled"))
     ]
     assert len(budgeted) == 12
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

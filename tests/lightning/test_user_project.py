@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from tunebridge import SchemaError, tune
+from tunebridge._record import bookkeeping
 from tunebridge.backends.optuna import make_storage
 from tunebridge.results import load_checkpoint
 from tunebridge.schema import Choice, Space
@@ -193,7 +194,7 @@ def test_the_best_checkpoint_is_kept_and_reproduces_the_reported_value(package: 
     module = load_project(package)
     for model in (
         result.load_best(),  # rebuilt with the run's build, then the weights
-        load_checkpoint(best["checkpoint"], module_class=result.study.best_trial.user_attrs["module_class"]),
+        load_checkpoint(best["checkpoint"], module_class=bookkeeping(result.study.best_trial, "module_class")),
     ):
         trainer = module.pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
         [metrics] = trainer.validate(model, datamodule=module.Data(), verbose=False)

@@ -78,7 +78,7 @@ def limit_reached(study: optuna.Study, limits: StudyLimits | None, *, started: f
     finished = [
         t
         for t in study.get_trials(deepcopy=False, states=_FINISHED)
-        if not (t.state == TrialState.FAIL and outside_budget(t.user_attrs))
+        if not (t.state == TrialState.FAIL and outside_budget(t))
     ]
     finished.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
     sign = 1.0 if mode == "min" else -1.0

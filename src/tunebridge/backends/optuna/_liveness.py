@@ -1,7 +1,7 @@
 """Is a trial's worker alive? Heartbeats for every worker, and a direct look for those on this host.
 
 A running trial's worker writes a heartbeat every few seconds (:class:`Heartbeat`), and with the first
-one where it runs: its PID namespace and pid. Another worker of the same host (same PID namespace)
+one (in the same storage operation) who it is (``host:pid``) and where it runs: its PID namespace and pid. Another worker of the same host (same PID namespace)
 sees at once that the process is gone (:func:`gone_here`); for other hosts only the heartbeat can tell.
 """
 
@@ -16,8 +16,9 @@ import optuna
 from optuna.trial import TrialState
 
 from tunebridge import _record
+from tunebridge.backends.optuna._attrs import write_attrs
 
-__all__ = ["HEARTBEAT_ATTR", "PID_NAMESPACE", "PROCESS_ATTR", "Heartbeat", "gone_here", "waiting_for"]
+__all__ = ["HEARTBEAT_ATTR", "PID_NAMESPACE", "PROCESS_ATTR", "Heartbeat", "gone_here", "waiting_for", "worker_id"]
 
 HEARTBEAT_ATTR = "tb_heartbeat"
 # [PID namespace, pid] of the process running a trial, written with its first heartbeat.
@@ -47,11 +48,16 @@ def gone_here(trial: optuna.trial.FrozenTrial) -> str | None:
     pid = int(process[1])
     if pid == os.getpid() or _alive(pid):
         return None
-    worker = trial.user_attrs.get(_record.WORKER) or f"{socket.gethostname()}:{pid}"
+    worker = _record.bookkeeping(trial, _record.WORKER) or f"{socket.gethostname()}:{pid}"
     return (
         f"its worker {worker} is no longer running on this host (process {pid} is gone), "
         "so its heartbeat timeout was not waited for"
     )
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process (read at each call: a forked worker has its own pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _alive(pid: int) -> bool:
@@ -88,7 +94,7 @@ def waiting_for(study: optuna.Study, dead_after: float) -> str | None:
     if not beats:
         return None
     beat, t = min(beats, key=lambda b: b[0])
-    worker = t.user_attrs.get(_record.WORKER) or "an unnamed worker"
+    worker = _record.bookkeeping(t, _record.WORKER) or "an unnamed worker"
     text = (
         f"trial {t.number} on {worker}, last heartbeat {max(0.0, now - beat):.0f} s ago; "
         f"it counts as dead after {dead_after:g} s"
@@ -107,9 +113,10 @@ class Heartbeat:
 
     def __enter__(self) -> Heartbeat:
         if self.interval:
-            # Who runs the trial, so that a worker on this host can see at once that it died.
-            self._storage.set_trial_system_attr(self._trial_id, PROCESS_ATTR, [PID_NAMESPACE, os.getpid()])
-            self._beat()
+            # Who runs the trial (several workers may share the study), and where, so that a worker on
+            # this host can see at once that it died: with the first heartbeat, in one write.
+            process = {PROCESS_ATTR: [PID_NAMESPACE, os.getpid()], HEARTBEAT_ATTR: time.time()}
+            write_attrs(self._storage, self._trial_id, {_record.WORKER: worker_id()}, system=process)
             self._thread = threading.Thread(target=self._run, daemon=True, name="tunebridge-heartbeat")
             self._thread.start()
         return self

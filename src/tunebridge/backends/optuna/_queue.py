@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from tunebridge import _record
 from tunebridge._search import check_object, object_kind
+from tunebridge.backends.optuna._attrs import enqueue, enqueue_many, write_attrs
 from tunebridge.backends.optuna._compile import check_convertible, encode
 from tunebridge.backends.optuna._factories import make_storage, study_pruner, study_sampler
 from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat, gone_here, waiting_for
@@ -43,6 +44,7 @@ __all__ = [
     "waiting_for",
 ]
 
+# Set (as a study system attribute; older studies: a user attribute) once the creator has filled the queue.
 READY_ATTR = "queue_ready"
 
 
@@ -62,7 +64,7 @@ def open_study(opts: StudyOptions, *, n_trials: int | None = None, wait: float =
         _write_record(study, opts)
         if n_trials is not None:
             _fill(study, opts, n_trials)
-        study.set_user_attr(READY_ATTR, True)
+        study._storage.set_study_system_attr(study._study_id, READY_ATTR, True)
         return study
     _reseed(study, opts)
     _wait_until_ready(study, opts, n_trials, wait)
@@ -155,11 +157,17 @@ def _reseed(study: optuna.Study, opts: StudyOptions) -> None:
 def _wait_until_ready(study: optuna.Study, opts: StudyOptions, n_trials: int | None, wait: float) -> None:
     """Wait while the creator writes the record and the queue; take over when it died before filling it."""
     deadline = time.monotonic() + wait
-    while not study.user_attrs.get(READY_ATTR) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if not study.user_attrs.get(READY_ATTR) and n_trials is not None:
+    while not _ready(study) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not _ready(study) and n_trials is not None:
         _fill(study, opts, n_trials)
-        study.set_user_attr(READY_ATTR, True)
+        study._storage.set_study_system_attr(study._study_id, READY_ATTR, True)
+
+
+def _ready(study: optuna.Study) -> bool:
+    return bool(
+        study._storage.get_study_system_attrs(study._study_id).get(READY_ATTR) or study.user_attrs.get(READY_ATTR)
+    )
 
 
 def _check_spec_hash(study: optuna.Study, opts: StudyOptions) -> None:
@@ -181,14 +189,14 @@ def _fill(study: optuna.Study, opts: StudyOptions, n_trials: int) -> None:
     if opts.search == "grid":
         study.set_user_attr("grid_size", len(opts.space.grid()))
     # Configs to evaluate first (enqueue / warm_start) take the first places of the budget.
-    for config in opts.enqueue[: max(0, n_trials)]:
-        study.enqueue_trial(encode(opts.space, config), user_attrs={"slot": True, "enqueued": True})
+    first = {_record.SLOT: True, _record.ENQUEUED: True}
+    enqueue_many(study, [(encode(opts.space, config), first) for config in opts.enqueue[: max(0, n_trials)]])
     ensure_budget(study, n_trials, space=opts.space)
 
 
 def _budgeted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
     """Trials that hold a place in the budget: all but failed ones whose config was re-queued or cancelled."""
-    return [t for t in trials if not (t.state == TrialState.FAIL and _record.outside_budget(t.user_attrs))]
+    return [t for t in trials if not (t.state == TrialState.FAIL and _record.outside_budget(t))]
 
 
 def count_finished(trials: list[optuna.trial.FrozenTrial]) -> int:
@@ -209,19 +217,19 @@ def ensure_budget(study: optuna.Study, n_trials: int, *, space: Space | None = N
     missing = n_trials - len(budgeted)
     if study.user_attrs.get("search") == "grid":
         space = space or Space.from_dict(study.user_attrs["space"])
-        queued = {t.user_attrs.get("grid_index") for t in budgeted}
+        queued = {_record.bookkeeping(t, _record.GRID_INDEX) for t in budgeted}
         fresh = [(i, cfg) for i, cfg in enumerate(space.grid()) if i not in queued][: max(0, missing)]
-        for i, cfg in fresh:
-            study.enqueue_trial(encode(space, cfg), user_attrs={"grid_index": i})
+        enqueue_many(study, [(encode(space, cfg), {_record.GRID_INDEX: i}) for i, cfg in fresh])
         missing = len(fresh) if missing > 0 else missing
     else:
-        for _ in range(max(0, missing)):
-            study.enqueue_trial({}, user_attrs={"slot": True})
-    surplus = [t for t in budgeted if t.state == TrialState.WAITING and "retry_of" not in t.user_attrs]
+        enqueue_many(study, [({}, {_record.SLOT: True})] * max(0, missing))
+    surplus = [
+        t for t in budgeted if t.state == TrialState.WAITING and _record.bookkeeping(t, _record.RETRY_OF) is None
+    ]
     for t in surplus[::-1][: max(0, -missing)]:
         try:
             if study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                study._storage.set_trial_user_attr(t._trial_id, _record.CANCELLED, True)
+                write_attrs(study._storage, t._trial_id, {_record.CANCELLED: True})
                 study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # a worker claimed it first
@@ -239,14 +247,15 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     return None if trial_id is None else optuna.Trial(study, trial_id)
 
 
-def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial, max_retry: int | None) -> bool:
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int | None) -> bool:
     """Put a failed trial's config back in the queue (same params), unless it was retried too often."""
-    attrs = trial.user_attrs
-    retries = int(attrs.get("retries", 0))
+    retries = int(_record.bookkeeping(trial, _record.RETRIES, 0))
     if max_retry is not None and retries >= max_retry:
         return False
-    keep: dict[str, Any] = {k: attrs[k] for k in ("grid_index", "slot") if k in attrs}
-    study.enqueue_trial(dict(trial.params), user_attrs={**keep, "retry_of": trial.number, "retries": retries + 1})
+    keep: dict[str, Any] = {
+        k: v for k in (_record.GRID_INDEX, _record.SLOT) if (v := _record.bookkeeping(trial, k)) is not None
+    }
+    enqueue(study, dict(trial.params), {**keep, _record.RETRY_OF: trial.number, _record.RETRIES: retries + 1})
     return True
 
 
@@ -277,12 +286,11 @@ def fail_stale(
             reason = f"its worker stopped sending heartbeats for over {grace_period:g} s"
         else:
             continue
-        retries = int(t.user_attrs.get("retries", 0))
+        retries = int(_record.bookkeeping(t, _record.RETRIES, 0))
         will_requeue = max_retry is None or retries < max_retry
         try:
             # Attributes first (a finished trial refuses them), then the state change only one worker wins.
-            storage.set_trial_user_attr(t._trial_id, _record.FAIL_REASON, reason)
-            storage.set_trial_user_attr(t._trial_id, _record.REQUEUED, will_requeue)
+            write_attrs(storage, t._trial_id, {_record.FAIL_REASON: reason, _record.REQUEUED: will_requeue})
             if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                 continue
         except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):

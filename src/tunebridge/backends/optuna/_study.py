@@ -1,20 +1,24 @@
 """Running trials with ask/tell: failures isolated, budget shared by all workers.
 
 One trial goes through three steps that any loop can reuse, one trial at a time
-(:func:`run_trials`) or many at once: :func:`start_trial` (sample and record the config),
+(:func:`run_trials`) or many at once: :func:`start_trial` (sample the config),
 then :func:`settle_trial` (the objective returned), :func:`fail_trial` (it raised) or
 :func:`abandon_trial` (the process is interrupted: the config goes back in the queue).
+
+A trial's record (its config, outcome or failure, and bookkeeping) is written once, when the trial
+ends, together with its final state: one storage operation (see ``_attrs.py``), where writing each
+attribute when it is known cost a dozen.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -22,6 +26,7 @@ from optuna.trial import TrialState
 from tunebridge import _record
 from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import Objective, TrialOutcome, best_of, finite_objective_values, may_prune
+from tunebridge.backends.optuna._attrs import tell
 from tunebridge.backends.optuna._checkpoints import discard_checkpoint, keep_best_checkpoints
 from tunebridge.backends.optuna._compile import decode, suggest
 from tunebridge.backends.optuna._deadline import deadline
@@ -42,7 +47,8 @@ __all__ = [
     "trial_config",
 ]
 
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+# What a started trial will record when it ends (its config; a failed settle's outcome), by trial.
+_PENDING: weakref.WeakKeyDictionary[optuna.Trial, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def trial_config(space: Space, trial: optuna.trial.FrozenTrial) -> dict[str, Scalar]:
@@ -85,7 +91,7 @@ def study_progress(study: optuna.Study, opts: StudyOptions, n_trials: int, *, en
     counts = {  # the whole study's, as the run's summary counts them (re-queued trials are not failures)
         "complete": sum(t.state == TrialState.COMPLETE for t in trials),
         "pruned": sum(t.state == TrialState.PRUNED for t in trials),
-        "failed": sum(t.state == TrialState.FAIL and not _record.outside_budget(t.user_attrs) for t in trials),
+        "failed": sum(t.state == TrialState.FAIL and not _record.outside_budget(t) for t in trials),
     }
     bar = StudyProgress(
         n_trials, mode=mode, enabled=enabled, done=min(done, n_trials), counts=counts, metric=opts.metrics[0]
@@ -98,7 +104,11 @@ def study_progress(study: optuna.Study, opts: StudyOptions, n_trials: int, *, en
 def start_trial(
     study: optuna.Study, trial: optuna.Trial, opts: StudyOptions, worker: WorkerOptions
 ) -> dict[str, Scalar] | None:
-    """Sample a claimed trial's config and record it; None when it cannot be sampled (the trial is failed)."""
+    """Sample a claimed trial's config; None when it cannot be sampled (the trial is failed).
+
+    The config is recorded with the trial's outcome (:func:`settle_trial`, :func:`fail_trial`); until
+    then the trial's params hold it. Its worker is recorded by its heartbeat (``_liveness.Heartbeat``).
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -106,11 +116,7 @@ def start_trial(
     except Exception as exc:  # e.g. an enqueued config that no longer fits the space
         fail_trial(study, trial, exc)
         return None
-    attrs = _record.config_attrs(config)
-    if worker.heartbeat:  # several workers may share the study: record which one ran the trial
-        attrs[_record.WORKER] = WORKER_ID
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+    _PENDING[trial] = _record.config_attrs(config)
     return config
 
 
@@ -122,20 +128,20 @@ def settle_trial(
     Raises:
         FloatingPointError: An objective value is not finite (the caller fails the trial).
     """
+    attrs = {**_PENDING.get(trial, {}), **_record.outcome_attrs(outcome)}
     try:
         values = None if outcome.pruned else finite_objective_values(outcome, opts.metrics)
     except Exception:
         discard_checkpoint(outcome.extra.get(_record.CHECKPOINT))  # the trial fails: it keeps no weights
-        for key, value in _record.outcome_attrs(outcome).items():
-            if key != _record.CHECKPOINT:
-                trial.set_user_attr(key, value)
+        attrs.pop(_record.CHECKPOINT, None)
+        attrs.pop(_record.MODULE_CLASS, None)
+        _PENDING[trial] = attrs  # recorded with the failure
         raise
-    for key, value in _record.outcome_attrs(outcome).items():
-        trial.set_user_attr(key, value)
+    _PENDING.pop(trial, None)
     if values is None:
-        study.tell(trial, state=TrialState.PRUNED)
+        tell(study, trial, attrs, state=TrialState.PRUNED)
         return "pruned", None
-    study.tell(trial, values if len(values) > 1 else values[0])
+    tell(study, trial, attrs, values if len(values) > 1 else values[0])
     return "complete", values[0]
 
 
@@ -144,10 +150,9 @@ def fail_trial(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> 
 
     A trial that another worker has already failed (its heartbeat looked dead) is left as it is.
     """
+    attrs = {**_PENDING.pop(trial, {}), **_record.failure_attrs(exc)}
     try:
-        for key, value in _record.failure_attrs(exc).items():
-            trial.set_user_attr(key, value)
-        study.tell(trial, state=TrialState.FAIL)
+        tell(study, trial, attrs, state=TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
         pass  # already finished elsewhere (failed as dead and re-queued): its config runs again there
     return "failed", None
@@ -155,7 +160,7 @@ def fail_trial(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> 
 
 def abandon_trial(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> None:
     """The process is interrupted mid-trial: fail the trial outside the budget and re-queue its config."""
-    trial.set_user_attr(_record.REQUEUED, True)
+    _PENDING[trial] = {**_PENDING.get(trial, {}), _record.REQUEUED: True}
     fail_trial(study, trial, KeyboardInterrupt(f"interrupted ({type(exc).__name__}); the config was re-queued"))
     requeue(study, study._storage.get_trial(trial._trial_id), None)
 
@@ -205,16 +210,12 @@ def run_trials(
                 if _queue_done(study, worker, began, said):
                     return
                 continue
-            state, value = _run_one(study, trial, opts, objective, worker, bar)
+            state, value, kept = _run_one(study, trial, opts, objective, worker, bar)
             # Only a complete trial that kept weights can change which are the best (pruned and failed
             # trials keep none): the bookkeeping reads the whole study, so it runs only then.
-            if keep_checkpoints > 0 and state == "complete" and _kept_weights(study, trial):
+            if keep_checkpoints > 0 and state == "complete" and kept:
                 keep_best_checkpoints(study, keep_checkpoints)
             bar.update(state, value, number=trial.number)
-
-
-def _kept_weights(study: optuna.Study, trial: optuna.Trial) -> bool:
-    return _record.CHECKPOINT in study._storage.get_trial(trial._trial_id).user_attrs
 
 
 def _queue_done(study: optuna.Study, worker: WorkerOptions, began: datetime, said: dict[str, float]) -> bool:
@@ -249,22 +250,23 @@ def _run_one(
     objective: Objective,
     worker: WorkerOptions,
     bar: StudyProgress | None = None,
-) -> tuple[str, float | None]:
+) -> tuple[str, float | None, bool]:
+    """``(state, value, kept)``: how the trial ended, and whether it kept weights."""
     # One try from the moment the trial is claimed: an interrupt anywhere re-queues its config.
     try:
         with Heartbeat(study, trial, worker.heartbeat):
             config = start_trial(study, trial, opts, worker)
             if config is None:
-                return "failed", None
+                return "failed", None, False
             reporter = OptunaReporter(trial, opts.metrics[0], len(opts.metrics), opts.pruning.budget(opts.max_epochs))
             if bar is not None:
                 bar.running(trial.number, 0, opts.max_epochs)
                 reporter.watch = lambda epoch, value: bar.running(trial.number, epoch, opts.max_epochs, value)
             with deadline(worker.trial_timeout):
                 outcome = objective(config, reporter)
-            return settle_trial(study, trial, outcome, opts)
+            return (*settle_trial(study, trial, outcome, opts), _record.CHECKPOINT in outcome.extra)
     except (KeyboardInterrupt, SystemExit) as exc:
         abandon_trial(study, trial, exc)
         raise
     except Exception as exc:
-        return fail_trial(study, trial, exc)
+        return (*fail_trial(study, trial, exc), False)

@@ -3,7 +3,9 @@
 The Optuna study is what ``tunebridge show``, reports and optuna-dashboard read, whatever the
 backend. A driver-side ``ray.tune.Callback`` records every trial as soon as it ends (so a run killed
 midway keeps its finished trials); after a run every trial Ray knows of is synced again, and trials
-already in the study (by ``ray_trial_id``) are skipped, so a resume never duplicates one.
+already in the study (by ``ray_trial_id``) are skipped, so a resume never duplicates one. A trial is
+added with its whole record in one write; the bookkeeping (Ray trial id, node, retries) as system
+attributes (see ``tunebridge._record``).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class Mirror:
         self.stopped = False  # set when the limits ended the run
         self.curves: dict[str, dict[int, float]] = {}
         self.retries: dict[str, int] = {}  # Ray's retries of a failed trial (FailureConfig), by trial id
-        self.known = {t.user_attrs.get("ray_trial_id") for t in study.get_trials(deepcopy=False)} - {None}
+        self.known = {_record.bookkeeping(t, _record.RAY_TRIAL_ID) for t in study.get_trials(deepcopy=False)} - {None}
         self.experiment = ""
 
     def on_result(self, trial_id: str, result: Mapping[str, Any]) -> None:
@@ -105,8 +107,8 @@ class Mirror:
         config = ray_config_to_config(ray_config)
         attrs: dict[str, Any] = {
             **_record.config_attrs(config),
-            "ray_trial_id": trial_id,
-            "ray_experiment": self.experiment,
+            _record.RAY_TRIAL_ID: trial_id,
+            _record.RAY_EXPERIMENT: self.experiment,
         }
         if isinstance(result.get(_record.RAY_NODE), str):
             attrs[_record.RAY_NODE] = result[_record.RAY_NODE]
@@ -135,12 +137,14 @@ class Mirror:
         if state == TrialState.PRUNED and n_obj == 1 and curve:
             values = [curve[max(curve)]]  # what Optuna's tell() stores for a pruned trial
         params, dists = self._params(config)
+        user_attrs, system_attrs = _record.split_attrs(attrs)  # the bookkeeping out of the user's attributes
         trial = optuna.trial.create_trial(
             state=state,
             values=values,
             params=params,
             distributions=dists,
-            user_attrs=attrs,
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
             intermediate_values=dict(sorted(curve.items())) if n_obj == 1 else None,
         )
         elapsed = result.get("time_total_s")
