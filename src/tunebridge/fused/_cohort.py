@@ -138,11 +138,6 @@ class Member:
         return self.es_wait >= es.patience
 
 
-def bucket(shape: MemberShape) -> tuple[int, int]:
-    """The stack a member trains in: its depth, and its widest layer rounded up to a power of two."""
-    return len(shape.widths), 1 << max(0, (max(shape.widths) - 1).bit_length())
-
-
 def epoch_order(generator: torch.Generator, n: int) -> Tensor:
     """One epoch's sample order, drawn as ``RandomSampler`` draws it with a generator.
 
@@ -157,17 +152,16 @@ def epoch_order(generator: torch.Generator, n: int) -> Tensor:
 class Cohort:
     """Up to ``capacity`` members of one signature, trained together."""
 
-    def __init__(self, signature: Signature, *, depth: int, width: int, capacity: int, dtype: torch.dtype) -> None:
+    def __init__(self, signature: Signature, *, widths: tuple[int, ...], capacity: int, dtype: torch.dtype) -> None:
         self.signature = signature
         self.net = FusedMLP(
             n_features=signature.n_features,
             n_classes=signature.n_classes,
-            depth=depth,
-            width=width,
+            widths=widths,
             capacity=capacity,
             dtype=dtype,
         )
-        self.optimizer = FusedOptimizer(self.net.parameters(), capacity)
+        self.optimizer = self.net.optimizer
         self.slots: list[Member | None] = [None] * capacity
         self.dtype = dtype
         self.useful = 0.0
@@ -182,18 +176,16 @@ class Cohort:
         return sum(m is None for m in self.slots)
 
     def accepts(self, member: Member) -> bool:
-        """Same data and batch size, the same depth, a width in the cohort's bucket, and a free slot.
+        """Same data and batch size, a shape that fits the stack's layers, and a free slot.
 
-        Only MLP members (with a shape) are trained by this stacked MLP.
-
-        A shallower member would pay for the deeper layers and a much narrower one for the padding: on
-        small models the padded arithmetic costs more than the cohorts it saves (measured: padding every
-        member to the widest and deepest of a round left 8 % of the work useful and ran 2x slower).
+        Only MLP members (with a shape) are trained by this stacked MLP. Which members form a cohort is
+        decided by :func:`tunebridge.fused._loop.group_members` (it bounds the padding); a member that
+        comes later to refill a slot pays at most what the freed slot paid.
         """
         return (
             member.shape is not None  # stacked MLPs only (other models go to vmapped cohorts)
             and member.signature == self.signature
-            and bucket(member.shape) == (self.net.depth, self.net.width)
+            and self.net.fits(member.shape)
             and self.free() > 0
         )
 
@@ -225,9 +217,12 @@ class Cohort:
         active = [(i, m) for i, m in enumerate(self.slots) if m is not None and not m.done]
         if not active:
             return
+        # Members of one activation side by side: the stack applies each activation to a range of rows.
+        active.sort(key=lambda im: (im[1].shape.activation if im[1].shape else "", im[0]))
         sig, n = self.signature, len(self._data[1])
         self.useful += float(sum(work(m.shape, sig.n_features, sig.n_classes) for _, m in active if m.shape)) * n
-        self.paid += float(paid_work(sig.n_features, sig.n_classes, self.net.depth, self.net.width)) * n * len(active)
+        self.paid += float(paid_work(sig.n_features, sig.n_classes, self.net.widths)) * n * len(active)
+        self.net.pack([i for i, _ in active])
         run_epoch(
             active,
             self._data,
@@ -282,7 +277,7 @@ def run_epoch(
     for j, (slot, m) in enumerate(active):
         m.epoch += 1
         # The LR scheduler steps once per epoch, as Lightning's "interval: epoch" does.
-        optimizer.lr[slot] = scheduled_lr(m.training, m.epoch, m.module.max_epochs)
+        optimizer.set_lr(slot, scheduled_lr(m.training, m.epoch, m.module.max_epochs))
         metrics = {"val_loss": float(val_loss[j].mean()), "val_acc": float(val_acc[j])}
         # Lightning validates before it aggregates the epoch's train_loss, so a trial's report at
         # epoch e carries the train_loss of epoch e-1 (none at epoch 1): the same here.

@@ -36,8 +36,9 @@ from tunebridge.backends.optuna._study import (
     start_trial,
     study_progress,
 )
-from tunebridge.fused._cohort import Cohort, Member, bucket
+from tunebridge.fused._cohort import Cohort, Member
 from tunebridge.fused._export import save_member_checkpoint
+from tunebridge.fused._mlp import MemberShape, paid_work, stack_widths, work
 from tunebridge.fused._vmap import VmapCohort, architecture
 from tunebridge.lightning._runner import TrialSettings, trial_seed
 
@@ -191,13 +192,41 @@ def run_fused(
     return stats
 
 
+#: The least useful work over work paid that a stacked MLP cohort may have when it is formed (padding bound).
+MIN_EFFICIENCY = 0.5
+
+
+def group_members(shapes: list[MemberShape], n_features: int, n_classes: int, capacity: int) -> list[list[int]]:
+    """Cohorts for MLP members of one signature (indices into ``shapes``): as few as the padding bound allows.
+
+    Members are taken deepest and widest first; each joins the first cohort that has room and whose
+    efficiency (useful work over work paid, :func:`work` / :func:`paid_work` at the stack's per-layer
+    widths) stays at least :data:`MIN_EFFICIENCY` with it, else it starts a cohort.
+    """
+    order = sorted(range(len(shapes)), key=lambda i: (-len(shapes[i].widths), -work(shapes[i], n_features, n_classes)))
+    groups: list[list[int]] = []
+    for i in order:
+        for group in groups:
+            if len(group) >= capacity:
+                continue
+            members = [shapes[j] for j in (*group, i)]
+            useful = sum(work(m, n_features, n_classes) for m in members)
+            paid = paid_work(n_features, n_classes, stack_widths(members)) * len(members)
+            if useful >= MIN_EFFICIENCY * paid:
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
 def _place_all(members: list[Member], cohorts: list[Any], capacity: int, dtype: torch.dtype, stats: FuseStats) -> None:
     """Place the members claimed in one round: into running cohorts they fit, else into new cohorts.
 
-    MLPs form stacked cohorts per signature (data, batch size) and bucket (depth, power-of-two width);
-    other models (the ConvNet) form vmapped cohorts per signature and architecture. A round of claims
-    makes as few cohorts as that allows (full cohorts are what makes fusion pay; padding is what it
-    costs: the run records both).
+    MLPs form stacked cohorts per signature (data, batch size), grouped by :func:`group_members` (padded
+    to each layer's widest member, with the padding bounded); other models (the ConvNet) form vmapped
+    cohorts per signature and architecture. Full cohorts are what makes fusion pay, padding is what it
+    costs: the run records both.
     """
     waiting: dict[Any, list[Member]] = {}
     for member in members:
@@ -205,23 +234,30 @@ def _place_all(members: list[Member], cohorts: list[Any], capacity: int, dtype: 
         if target is not None:
             target.add(member)
         elif member.shape is not None:
-            waiting.setdefault(("mlp", member.signature, bucket(member.shape)), []).append(member)
+            waiting.setdefault(("mlp", member.signature), []).append(member)
         else:
             waiting.setdefault(("vmap", member.signature, architecture(member.module)), []).append(member)
     for key, group in waiting.items():
-        for start in range(0, len(group), capacity):
-            chunk = group[start : start + capacity]
+        if key[0] == "vmap":
+            for start in range(0, len(group), capacity):
+                stats.cohorts += 1
+                cohorts.append(VmapCohort(group[start : start + capacity], dtype=dtype))
+            continue
+        sig = key[1]
+        shapes = [m.shape for m in group if m.shape is not None]
+        for indices in group_members(shapes, sig.n_features, sig.n_classes, capacity):
+            chunk = [group[i] for i in indices]
             stats.cohorts += 1
-            if key[0] == "vmap":
-                cohorts.append(VmapCohort(chunk, dtype=dtype))
-                continue
-            # As many slots as members: every step's gradient covers the whole stack, so idle slots
-            # would cost memory traffic (freed slots are refilled by later members of the bucket).
-            depth, width = key[2]
-            cohort = Cohort(key[1], depth=depth, width=width, capacity=len(chunk), dtype=dtype)
+            # As many slots as members: every slot is computed at every step (a freed slot is refilled
+            # by a later member that fits).
+            cohort = Cohort(sig, widths=stack_widths(shapes_of(chunk)), capacity=len(chunk), dtype=dtype)
             cohorts.append(cohort)
             for member in chunk:
                 cohort.add(member)
+
+
+def shapes_of(members: list[Member]) -> list[MemberShape]:
+    return [m.shape for m in members if m.shape is not None]
 
 
 def _place(member: Member, cohorts: list[Any], capacity: int, dtype: torch.dtype, stats: FuseStats) -> None:

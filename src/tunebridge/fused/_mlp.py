@@ -1,24 +1,32 @@
 """K built-in MLPs as one stacked network: per-member widths, depths, activations, batch norm, dropout.
 
-Member ``k`` of a cohort is exactly its own ``MLPClassifier``: its weights sit in the top-left corner of
-zero-padded stacked tensors (``[K, in, out]``), its padded units are masked to zero after every
-activation (so they get no gradient and stay zero), a layer beyond its ``n_layers`` passes the hidden
-state through unchanged, and its head reads its last hidden layer. Activations, batch norm and dropout
-are chosen per member by masks. The forward pass is one batched matmul per layer for the whole cohort.
+Member ``k`` of a cohort is exactly its own ``MLPClassifier``. Its parameters are kept *packed*: one 1-D
+tensor holds every member's own elements, unpadded (so the optimizer and the L1 penalty never touch
+padding). Each step scatters them into zero-padded stacked tensors (``[K, in, out]``, a member in the
+top-left corner) for one batched matmul per layer. A padded unit stays exactly zero without a mask:
+its weights and bias are zero, every activation maps 0 to 0, batch norm maps a constant 0 to its bias
+(0), and its gradient is zero because the next layer's padded weights are. A layer beyond a member's
+``n_layers`` passes the hidden state through unchanged, and its head reads its last hidden layer.
+Activations, batch norm and dropout are chosen per member by masks; batch norm is one
+``F.batch_norm`` over ``[B, K * width]`` (each member's units are channels of their own, with their own
+running statistics: the formula ``BatchNorm1d`` uses).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["FusedMLP", "MemberShape", "member_shape", "paid_work", "work"]
+from tunebridge.fused._optim import FusedOptimizer
+
+__all__ = ["FusedMLP", "MemberShape", "carried", "member_shape", "paid_work", "stack_widths", "work"]
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": F.relu,
@@ -60,212 +68,307 @@ _LAYER_NAMES = {
 }
 
 
+@dataclass
+class _Row:
+    """One member's parameters, unpadded: their places in a padded row, values and optimizer state."""
+
+    pos: Tensor  # positions in one padded row of the stack (``[P]`` layout)
+    theta: Tensor  # the values (1-D)
+    weight: Tensor  # which of them are Linear weights (the L1 penalty's terms)
+    buf: Tensor = field(init=False)
+    sq: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.buf = torch.zeros_like(self.theta)
+        self.sq = torch.zeros_like(self.theta)
+
+
 class FusedMLP:
-    """The stacked parameters and buffers of a cohort of K MLPs, and their forward pass.
+    """The packed parameters, buffers and optimizer of a cohort of K MLPs, and their forward pass.
 
     Args:
         n_features: Input width. n_classes: Output width.
-        depth: Hidden layers of the deepest member. width: Units of the widest hidden layer.
+        widths: Units of each stacked hidden layer (:func:`stack_widths` of the members it is built for).
         capacity: K, the number of member slots.
+
+    Members are placed in slots (:meth:`load_member`, :meth:`clear`); :meth:`pack` gathers the given
+    slots into one trainable leaf (``parameters()``) and the optimizer's state, :meth:`forward` computes
+    exactly those slots, and a change of members unpacks first (each member keeps its values and state).
     """
 
     def __init__(
-        self, *, n_features: int, n_classes: int, depth: int, width: int, capacity: int, dtype: torch.dtype
+        self, *, n_features: int, n_classes: int, widths: tuple[int, ...], capacity: int, dtype: torch.dtype
     ) -> None:
-        self.n_features, self.n_classes, self.depth, self.width, self.capacity = (
-            n_features,
-            n_classes,
-            depth,
-            width,
-            capacity,
-        )
-        k, h = capacity, width
-
-        def zeros(*shape: int) -> Tensor:
-            return torch.zeros(*shape, dtype=dtype)
-
-        # Every trainable tensor is a view of one flat [K, P] leaf: the optimizer then updates one tensor
-        # per step instead of a dozen small ones (on a CPU, op dispatch costs more than the arithmetic).
-        shapes: list[tuple[int, ...]] = [(n_features if i == 0 else h, h) for i in range(depth)]
-        shapes.append((h, n_classes))
-        shapes += [(h,)] * depth + [(n_classes,)] + [(h,)] * depth + [(h,)] * depth
+        self.n_features, self.n_classes, self.widths, self.capacity = n_features, n_classes, widths, capacity
+        self.depth, self.width = len(widths), max(widths)
+        ins = (n_features, *widths[:-1])
+        self.dtype = dtype
+        shapes: list[tuple[int, ...]] = [(a, b) for a, b in zip(ins, widths)]
+        shapes.append((widths[-1], n_classes))
+        shapes += [(w,) for w in widths] + [(n_classes,)] + [(w,) for w in widths] * 2
         self._layout: list[tuple[int, tuple[int, ...]]] = []
         offset = 0
         for shape in shapes:
             self._layout.append((offset, shape))
             offset += math.prod(shape)
-        self.flat = zeros(k, offset)
-        n_w = depth + 1
-        self.weight_mask = zeros(offset)  # 1 on Linear weights (the L1 penalty's terms)
-        for off, shape in self._layout[:n_w]:
-            self.weight_mask[off : off + math.prod(shape)] = 1
-        for off, shape in self._layout[2 * n_w + depth :]:  # batch norm weights start at 1
-            self.flat[:, off : off + math.prod(shape)] = 1
-        self.running_mean = [zeros(k, h) for _ in range(depth)]
-        self.running_var = [torch.ones(k, h, dtype=dtype) for _ in range(depth)]
-        self.unit_mask = zeros(k, depth, h)  # 1 where a member has the unit
-        self.layer_on = torch.zeros(k, depth, dtype=torch.bool)  # layers a member has
-        self.bn_on = torch.zeros(k, dtype=torch.bool)
-        self.dropout = zeros(k)
-        self.activation: list[str] = ["relu"] * k
-        self.flat.requires_grad_(True)
+        self.row_size = offset
+        self._base_row = torch.zeros(offset, dtype=dtype)  # what a padded row holds before a member's values
+        for off, shape in self._layout[3 * self.depth + 2 :]:  # batch norm weights start at 1
+            self._base_row[off : off + math.prod(shape)] = 1
+        self.running_mean = [torch.zeros(capacity, w, dtype=dtype) for w in widths]
+        self.running_var = [torch.ones(capacity, w, dtype=dtype) for w in widths]
+        self.layer_on = torch.zeros(capacity, self.depth, dtype=torch.bool)  # layers a member has
+        self.bn_on = torch.zeros(capacity, dtype=torch.bool)
+        self.dropout = torch.zeros(capacity, dtype=dtype)
+        self.activation: list[str] = ["relu"] * capacity
+        self.rows: list[_Row | None] = [None] * capacity
+        self.optimizer = FusedOptimizer(
+            [torch.zeros(0, dtype=dtype)], capacity, member_of=torch.zeros(0, dtype=torch.long)
+        )
+        self.packed: Tensor | None = None
+        self.packed_slots: list[int] = []
 
     def _split(self, flat: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
         """Weights, biases, batch-norm biases and batch-norm weights: views of ``flat`` (``[rows, P]``)."""
         rows, d = flat.shape[0], self.depth
-        views = [flat[:, off : off + math.prod(shape)].view(rows, *shape) for off, shape in self._layout]
+        # One split, not a slice per tensor: a slice's backward writes its gradient into a zero tensor of
+        # the whole leaf (one per slice); split's backward is one cat.
+        parts = flat.split([math.prod(shape) for _, shape in self._layout], dim=1)
+        views = [part.view(rows, *shape) for part, (_, shape) in zip(parts, self._layout)]
         return views[: d + 1], views[d + 1 : 2 * d + 2], views[2 * d + 2 : 3 * d + 2], views[3 * d + 2 :]
 
-    @property
-    def weights(self) -> list[Tensor]:
-        return self._split(self.flat)[0]
-
-    @property
-    def biases(self) -> list[Tensor]:
-        return self._split(self.flat)[1]
-
-    @property
-    def bn_bias(self) -> list[Tensor]:
-        return self._split(self.flat)[2]
-
-    @property
-    def bn_weight(self) -> list[Tensor]:
-        return self._split(self.flat)[3]
-
     def parameters(self) -> list[Tensor]:
-        """The one trainable leaf: every member's parameters, ``[K, P]``."""
-        return [self.flat]
+        """The one trainable leaf: the packed members' parameters."""
+        assert self.packed is not None, "pack() first"
+        return [self.packed]
+
+    def _region(self, index: int, rows: int, cols: int) -> Tensor:
+        """Positions of the top-left ``rows x cols`` corner of layout entry ``index`` in a padded row."""
+        off, shape = self._layout[index]
+        width = shape[1] if len(shape) == 2 else 1
+        return (off + torch.arange(rows)[:, None] * width + torch.arange(cols)[None, :]).flatten()
 
     @torch.no_grad()
     def load_member(self, slot: int, module: Any, shape: MemberShape) -> None:
         """Put one built ``MLPClassifier``'s weights (its initialisation) into member slot ``slot``."""
         self.clear(slot)
+        d = self.depth
         net = module.net
         linears = [m for m in net if isinstance(m, torch.nn.Linear)]
         norms = [m for m in net if isinstance(m, torch.nn.BatchNorm1d)]
+        pos: list[Tensor] = []
+        vals: list[Tensor] = []
+        weight: list[Tensor] = []
+
+        def put(index: int, rows: int, cols: int, value: Tensor, is_weight: bool) -> None:
+            pos.append(self._region(index, rows, cols))
+            vals.append(value.detach().reshape(-1).to(self.dtype))
+            weight.append(torch.full((rows * cols,), is_weight))
+
         for i, lin in enumerate(linears[:-1]):
-            w = lin.weight.detach().t()  # torch stores [out, in]; the stack multiplies [in, out]
-            self.weights[i][slot, : w.shape[0], : w.shape[1]] = w
-            self.biases[i][slot, : w.shape[1]] = lin.bias.detach()
-            self.unit_mask[slot, i, : w.shape[1]] = 1
+            out = lin.out_features
+            put(i, lin.in_features, out, lin.weight.t(), True)  # torch stores [out, in]; the stack [in, out]
+            put(d + 1 + i, 1, out, lin.bias, False)
             self.layer_on[slot, i] = True
             if norms:
-                self.bn_weight[i][slot, : w.shape[1]] = norms[i].weight.detach()
-                self.bn_bias[i][slot, : w.shape[1]] = norms[i].bias.detach()
+                put(2 * d + 2 + i, 1, out, norms[i].bias, False)
+                put(3 * d + 2 + i, 1, out, norms[i].weight, False)
                 stats: Any = norms[i]  # a BatchNorm1d that tracks running statistics (the default)
-                self.running_mean[i][slot, : w.shape[1]] = stats.running_mean
-                self.running_var[i][slot, : w.shape[1]] = stats.running_var
+                self.running_mean[i][slot, :out] = stats.running_mean
+                self.running_var[i][slot, :out] = stats.running_var
         head = linears[-1]
-        w = head.weight.detach().t()
-        self.weights[-1][slot, : w.shape[0], :] = w
-        self.biases[-1][slot] = head.bias.detach()
+        put(d, head.in_features, self.n_classes, head.weight.t(), True)
+        put(2 * d + 1, 1, self.n_classes, head.bias, False)
+        self.rows[slot] = _Row(torch.cat(pos), torch.cat(vals), torch.cat(weight))
         self.bn_on[slot] = shape.batch_norm
         self.dropout[slot] = shape.dropout
         self.activation[slot] = shape.activation
 
     @torch.no_grad()
     def clear(self, slot: int) -> None:
-        """Empty a slot: zero weights, no units (an empty slot computes zeros and gets no gradient)."""
-        self.flat[slot] = 0
-        for t in self.bn_weight:
-            t[slot] = 1
+        """Empty a slot."""
+        self.unpack()
+        self.rows[slot] = None
         for t in self.running_mean:
             t[slot] = 0
         for t in self.running_var:
             t[slot] = 1
-        self.unit_mask[slot] = 0
         self.layer_on[slot] = False
         self.bn_on[slot] = False
         self.dropout[slot] = 0
 
     @torch.no_grad()
+    def pack(self, slots: list[int]) -> None:
+        """Train exactly ``slots`` from now on: one leaf of their parameters, and their optimizer state."""
+        if self.packed is not None and slots == self.packed_slots:
+            return
+        self.unpack()
+        rows = [self.rows[s] for s in slots]
+        assert all(r is not None for r in rows), "only occupied slots can be packed"
+        self.packed_slots = list(slots)
+        # Rows of the stack follow ``slots``; the packed elements are ordered by optimizer, so that each
+        # optimizer updates one contiguous range (no gather, no mask).
+        kinds = self.optimizer.kind
+        self._order = sorted(range(len(slots)), key=lambda j: (str(kinds[slots[j]]), j))
+        present = [(j, r) for j in self._order if (r := rows[j]) is not None]
+        self._index = torch.cat([r.pos + j * self.row_size for j, r in present])
+        self._row_of = torch.cat([torch.full((len(r.theta),), j) for j, r in present])
+        self._l1_terms = torch.cat([r.weight for _, r in present]).to(self.dtype)
+        self._base = self._base_row.repeat(len(slots))
+        self.packed = torch.cat([r.theta for _, r in present]).requires_grad_(True)
+        member_of = torch.tensor(slots)[self._row_of]
+        buf = torch.cat([r.buf for _, r in present])
+        sq = torch.cat([r.sq for _, r in present])
+        self.optimizer.rebind([self.packed], member_of=member_of, buf=[buf], sq=[sq])
+        idx = torch.tensor(slots)
+        self._stats = (
+            [m[idx].contiguous() for m in self.running_mean],
+            [v[idx].contiguous() for v in self.running_var],
+        )
+        self._layer_on = self.layer_on[idx]
+        self._full = [bool(self._layer_on[:, i].all()) for i in range(self.depth)]
+        self._bn_on = self.bn_on[idx][:, None, None]
+        self._any_bn, self._all_bn = bool(self._bn_on.any()), bool(self._bn_on.all())
+        self._keep = (1 - self.dropout[idx])[:, None, None]
+        self._any_dropout = bool((self._keep < 1).any())
+        names = [self.activation[s] for s in slots]
+        self._acts = [(name, torch.tensor([n == name for n in names])[:, None, None]) for name in sorted(set(names))]
+        starts = [j for j in range(len(names)) if j == 0 or names[j] != names[j - 1]]
+        contiguous = len(starts) == len(self._acts)  # each activation on one range of rows
+        bounds = [*starts, len(names)]
+        self._act_ranges = [(names[a], a, b) for a, b in itertools.pairwise(bounds)] if contiguous else None
+
+    @torch.no_grad()
+    def unpack(self) -> None:
+        """Give every packed member its values, optimizer state and running statistics back."""
+        if self.packed is None:
+            return
+        in_order = [self.packed_slots[j] for j in self._order]
+        lengths = [len(r.theta) for r in (self.rows[s] for s in in_order) if r is not None]
+        parts = zip(
+            self.packed.detach().split(lengths),
+            self.optimizer.buf[0].split(lengths),
+            self.optimizer.sq[0].split(lengths),
+        )
+        for slot, (theta, buf, sq) in zip(in_order, parts):
+            row = self.rows[slot]
+            assert row is not None
+            row.theta, row.buf, row.sq = theta.clone(), buf.clone(), sq.clone()
+        idx = torch.tensor(self.packed_slots)
+        for i in range(self.depth):
+            self.running_mean[i][idx] = self._stats[0][i]
+            self.running_var[i][idx] = self._stats[1][i]
+        self.packed, self.packed_slots = None, []
+
+    @torch.no_grad()
     def member_state(self, slot: int, module: Any) -> dict[str, Tensor]:
         """Member ``slot``'s weights as ``module``'s own ``state_dict`` (unpadded), e.g. for a checkpoint."""
+        row_data = self.rows[slot]
+        assert row_data is not None
+        theta, j = row_data.theta, None
+        if self.packed is not None and slot in self.packed_slots:
+            j = self.packed_slots.index(slot)
+            theta = self.packed.detach()[self._row_of == j]
+        row = self._base_row.clone()
+        row[row_data.pos] = theta
+        weights, biases, bn_bias, bn_weight = ([t[0] for t in part] for part in self._split(row[None]))
+        if j is None:
+            means, variances = [m[slot] for m in self.running_mean], [v[slot] for v in self.running_var]
+        else:
+            means, variances = [m[j] for m in self._stats[0]], [v[j] for v in self._stats[1]]
         state = {k: v.clone() for k, v in module.state_dict().items()}
         net = module.net
         lin_i = bn_i = 0
         n_linear = sum(isinstance(m, torch.nn.Linear) for m in net)
         for idx, m in enumerate(net):
             if isinstance(m, torch.nn.Linear):
-                layer = lin_i if lin_i < n_linear - 1 else len(self.weights) - 1
-                w = self.weights[layer][slot, : m.in_features, : m.out_features].t()
+                layer = lin_i if lin_i < n_linear - 1 else self.depth
+                w = weights[layer][: m.in_features, : m.out_features].t()
                 state[f"net.{idx}.weight"] = w.to(state[f"net.{idx}.weight"].dtype).clone()
-                state[f"net.{idx}.bias"] = self.biases[layer][slot, : m.out_features].to(w.dtype).clone()
+                state[f"net.{idx}.bias"] = biases[layer][: m.out_features].to(w.dtype).clone()
                 lin_i += 1
             elif isinstance(m, torch.nn.BatchNorm1d):
                 n = m.num_features
                 for name, src in (
-                    ("weight", self.bn_weight),
-                    ("bias", self.bn_bias),
-                    ("running_mean", self.running_mean),
-                    ("running_var", self.running_var),
+                    ("weight", bn_weight[bn_i]),
+                    ("bias", bn_bias[bn_i]),
+                    ("running_mean", means[bn_i]),
+                    ("running_var", variances[bn_i]),
                 ):
                     key = f"net.{idx}.{name}"
-                    state[key] = src[bn_i][slot, :n].to(state[key].dtype).clone()
+                    state[key] = src[:n].to(state[key].dtype).clone()
                 bn_i += 1
         return state
 
     def forward(self, x: Tensor, slots: Tensor, *, train: bool) -> Tensor:
-        """Logits ``[S, B, C]`` of the members in ``slots`` for inputs ``x`` (``[S, B, n_features]``).
-
-        Only the occupied slots are computed: their parameters are gathered (gradients flow back into
-        the stacked tensors at those slots), so an emptied slot costs nothing.
-        """
+        """Logits ``[S, B, C]`` of the members in ``slots`` for inputs ``x`` (``[S, B, n_features]``)."""
+        self.pack(slots.tolist())
+        assert self.packed is not None
+        flat = torch.index_put(self._base, (self._index,), self.packed).view(len(self.packed_slots), self.row_size)
+        weights, biases, bn_bias, bn_weight = self._split(flat)
         h = x
-        every = len(slots) == self.capacity  # all slots: no gather (and no scatter of the gradient)
-        weights, biases, bn_bias, bn_weight = self._split(self.flat if every else self.flat[slots])
-        names = [self.activation[s] for s in slots.tolist()]
-        acts = sorted(set(names))
-        unit_mask = self.unit_mask[slots]
-        layer_on = self.layer_on[slots]
-        bn_on = self.bn_on[slots]
-        drop = self.dropout[slots]
         for i in range(self.depth):
             z = torch.baddbmm(biases[i][:, None, :], h, weights[i])
-            if bool(bn_on.any()):
-                z = self._batch_norm(i, z, slots, bn_on, train, bn_weight[i], bn_bias[i])
-            if len(acts) == 1:
-                a = _ACTIVATIONS[acts[0]](z)
+            if self._any_bn:
+                z = self._batch_norm(i, z, train, bn_weight[i], bn_bias[i])
+            if len(self._acts) == 1:
+                a = _ACTIVATIONS[self._acts[0][0]](z)
+            elif self._act_ranges is not None:
+                a = torch.cat([_ACTIVATIONS[name](z[lo:hi]) for name, lo, hi in self._act_ranges])
             else:
                 a = torch.zeros_like(z)
-                for name in acts:
-                    chosen = torch.tensor([n == name for n in names])[:, None, None]
+                for name, chosen in self._acts:
                     a = torch.where(chosen, _ACTIVATIONS[name](z), a)
-            a = a * unit_mask[:, i, None, :]
-            if train and bool((drop > 0).any()):
-                keep = (1 - drop)[:, None, None].to(a.dtype)
-                mask = torch.bernoulli(keep.expand_as(a))
-                a = torch.where(keep < 1, a * mask / keep, a)  # independent per member, as nn.Dropout
-            h = a if i == 0 else torch.where(layer_on[:, i, None, None], a, h)
+            if train and self._any_dropout:  # independent per member, as nn.Dropout: mask / (1 - p)
+                a = a * ((torch.rand_like(a) < self._keep) / self._keep)
+            if not self._full[i]:  # members without layer i carry their last hidden state through it
+                a = torch.where(self._layer_on[:, i, None, None], a, _fit(h, a.shape[2]))
+            h = a
         return torch.baddbmm(biases[-1][:, None, :], h, weights[-1])
 
-    def _batch_norm(
-        self, i: int, z: Tensor, slots: Tensor, bn_on: Tensor, train: bool, gamma: Tensor, beta: Tensor
-    ) -> Tensor:
-        if train:
-            mean = z.mean(dim=1)
-            var = z.var(dim=1, unbiased=False)
-            with torch.no_grad():  # BatchNorm1d's running statistics: momentum 0.1, unbiased variance
-                n = z.shape[1]
-                unbiased = var.detach() * (n / max(n - 1, 1))
-                on = bn_on[:, None]
-                rm, rv = self.running_mean[i][slots], self.running_var[i][slots]
-                self.running_mean[i][slots] = torch.where(on, 0.9 * rm + 0.1 * mean.detach(), rm)
-                self.running_var[i][slots] = torch.where(on, 0.9 * rv + 0.1 * unbiased, rv)
-        else:
-            mean, var = self.running_mean[i][slots], self.running_var[i][slots]
-        normed = (z - mean[:, None, :]) / torch.sqrt(var[:, None, :] + 1e-5)
-        normed = normed * gamma[:, None, :] + beta[:, None, :]
-        return torch.where(bn_on[:, None, None], normed, z)
+    def _batch_norm(self, i: int, z: Tensor, train: bool, gamma: Tensor, beta: Tensor) -> Tensor:
+        """``BatchNorm1d`` of every member at once: its units are channels of one ``[B, S * width]`` input."""
+        s, b, w = z.shape
+        normed = F.batch_norm(
+            z.transpose(0, 1).reshape(b, s * w),
+            self._stats[0][i].view(-1),
+            self._stats[1][i].view(-1),
+            gamma.reshape(-1),
+            beta.reshape(-1),
+            training=train,
+            momentum=0.1,
+            eps=1e-5,
+        )
+        out = normed.view(b, s, w).transpose(0, 1)
+        return out if self._all_bn else torch.where(self._bn_on, out, z)
 
     def l1(self, slots: Tensor) -> Tensor:
         """Per member in ``slots``: the sum of absolute Linear weights, as ``l1_norm`` of the unfused module."""
-        rows = self.flat if len(slots) == self.capacity else self.flat[slots]
-        return (rows.abs() * self.weight_mask).sum(dim=1)
+        self.pack(slots.tolist())
+        assert self.packed is not None
+        terms = self.packed.abs() * self._l1_terms
+        return torch.zeros(len(self.packed_slots), dtype=terms.dtype).index_add(0, self._row_of, terms)
 
     def fits(self, shape: MemberShape) -> bool:
-        """Whether a member of this shape fits the stack's depth and width."""
-        return len(shape.widths) <= self.depth and max(shape.widths) <= self.width
+        """Whether a member of this shape fits the stack's layers (its last hidden state carried through)."""
+        return len(shape.widths) <= self.depth and all(a <= b for a, b in zip(carried(shape, self.depth), self.widths))
+
+
+def carried(shape: MemberShape, depth: int) -> tuple[int, ...]:
+    """The widths a member needs in each of ``depth`` stacked layers (its last one carried to the head)."""
+    return shape.widths + (shape.widths[-1],) * (depth - len(shape.widths))
+
+
+def stack_widths(shapes: list[MemberShape]) -> tuple[int, ...]:
+    """The smallest per-layer widths of a stack that holds every one of ``shapes``."""
+    depth = max(len(s.widths) for s in shapes)
+    return tuple(max(w) for w in zip(*(carried(s, depth) for s in shapes)))
+
+
+def _fit(h: Tensor, width: int) -> Tensor:
+    """A hidden state ``[S, B, w]`` padded with zeros or cut to ``width`` units (cut units are unused)."""
+    have = h.shape[2]
+    return h if have == width else (F.pad(h, (0, width - have)) if have < width else h[:, :, :width])
 
 
 def work(shape: MemberShape, n_features: int, n_classes: int) -> int:
@@ -274,6 +377,7 @@ def work(shape: MemberShape, n_features: int, n_classes: int) -> int:
     return sum(a * b for a, b in zip(ins, shape.widths)) + shape.widths[-1] * n_classes
 
 
-def paid_work(n_features: int, n_classes: int, depth: int, width: int) -> int:
+def paid_work(n_features: int, n_classes: int, widths: tuple[int, ...]) -> int:
     """Multiply-adds of one sample's forward pass through one slot of a stack (what fusion pays)."""
-    return n_features * width + (depth - 1) * width * width + width * n_classes
+    ins = (n_features, *widths)
+    return sum(a * b for a, b in zip(ins, widths)) + widths[-1] * n_classes
