@@ -1,0 +1,795 @@
+"""The GPU check of issues 9 and 10, as stages in child processes, each one time-boxed.
+
+Run it through ``benchmarks/gpu_check.sh`` (which installs what the GPU machine lacks); see there for the
+exact device command. By hand: ``python benchmarks/bench_gpu.py --out DIR [--smoke] [--budget S]``.
+
+Issue 9 (fused cohorts), synthetic data as in ``../shared/tools/fused_probe.py``:
+  MLP 784-256-256-10, batch 128, 50k train / 10k val samples; per trial lr, weight decay, dropout and
+  hidden width (16..256) differ. Measured: unfused tunebridge (one Trainer per trial), the hand-written
+  loops of fused_probe.py (raw one model; K masked heterogeneous MLPs with their own AdamW), and fused
+  tunebridge (``tune(fuse=K)``). Targets: fused >= 50x unfused trial-epochs/s, within 1.5x of the
+  hand-written fused loop. ConvNet (2 blocks of 32/64 filters, 3x32x32, batch 128, 20k samples): fused
+  >= 10x unfused. Its validation set is 1k samples: a fused cohort validates every member in one forward
+  pass over the whole set (at K=128, ~17 GB per 32-filter activation of 1k images).
+Issue 10 (GPU overhead): tunebridge vs a hand-written Optuna + Lightning loop, 8 trials, 1 epoch of the
+  MLP on 50k samples, alternating rounds; target <= 1.03x.
+
+Fused cohorts allocate their tensors on the CPU (no device in ``tunebridge.fused`` as of 2026-11-30) and
+``tune(fuse=..., accelerator="gpu")`` is refused. The fused stages therefore (1) try the supported call
+with ``accelerator="gpu"`` and record the refusal, (2) run the supported CPU path, and (3) run the same
+``tune()`` in a separate process under ``torch.set_default_device("cuda")`` with the data on the GPU
+and the per-member epoch order drawn on the CPU and moved there: an unsupported workaround that only
+shows what CUDA support could give, labelled as such in the report.
+
+Every stage appends JSON lines to ``OUT/results.jsonl``; ``OUT/gpu-check.md`` is rewritten after each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+# Sizes of the real check and of the CPU smoke test (tiny, to prove the script end to end).
+FULL: dict[str, Any] = {
+    "mlp_n": 50_000, "mlp_nv": 10_000, "d": 784, "h": 256, "c": 10, "batch": 128,
+    "cnn_n": 20_000, "cnn_nv": 1_000, "cnn_shape": (3, 32, 32), "filters": (32, 64),
+    "k": 128, "cnn_k": 128, "cpu_k": 8, "cpu_cnn_k": 2, "fused_epochs": 2,
+    "unfused_trials": 3, "cnn_unfused_trials": 2, "unfused_epochs": 2,
+    "overhead_trials": 8, "overhead_rounds": 2, "warm_n": 1024,
+}  # fmt: skip
+SMOKE: dict[str, Any] = {
+    **FULL,
+    "mlp_n": 2_000, "mlp_nv": 500, "d": 64, "h": 32,
+    "cnn_n": 512, "cnn_nv": 128, "cnn_shape": (3, 8, 8), "filters": (4, 8),
+    "k": 16, "cnn_k": 4, "cpu_k": 4, "cpu_cnn_k": 2,
+    "unfused_trials": 2, "cnn_unfused_trials": 2, "overhead_trials": 2, "overhead_rounds": 1, "warm_n": 256,
+}  # fmt: skip
+
+# (name, seconds at most, what it measures), in the order they run: the most wanted first, so that a
+# run cut short by the overall budget still answers the main questions.
+STAGES: list[tuple[str, int, str]] = [
+    ("probe", 45, "hand-written loops of fused_probe.py (raw one model, K heterogeneous MLPs)"),
+    ("mlp_unfused", 50, "tunebridge unfused MLP (one Lightning Trainer per trial)"),
+    ("mlp_fused_cuda_workaround", 60, "tunebridge fused MLP under set_default_device (unsupported workaround)"),
+    ("overhead", 100, "issue 10: tunebridge vs hand-written Optuna + Lightning"),
+    ("cnn_unfused", 40, "tunebridge unfused ConvNet"),
+    ("cnn_fused_cuda_workaround", 60, "tunebridge fused ConvNet under set_default_device (unsupported workaround)"),
+    ("mlp_fused", 50, "tunebridge fused MLP, supported call (accelerator gpu, else cpu)"),
+    ("cnn_fused", 40, "tunebridge fused ConvNet, supported call (accelerator gpu, else cpu)"),
+]
+TARGETS = {"mlp_x_unfused": 50.0, "mlp_vs_hand": 1.5, "cnn_x_unfused": 10.0, "overhead": 1.03}
+
+_OUT: Path | None = None
+_STAGE = ""
+
+
+def record(**fields: Any) -> None:
+    """One result line in ``OUT/results.jsonl`` (written at once: a stage cut short keeps what it had)."""
+    line = json.dumps({"stage": _STAGE, **fields}, default=str)
+    print(line, flush=True)
+    assert _OUT is not None
+    with open(_OUT / "results.jsonl", "a") as f:
+        f.write(line + "\n")
+
+
+# --------------------------------------------------------------------------- data and builders
+
+
+@cache
+def _tensors(n: int, nv: int, shape: tuple[int, ...], c: int, seed: int = 0) -> tuple[Any, Any]:
+    """Synthetic classification data as fused_probe.py makes it: Gaussian inputs, labels of a random linear map."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n + nv, *shape, generator=g, device="cpu")
+    y = (x.flatten(1) @ torch.randn(math.prod(shape), c, generator=g, device="cpu")).argmax(1)
+    return x, y
+
+
+@cache
+def datamodule_class() -> type:
+    """A LightningDataModule of synthetic data that quacks like tunebridge's built-in ones.
+
+    The fused engine reads the built-in datamodules' attributes (``seed``, ``val_fraction``,
+    ``batch_size``, ``setup()``, ``train_set.x/.y``, ``val_set.x/.y``) and wants a class name ending in
+    ``DataModule`` (``tunebridge.fused.check_fusable``); the loaders are the built-in ones' (whole index
+    batches, a train order seeded with ``seed``), so unfused and fused trials read the same batches.
+    """
+    import lightning.pytorch as pl
+    import torch
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+    from tunebridge.lightning.data import BatchIndexDataset
+
+    class SyntheticDataModule(pl.LightningDataModule):  # type: ignore[misc]
+        def __init__(self, *, n: int, nv: int, shape: tuple[int, ...], n_classes: int, batch_size: int) -> None:
+            super().__init__()
+            self.n, self.nv, self.shape = n, nv, tuple(shape)
+            self.n_features, self.n_classes, self.input_shape = math.prod(shape), n_classes, tuple(shape)
+            self.batch_size, self.val_batch_size, self.seed = batch_size, 1024, 0
+            self.val_fraction = nv / (n + nv)
+            self.train_set: Any = None
+            self.val_set: Any = None
+
+        def setup(self, stage: str | None = None) -> None:
+            if self.train_set is not None:
+                return
+            x, y = _tensors(self.n, self.nv, self.shape, self.n_classes)
+            # Under the CUDA workaround the default device is the GPU: the fused cohorts index the data
+            # with index tensors made there, so the data must live there too.
+            device = torch.get_default_device()
+            x, y = x.to(device), y.to(device)
+            self.train_set = BatchIndexDataset(x[: self.n], y[: self.n])
+            self.val_set = BatchIndexDataset(x[self.n :], y[self.n :])
+
+        def train_dataloader(self) -> Any:
+            self.setup()
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler = BatchSampler(RandomSampler(self.train_set, generator=generator), self.batch_size, drop_last=False)
+            return DataLoader(self.train_set, batch_size=None, sampler=sampler, num_workers=0)
+
+        def val_dataloader(self) -> Any:
+            self.setup()
+            sampler = BatchSampler(SequentialSampler(self.val_set), self.val_batch_size, drop_last=False)
+            return DataLoader(self.val_set, batch_size=None, sampler=sampler, num_workers=0)
+
+    return SyntheticDataModule
+
+
+def make_build(cfg: dict[str, Any], model: str, *, n: int | None = None, epochs: int = 2) -> Callable[..., Any]:
+    """``build(config) -> (module, datamodule)`` for the MLP or the ConvNet of the issue on synthetic data."""
+    from tunebridge.lightning.models import model_classes
+
+    classes = model_classes()
+    dm_cls = datamodule_class()
+
+    def build(config: dict[str, Any]) -> tuple[Any, Any]:
+        full = {**config, "optimizer": "adamw"}
+        if model == "mlp":
+            dm = dm_cls(
+                n=n or cfg["mlp_n"], nv=cfg["mlp_nv"], shape=(cfg["d"],), n_classes=cfg["c"], batch_size=cfg["batch"]
+            )
+            module = classes.MLPClassifier(
+                {**full, "n_layers": 2}, n_features=cfg["d"], n_classes=cfg["c"], max_epochs=epochs
+            )
+        else:
+            dm = dm_cls(
+                n=n or cfg["cnn_n"],
+                nv=cfg["cnn_nv"],
+                shape=cfg["cnn_shape"],
+                n_classes=cfg["c"],
+                batch_size=cfg["batch"],
+            )
+            f0, f1 = cfg["filters"]
+            structure = {"n_blocks": 2, "filters/0": f0, "filters/1": f1, "kernel_size": 3, "pooling": "max"}
+            module = classes.ConvNetClassifier(
+                {**full, **structure}, input_shape=cfg["cnn_shape"], n_classes=cfg["c"], max_epochs=epochs
+            )
+        return module, dm
+
+    return build
+
+
+def make_space(cfg: dict[str, Any], model: str) -> Any:
+    """Heterogeneous training hyperparameters, as fused_probe.py draws them; the MLP's width too.
+
+    The ConvNet keeps its structure fixed and its dropout above 0 (a Dropout layer present in every
+    member), so that all members share one architecture and one vmapped cohort.
+    """
+    from tunebridge.schema import Float, Int, Space
+
+    common = {"lr": Float(1e-4, 1e-2, log=True), "weight_decay": Float(1e-6, 1e-3, log=True)}
+    if model == "mlp":
+        return Space(**common, dropout=Float(0.0, 0.5), units=Int(16, cfg["h"]))
+    return Space(**common, dropout=Float(0.05, 0.5))
+
+
+def prepare(cfg: dict[str, Any], model: str) -> None:
+    """Import Lightning and make the data before any clock starts (what a warm process already has)."""
+    _, dm = make_build(cfg, model)({"lr": 1e-3, "weight_decay": 1e-5, "dropout": 0.1, "units": cfg["h"]})
+    dm.setup()
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+# --------------------------------------------------------------------------- stage: hand-written probe
+
+
+def stage_probe(cfg: dict[str, Any], dev: str) -> None:
+    """fused_probe.py's raw and heterogeneous loops (copied: the issue says not to import it)."""
+    import platform
+    from importlib.metadata import version
+
+    import torch
+    import torch.nn as nn
+
+    import tunebridge
+
+    record(
+        what="env", torch=torch.__version__, lightning=version("lightning"), python=platform.python_version(),
+        device=dev, gpu=torch.cuda.get_device_name() if dev == "cuda" else None, cpus=os.cpu_count(),
+        threads=torch.get_num_threads(), tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+        tf32_cudnn=torch.backends.cudnn.allow_tf32, tunebridge=os.path.dirname(tunebridge.__file__),
+    )  # fmt: skip
+    n, nv, d, c, h, b, k = cfg["mlp_n"], cfg["mlp_nv"], cfg["d"], cfg["c"], cfg["h"], cfg["batch"], cfg["k"]
+    x, y = _tensors(n, nv, (d,), c)
+    xg, yg, xv, yv = x[:n].to(dev), y[:n].to(dev), x[n:].to(dev), y[n:].to(dev)
+
+    def raw_epoch() -> None:
+        m = nn.Sequential(
+            nn.Linear(d, h), nn.ReLU(), nn.Dropout(0.1), nn.Linear(h, h), nn.ReLU(), nn.Dropout(0.1), nn.Linear(h, c)
+        ).to(dev)
+        opt = torch.optim.Adam(m.parameters(), 1e-3)
+        perm = torch.randperm(n, device=dev)
+        for i in range(0, n, b):
+            idx = perm[i : i + b]
+            loss = nn.functional.cross_entropy(m(xg[idx]), yg[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync()
+
+    class Hetero:
+        """K MLPs with their own lr, weight decay, dropout p and width (masked to h); batched matmuls, own AdamW."""
+
+        def __init__(self, kk: int, seed: int = 0) -> None:
+            gg = torch.Generator(device="cpu").manual_seed(seed)
+            self.K = kk
+            self.lr = torch.exp(torch.empty(kk).uniform_(math.log(1e-4), math.log(1e-2), generator=gg)).to(dev)
+            self.wd = torch.exp(torch.empty(kk).uniform_(math.log(1e-6), math.log(1e-3), generator=gg)).to(dev)
+            self.p = torch.empty(kk).uniform_(0.0, 0.5, generator=gg).to(dev)
+            widths = torch.randint(16, h + 1, (kk,), generator=gg)
+            self.mask = (torch.arange(h)[None, :] < widths[:, None]).float().to(dev)
+
+            def w(i: int, o: int) -> Any:
+                return (torch.rand(kk, i, o, generator=gg) * 2 - 1).mul_(1 / math.sqrt(i)).to(dev).requires_grad_()
+
+            def bias(o: int, i: int) -> Any:
+                return (torch.rand(kk, 1, o, generator=gg) * 2 - 1).mul_(1 / math.sqrt(i)).to(dev).requires_grad_()
+
+            self.params = [w(d, h), bias(h, d), w(h, h), bias(h, h), w(h, c), bias(c, h)]
+            self.m = [torch.zeros_like(q) for q in self.params]
+            self.v = [torch.zeros_like(q) for q in self.params]
+            self.step_n = torch.zeros((), device=dev)
+            self.alive = torch.ones(kk, device=dev)
+
+        def forward(self, xb: Any, train: bool = True) -> Any:
+            w1, b1, w2, b2, w3, b3 = self.params
+            hh = torch.relu(torch.einsum("bd,kdh->kbh", xb, w1) + b1) * self.mask[:, None, :]
+            if train:
+                hh = hh * (torch.rand_like(hh) >= self.p[:, None, None]).float() / (1 - self.p[:, None, None])
+            hh = torch.relu(torch.baddbmm(b2, hh, w2)) * self.mask[:, None, :]
+            if train:
+                hh = hh * (torch.rand_like(hh) >= self.p[:, None, None]).float() / (1 - self.p[:, None, None])
+            return torch.baddbmm(b3, hh, w3)
+
+        def loss(self, xb: Any, yb: Any) -> Any:
+            out = self.forward(xb)
+            per = (
+                nn.functional.cross_entropy(out.reshape(-1, c), yb.repeat(self.K), reduction="none")
+                .view(self.K, -1)
+                .mean(1)
+            )
+            return (per * self.alive).sum()
+
+        @torch.no_grad()
+        def adamw(self, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> None:
+            self.step_n.add_(1)
+            c1, c2 = 1 - b1**self.step_n, 1 - b2**self.step_n
+            for q, m, v in zip(self.params, self.m, self.v):
+                shape = (self.K,) + (1,) * (q.dim() - 1)
+                lr, wd, alive = self.lr.view(shape), self.wd.view(shape), self.alive.view(shape)
+                q.mul_(1 - lr * wd * alive)
+                m.mul_(b1).add_(q.grad, alpha=1 - b1)
+                v.mul_(b2).addcmul_(q.grad, q.grad, value=1 - b2)
+                q.sub_((m / c1) / ((v / c2).sqrt_().add_(eps)) * lr * alive)
+                q.grad = None
+
+        @torch.no_grad()
+        def val_loss(self) -> Any:
+            out = self.forward(xv, train=False)
+            return (
+                nn.functional.cross_entropy(out.reshape(-1, c), yv.repeat(self.K), reduction="none")
+                .view(self.K, -1)
+                .mean(1)
+            )
+
+    def hetero_epoch(model: Hetero) -> None:
+        perm = torch.randperm(n, device=dev)
+        for i in range(0, n, b):
+            idx = perm[i : i + b]
+            model.loss(xg[idx], yg[idx]).backward()
+            model.adamw()
+        model.val_loss()
+        sync()
+
+    def timeit(fn: Callable[[], None], reps: int = 2) -> float:
+        fn()  # warm-up
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    raw = timeit(raw_epoch)
+    record(what="hand_raw", model="mlp", k=1, steady=raw)
+    model = Hetero(k)
+    het = timeit(lambda: hetero_epoch(model))
+    record(what="hand_hetero", model="mlp", k=k, steady=het / k, s_per_cohort_epoch=het)
+
+
+# --------------------------------------------------------------------------- stages: unfused tunebridge
+
+
+_EPOCHS: list[tuple[int, float]] = []  # (epoch index within its trial, seconds) of every unfused epoch
+
+
+@cache
+def epoch_timer() -> type:
+    """A Lightning callback class recording each epoch's wall time (train and validation) in ``_EPOCHS``."""
+    import lightning.pytorch as pl
+
+    class EpochTimer(pl.Callback):  # type: ignore[misc]
+        def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+            sync()
+            self.t0 = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
+            sync()
+            _EPOCHS.append((int(trainer.current_epoch), time.perf_counter() - self.t0))
+
+    return EpochTimer
+
+
+def _quiet() -> None:
+    import logging
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def _trial_epochs(result: Any) -> int:
+    return int(result.trials["epochs"].fillna(0).sum())
+
+
+def stage_unfused(cfg: dict[str, Any], model: str) -> None:
+    """One Lightning Trainer per trial (accelerator auto: the GPU when there is one)."""
+    import tunebridge
+
+    _quiet()
+    space = make_space(cfg, model)
+    common: dict[str, Any] = {"metric": "val_loss", "mode": "min", "search": "random", "seed": 0, "progress": False}
+    common.update(accelerator="auto", keep_checkpoints=0)
+    prepare(cfg, model)
+    tunebridge.tune(make_build(cfg, model, n=cfg["warm_n"], epochs=1), space, trials=1, max_epochs=1, **common)
+    trials, epochs = cfg["unfused_trials" if model == "mlp" else "cnn_unfused_trials"], cfg["unfused_epochs"]
+    _EPOCHS.clear()
+    t0 = time.perf_counter()
+    result = tunebridge.tune(
+        make_build(cfg, model, epochs=epochs),
+        space,
+        trials=trials,
+        max_epochs=epochs,
+        callbacks=[epoch_timer()],
+        **common,
+    )
+    wall = time.perf_counter() - t0
+    te = _trial_epochs(result)
+    later = [s for e, s in _EPOCHS if e >= 1] or [s for _, s in _EPOCHS]
+    record(
+        what="unfused", model=model, trials=trials, epochs=epochs, trial_epochs=te, wall_s=wall,
+        e2e=wall / max(te, 1), steady=statistics.median(later),
+        epoch_s=[round(s, 4) for _, s in _EPOCHS], states=result.trials["state"].value_counts().to_dict(),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- stages: fused tunebridge
+
+
+def _instrument(rounds: list[dict[str, Any]]) -> None:
+    """Time every cohort epoch (members trained, seconds, device of the cohort's tensors). Measures only."""
+    from tunebridge.fused._cohort import Cohort
+    from tunebridge.fused._vmap import VmapCohort
+
+    def device_of(cohort: Any) -> str:  # the cohort's trainable tensors (its internals are changing: never fail)
+        try:
+            return str(cohort.optimizer.params[0].device)
+        except (AttributeError, IndexError, TypeError):
+            return "unknown"
+
+    for cls in (Cohort, VmapCohort):
+        original = cls.train_epoch
+
+        def timed(self: Any, _original: Any = original) -> None:
+            active = sum(1 for m in self.slots if m is not None and not m.done)
+            sync()
+            t0 = time.perf_counter()
+            _original(self)
+            sync()
+            rounds.append(
+                {"cohort": id(self), "members": active, "s": time.perf_counter() - t0, "device": device_of(self)}
+            )
+
+        cls.train_epoch = timed
+
+
+def _cuda_workaround() -> str:
+    """Run fused cohorts on the GPU without tunebridge's help (unsupported; for this measurement only).
+
+    ``torch.set_default_device("cuda")`` makes the cohorts' ``torch.zeros``/``torch.tensor`` land on the
+    GPU; the one op that fails there is the per-member epoch order (``randperm`` with a CPU generator),
+    so it is drawn as ``tunebridge.fused._cohort.epoch_order`` draws it, on the generator's device, and moved.
+    """
+    import torch
+
+    from tunebridge.fused import _cohort
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.set_default_device(device)
+
+    def epoch_order(generator: torch.Generator, n: int) -> torch.Tensor:
+        order = torch.randperm(n, generator=generator, device=generator.device)
+        torch.randperm(n, generator=generator, device=generator.device)  # RandomSampler's second draw
+        return order.to(device)
+
+    _cohort.epoch_order = epoch_order  # run_epoch looks it up in its module at every epoch
+    return device
+
+
+def stage_fused(cfg: dict[str, Any], model: str, *, workaround: bool, threads: int) -> None:
+    """``tune(fuse=K)``: the supported call (gpu refused today, then cpu), or the CUDA workaround."""
+    import torch
+
+    import tunebridge
+    from tunebridge.errors import SchemaError
+    from tunebridge.fused import resolve_capacity
+
+    _quiet()
+    record(what="fuse_auto", model=model, capacity=resolve_capacity("auto"), cpus=os.cpu_count())
+    prepare(cfg, model)
+    device = _cuda_workaround() if workaround else "cpu"
+    rounds: list[dict[str, Any]] = []
+    _instrument(rounds)
+    space = make_space(cfg, model)
+    common: dict[str, Any] = {"metric": "val_loss", "mode": "min", "search": "random", "seed": 0, "progress": False}
+    common.update(keep_checkpoints=0, threads=threads)
+    attempts = [("cpu", True)] if workaround else [("gpu", True), ("cpu", False)]
+    for accelerator, big in attempts:
+        k = cfg["k" if model == "mlp" else "cnn_k"] if big else cfg["cpu_k" if model == "mlp" else "cpu_cnn_k"]
+        epochs = cfg["fused_epochs"] if big else 1
+        rounds.clear()
+        t0 = time.perf_counter()
+        try:
+            result = tunebridge.tune(
+                make_build(cfg, model, epochs=epochs), space, trials=k, max_epochs=epochs, fuse=k,
+                accelerator=accelerator, **common,
+            )  # fmt: skip
+        except SchemaError as exc:  # refused before any trial: what a user asking for the GPU sees
+            record(what="fused_refused", model=model, accelerator=accelerator, error=str(exc).splitlines()[0])
+            continue
+        wall = time.perf_counter() - t0
+        te = _trial_epochs(result)
+        seen: set[int] = set()
+        steady = []  # every cohort epoch but each cohort's first (kernel choice, allocator warm-up)
+        for r in rounds:
+            if r["cohort"] in seen:
+                steady.append(r)
+            seen.add(r["cohort"])
+        steady = steady or rounds
+        loop_s = sum(r["s"] for r in rounds)
+        record(
+            what="fused", model=model, accelerator=accelerator, workaround=workaround, device=device,
+            cohort_device=sorted({r["device"] for r in rounds}), k=k, epochs=epochs, trial_epochs=te, wall_s=wall,
+            e2e=wall / max(te, 1), loop=loop_s / max(sum(r["members"] for r in rounds), 1),
+            steady=sum(r["s"] for r in steady) / max(sum(r["members"] for r in steady), 1),
+            cohorts=len(seen), cohort_epochs=len(rounds),
+            efficiency=result.record.get("fused_efficiency"), states=result.trials["state"].value_counts().to_dict(),
+            peak_gpu_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+        )  # fmt: skip
+        return
+
+
+# --------------------------------------------------------------------------- stage: issue 10 overhead
+
+
+def stage_overhead(cfg: dict[str, Any]) -> None:
+    """tunebridge.tune vs the loop a user writes by hand (as benchmarks/bench_overhead.py, on the GPU)."""
+    import lightning.pytorch as pl
+    import optuna
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    import tunebridge
+    from tunebridge.schema import Float, Space
+
+    _quiet()
+    space = Space(lr=Float(1e-4, 1e-2, log=True), weight_decay=Float(1e-6, 1e-3, log=True))
+    fixed = {"units": cfg["h"], "dropout": 0.0}
+
+    def build_for(n: int | None) -> Callable[..., Any]:
+        inner = make_build(cfg, "mlp", n=n, epochs=1)
+        return lambda config: inner({**config, **fixed})
+
+    def baseline(trials: int, n: int | None) -> float:
+        build = build_for(n)
+
+        def objective(trial: optuna.Trial) -> float:
+            config = {
+                "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+                "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-3, log=True),
+            }
+            module, data = build(config)
+            trainer = pl.Trainer(
+                max_epochs=1, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
+                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                callbacks=[PyTorchLightningPruningCallback(trial, monitor="val_acc")],
+            )  # fmt: skip
+            trainer.fit(module, datamodule=data)
+            return float(trainer.callback_metrics["val_acc"])
+
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+        t0 = time.perf_counter()
+        study.optimize(objective, n_trials=trials)
+        return time.perf_counter() - t0
+
+    def with_tunebridge(trials: int, n: int | None) -> float:
+        with tempfile.TemporaryDirectory() as tmp:  # the default keep_checkpoints=1, written out of the repo
+            t0 = time.perf_counter()
+            tunebridge.tune(
+                build_for(n), space, metric="val_acc", mode="max", search="random", trials=trials, max_epochs=1,
+                seed=0, progress=False, accelerator="auto", checkpoint_dir=tmp,
+            )  # fmt: skip
+            return time.perf_counter() - t0
+
+    baseline(1, cfg["warm_n"]), with_tunebridge(1, cfg["warm_n"])  # imports, CUDA context, kernels
+    trials = cfg["overhead_trials"]
+    for i in range(cfg["overhead_rounds"]):
+        b = baseline(trials, None)
+        t = with_tunebridge(trials, None)
+        record(what="overhead_round", round=i, trials=trials, baseline_s=b, tunebridge_s=t, ratio=t / b)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _load(out: Path) -> list[dict[str, Any]]:
+    path = out / "results.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _find(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    hits = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    return hits[-1] if hits else None
+
+
+def _s(v: float | None, digits: int = 4) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def _verdict(value: float | None, target: float, higher: bool) -> str:
+    if value is None:
+        return "not measured"
+    met = value >= target if higher else value <= target
+    return f"{value:.2f}x ({'met' if met else 'NOT met'}; target {'>=' if higher else '<='} {target:g}x)"
+
+
+def _headline(rows: list[dict[str, Any]]) -> str:
+    """Whether fused cohorts trained on the GPU through the supported call, and what was done instead."""
+    refused = [r for r in rows if r.get("what") == "fused_refused"]
+    supported = [r for r in rows if r.get("what") == "fused" and not r.get("workaround")]
+    if any("cuda" in d for r in supported for d in r.get("cohort_device", [])):
+        return "**fused on CUDA: supported** (the supported call trained its cohorts on the GPU)."
+    why = f"; `tune(fuse=K, accelerator='gpu')` is refused: \"{refused[0]['error']}\"" if refused else ""
+    return (
+        "**fused on CUDA: not supported yet.** tunebridge's fused cohorts allocate every tensor on the CPU"
+        f" (no device anywhere in `tunebridge.fused`){why}. The supported call was run with"
+        " `accelerator='cpu'`; the *workaround* rows run the same `tune()` under"
+        " `torch.set_default_device('cuda')` with the data on the GPU and the epoch order drawn on the CPU:"
+        " not a supported path, shown to size what CUDA support would give."
+    )
+
+
+def _model_section(rows: list[dict[str, Any]], model: str) -> list[str]:
+    """Issue 9's table for one model (seconds per trial-epoch of every way measured) and its ratios."""
+    lines = [
+        "| how | K | s per trial-epoch, steady | s per trial-epoch, end to end | trial-epochs/s, steady | notes |",
+        "|---|---|---|---|---|---|",
+    ]
+    table: list[tuple[str, int, float, float | None, str]] = []
+    unf = _find(rows, what="unfused", model=model)
+    if unf:
+        note = f"{unf['trials']} trials x {unf['epochs']} epochs; steady: median of the epochs after each first"
+        table.append(("tunebridge unfused (one Trainer per trial)", 1, unf["steady"], unf["e2e"], note))
+    names = {"hand_raw": "hand-written loop, one model", "hand_hetero": "hand-written fused loop (fused_probe.py)"}
+    for what, name in names.items():
+        r = _find(rows, what=what, model=model)
+        if r:
+            table.append((name, r["k"], r["steady"], None, "data on the device; median of 2 epochs after a warm-up"))
+    fused = [r for r in rows if r.get("what") == "fused" and r.get("model") == model]
+    for r in fused:
+        how = (
+            "CUDA **workaround** (unsupported)"
+            if r["workaround"]
+            else f"supported call, accelerator={r['accelerator']}"
+        )
+        note = (
+            f"cohorts on {','.join(r['cohort_device'])}; {r['cohorts']} cohorts; {r['epochs']} epochs; "
+            f"efficiency {r['efficiency']}; in the loop {r['loop']:.4f} s/trial-epoch"
+        )
+        if r.get("peak_gpu_gib"):
+            note += f"; peak {r['peak_gpu_gib']:.1f} GiB"
+        table.append((f"tunebridge fused, {how}", r["k"], r["steady"], r["e2e"], note))
+    for name, k, steady, e2e, note in table:
+        lines.append(f"| {name} | {k} | {_s(steady)} | {_s(e2e)} | {1 / steady:.1f} | {note} |")
+    if not table:
+        return ["not measured", ""]
+    lines.append("")
+    best = min(fused, key=lambda r: r["steady"]) if fused else None
+    if best is None:
+        return lines
+    tag = "workaround" if best["workaround"] else f"supported, on {','.join(best['cohort_device'])}"
+    if unf:
+        target = TARGETS["mlp_x_unfused" if model == "mlp" else "cnn_x_unfused"]
+        steady, e2e = unf["steady"] / best["steady"], unf["e2e"] / best["e2e"]
+        lines.append(
+            f"- fused ({tag}) over unfused trial-epochs/s, steady: {_verdict(steady, target, True)}; "
+            f"end to end: {_verdict(e2e, target, True)}"
+        )
+    hand = _find(rows, what="hand_hetero", model=model)
+    if hand:
+        ratio = best["steady"] / hand["steady"]
+        lines.append(
+            f"- fused ({tag}) s per trial-epoch over the hand-written fused loop's: {_verdict(ratio, TARGETS['mlp_vs_hand'], False)}"
+        )
+    return [*lines, ""]
+
+
+def _overhead_section(rows: list[dict[str, Any]]) -> list[str]:
+    rounds = [r for r in rows if r.get("what") == "overhead_round"]
+    if not rounds:
+        return ["not measured", ""]
+    lines = ["| round | hand-written Optuna + Lightning (s) | tunebridge.tune (s) | ratio |", "|---|---|---|---|"]
+    lines += [f"| {r['round']} | {r['baseline_s']:.2f} | {r['tunebridge_s']:.2f} | {r['ratio']:.3f} |" for r in rounds]
+    b = statistics.median(r["baseline_s"] for r in rounds)
+    t = statistics.median(r["tunebridge_s"] for r in rounds)
+    extra = (t - b) / rounds[0]["trials"]
+    return [*lines, "", f"- median ratio: {_verdict(t / b, TARGETS['overhead'], False)}; {extra:+.3f} s per trial", ""]
+
+
+def render(out: Path, *, smoke: bool, started: float, budget: float) -> None:
+    """``OUT/gpu-check.md`` from every result so far (rewritten after each stage)."""
+    rows = _load(out)
+    env = _find(rows, what="env") or {}
+    tiny = " (smoke: tiny sizes)" if smoke else ""
+    lines = [
+        f"# GPU check (issues 9 and 10){' — CPU smoke test, tiny sizes' if smoke else ''}",
+        "",
+        f"Device: {env.get('gpu') or env.get('device', '?')}; torch {env.get('torch', '?')}, lightning "
+        f"{env.get('lightning', '?')}, Python {env.get('python', '?')}, {env.get('cpus', '?')} CPUs, "
+        f"{env.get('threads', '?')} torch threads; TF32 matmul {env.get('tf32_matmul')}, TF32 cuDNN "
+        f"{env.get('tf32_cudnn')} (torch's defaults). {time.time() - started:.0f} s of a {budget:.0f} s budget so far.",
+        "",
+        _headline(rows),
+        "",
+        "## Issue 9: trial-epochs per second",
+        "",
+        "Steady: an epoch after the first of its trial or cohort, timed alone. End to end: the `tune()` call's"
+        " wall time over the trial-epochs it trained (building modules, sampling, bookkeeping included).",
+        "",
+        f"### MLP 784-256-256-10, batch 128, 50k samples, heterogeneous lr/weight decay/dropout/width{tiny}",
+        "",
+        *_model_section(rows, "mlp"),
+        f"### ConvNet (32/64 filters, 3x32x32, batch 128, 20k samples), heterogeneous lr/weight decay/dropout{tiny}",
+        "",
+        *_model_section(rows, "cnn"),
+        f"## Issue 10: GPU overhead (8 trials x 1 epoch, MLP on 50k samples){tiny}",
+        "",
+        *_overhead_section(rows),
+        "## Stages",
+        "",
+        "| stage | status | seconds | what |",
+        "|---|---|---|---|",
+    ]
+    status = [r for r in rows if r.get("what") == "stage_status"]
+    lines += [f"| {r['stage']} | {r['status']} | {r['seconds']:.1f} | {r['about']} |" for r in status]
+    auto = _find(rows, what="fuse_auto")
+    if auto:
+        lines += ["", f"`fuse='auto'` resolves to {auto['capacity']} members on this machine ({auto['cpus']} CPUs)."]
+    for r in [r for r in status if r["status"] != "ok" and r.get("tail")]:
+        lines += ["", f"### {r['stage']}: {r['status']}", "", "```", r["tail"].strip(), "```"]
+    (out / "gpu-check.md").write_text("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def run_stage(name: str, args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cfg = SMOKE if args.smoke else FULL
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "probe":
+        stage_probe(cfg, dev)
+    elif name in ("mlp_unfused", "cnn_unfused"):
+        stage_unfused(cfg, name[:3])
+    elif name == "overhead":
+        stage_overhead(cfg)
+    else:
+        stage_fused(cfg, name[:3], workaround=name.endswith("workaround"), threads=args.threads)
+
+
+def main() -> None:
+    global _OUT, _STAGE
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (a CPU test of the script)")
+    parser.add_argument("--budget", type=float, default=280.0, help="seconds for every stage together")
+    parser.add_argument("--started", type=float, default=None, help="epoch seconds the budget counts from")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: 1 with --smoke, else all CPUs)"
+    )
+    parser.add_argument("--stage", default=None, help="run one stage (used by the driver itself)")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these stages")
+    args = parser.parse_args()
+    args.threads = args.threads or (1 if args.smoke else os.cpu_count() or 1)
+    _OUT = args.out
+    _OUT.mkdir(parents=True, exist_ok=True)
+    if args.stage:
+        _STAGE = args.stage
+        run_stage(args.stage, args)
+        return
+    started = args.started or time.time()
+    deadline = started + args.budget
+    (_OUT / "logs").mkdir(exist_ok=True)
+    render(_OUT, smoke=args.smoke, started=started, budget=args.budget)
+    for name, box, about in STAGES:
+        if args.only is not None and name not in args.only:
+            continue
+        left = deadline - time.time() - 3  # keep a moment for the last report
+        _STAGE = name
+        if left < 10:
+            record(what="stage_status", status="skipped (budget spent)", seconds=0.0, about=about)
+            continue
+        limit = box * (4 if args.smoke else 1)  # a loaded CPU is slow even at tiny sizes
+        limit = min(limit, left)
+        cmd = [sys.executable, __file__, "--stage", name, "--out", str(_OUT), "--threads", str(args.threads)]
+        cmd += ["--smoke"] if args.smoke else []
+        t0 = time.time()
+        print(f"[{time.time() - started:5.0f} s] {name} (at most {limit:.0f} s): {about}", flush=True)
+        log = _OUT / "logs" / f"{name}.log"
+        with open(log, "w") as f:
+            try:
+                rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=limit).returncode
+                status = "ok" if rc == 0 else f"error (exit {rc})"
+            except subprocess.TimeoutExpired:
+                status = f"timed out after {limit:.0f} s"
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if status != "ok" else ""
+        record(what="stage_status", status=status, seconds=time.time() - t0, about=about, tail=tail)
+        render(_OUT, smoke=args.smoke, started=started, budget=args.budget)
+    print((_OUT / "gpu-check.md").read_text(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
