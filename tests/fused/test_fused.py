@@ -273,3 +273,18 @@ def test_a_fused_run_killed_and_rerun_loses_no_finished_member(tmp_path: Any) ->
     ]
     assert len(budgeted) == 12
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_convnet_members_with_different_dropout_train_in_cohorts_of_their_own() -> None:
+    """vmap runs every member through one module: a Dropout's p (not a parameter) must be shared."""
+    settings, cohorts, members = _settings(), [], []
+    for p in (0.0, 0.5, 0.5):
+        config = {"lr": 0.01, "optimizer": "adam", "dropout": p}
+        _seed_before_build(settings, config)
+        module, datamodule = CNN_BUILD(config)
+        members.append(Member(config, module, datamodule, None, EPOCHS, "val_loss", "min"))
+    _place_all(members, cohorts, 8, torch.float64, FuseStats())
+    assert sorted(len(c.members) for c in cohorts) == [1, 2]
+    for cohort in cohorts:
+        rates = {m.config["dropout"] for m in cohort.members}
+        assert len(rates) == 1

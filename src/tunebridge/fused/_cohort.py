@@ -258,12 +258,13 @@ def run_epoch(
     n = len(y)
     perms = torch.stack([epoch_order(m.generator, n) for _, m in active])
     l1_coef = torch.tensor([m.training.l1 for _, m in active], dtype=dtype)
+    any_l1 = any(m.training.l1 > 0 for _, m in active)
     sums = torch.zeros(len(active), dtype=torch.float64)
     for start in range(0, n, batch_size):
         idx = perms[:, start : start + batch_size]
         logits = forward(slots, x[idx], True)
-        loss = F.cross_entropy(logits.transpose(1, 2), y[idx], reduction="none").mean(dim=1)
-        if bool((l1_coef > 0).any()):
+        loss = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none").view(idx.shape).mean(dim=1)
+        if any_l1:
             loss = loss + l1_coef * l1(slots)
         for p in params:
             p.grad = None

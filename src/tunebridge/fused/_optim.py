@@ -55,7 +55,7 @@ class FusedOptimizer:
         self.momentum = torch.zeros(capacity, dtype=dtype)
         self.weight_decay = torch.zeros(capacity, dtype=dtype)
         self.steps = torch.zeros(capacity, dtype=torch.long)
-        self._plan: list[tuple[str, slice | Tensor | None, tuple[Tensor, ...]]] | None = None  # rebuilt on change
+        self._plan: list[tuple[str, slice | Tensor | None, list[tuple[Tensor, ...]]]] | None = None  # rebuilt on change
         self.rebind(params, member_of=member_of)
 
     def rebind(
@@ -103,7 +103,7 @@ class FusedOptimizer:
         self.kind[slot] = None
         self._plan = None
 
-    def _make_plan(self) -> list[tuple[str, slice | Tensor | None, tuple[Tensor, ...]]]:
+    def _make_plan(self) -> list[tuple[str, slice | Tensor | None, list[tuple[Tensor, ...]]]]:
         """Per kind: which elements it updates (a range of a packed tensor, slots of a stacked one, or all)."""
         present = [k for k in self.kind if k is not None]
         kinds = sorted(set(present))
@@ -123,11 +123,8 @@ class FusedOptimizer:
         else:
             for kind in kinds:
                 plan.append((kind, torch.tensor([i for i, k in enumerate(self.kind) if k == kind])))
-        like = self.params[0]
-        return [
-            (kind, sel, tuple(self._spread(v, like, sel) for v in (self.lr, self.weight_decay, self.momentum)))
-            for kind, sel in plan
-        ]
+        hyper = (self.lr, self.weight_decay, self.momentum)
+        return [(kind, sel, [tuple(self._spread(v, p, sel) for v in hyper) for p in self.params]) for kind, sel in plan]
 
     @torch.no_grad()
     def step(self) -> None:
@@ -137,11 +134,12 @@ class FusedOptimizer:
         if not self._plan:
             return
         self.steps[self._present] += 1
-        for p, buf, sq in zip(self.params, self.buf, self.sq):
+        for n, (p, buf, sq) in enumerate(zip(self.params, self.buf, self.sq)):
             grad = p.grad
             if grad is None:
                 continue
-            for kind, sel, coef in self._plan:
+            for kind, sel, coefs in self._plan:
+                coef = coefs[n]
                 if sel is None:
                     w, g, b, s = p, grad, buf, sq
                 else:

@@ -21,10 +21,17 @@ from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
 __all__ = ["VmapCohort", "architecture"]
 
 
-def architecture(module: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """A module's parameter and buffer shapes by name: members with equal architectures share a cohort."""
+def architecture(module: Any) -> tuple[Any, ...]:
+    """What members of one vmapped cohort must share: parameter and buffer shapes, and every dropout p.
+
+    ``vmap`` runs every member through one module (the first member's), so whatever is not a parameter
+    or a buffer, such as a ``Dropout``'s ``p``, must be equal: members that differ in it form cohorts
+    of their own.
+    """
     state = module.state_dict()
-    return tuple((name, tuple(t.shape)) for name, t in state.items())
+    shapes = tuple((name, tuple(t.shape)) for name, t in state.items())
+    rates = tuple(float(m.p) for m in module.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd))
+    return (*shapes, ("dropout", rates))
 
 
 class VmapCohort:
