@@ -133,7 +133,7 @@ class FusedMLP:
         rows, d = flat.shape[0], self.depth
         # One split, not a slice per tensor: a slice's backward writes its gradient into a zero tensor of
         # the whole leaf (one per slice); split's backward is one cat.
-        parts = flat.split([math.prod(shape) for _, shape in self._layout], dim=1)
+        parts = torch.split(flat, [math.prod(shape) for _, shape in self._layout], dim=1)
         views = [part.view(rows, *shape) for part, (_, shape) in zip(parts, self._layout)]
         return views[: d + 1], views[d + 1 : 2 * d + 2], views[2 * d + 2 : 3 * d + 2], views[3 * d + 2 :]
 
@@ -246,9 +246,9 @@ class FusedMLP:
         in_order = [self.packed_slots[j] for j in self._order]
         lengths = [len(r.theta) for r in (self.rows[s] for s in in_order) if r is not None]
         parts = zip(
-            self.packed.detach().split(lengths),
-            self.optimizer.buf[0].split(lengths),
-            self.optimizer.sq[0].split(lengths),
+            torch.split(self.packed.detach(), lengths),
+            torch.split(self.optimizer.buf[0], lengths),
+            torch.split(self.optimizer.sq[0], lengths),
         )
         for slot, (theta, buf, sq) in zip(in_order, parts):
             row = self.rows[slot]

@@ -26,6 +26,7 @@ __all__ = ["FusedOptimizer", "scheduled_lr"]
 _BETAS = (0.9, 0.999)
 _EPS = 1e-8
 _RMS_ALPHA = 0.99
+_Coef = tuple[Tensor, Tensor, Tensor]  # lr, weight decay, momentum, spread over a parameter's elements
 
 
 def scheduled_lr(training: TrainingConfig, epoch: int, max_epochs: int) -> float:
@@ -55,7 +56,7 @@ class FusedOptimizer:
         self.momentum = torch.zeros(capacity, dtype=dtype)
         self.weight_decay = torch.zeros(capacity, dtype=dtype)
         self.steps = torch.zeros(capacity, dtype=torch.long)
-        self._plan: list[tuple[str, slice | Tensor | None, list[tuple[Tensor, ...]]]] | None = None  # rebuilt on change
+        self._plan: list[tuple[str, slice | Tensor | None, list[_Coef]]] | None = None  # rebuilt on change
         self.rebind(params, member_of=member_of)
 
     def rebind(
@@ -103,7 +104,7 @@ class FusedOptimizer:
         self.kind[slot] = None
         self._plan = None
 
-    def _make_plan(self) -> list[tuple[str, slice | Tensor | None, list[tuple[Tensor, ...]]]]:
+    def _make_plan(self) -> list[tuple[str, slice | Tensor | None, list[_Coef]]]:
         """Per kind: which elements it updates (a range of a packed tensor, slots of a stacked one, or all)."""
         present = [k for k in self.kind if k is not None]
         kinds = sorted(set(present))
