@@ -124,8 +124,15 @@ class FusedOptimizer:
         else:
             for kind in kinds:
                 plan.append((kind, torch.tensor([i for i, k in enumerate(self.kind) if k == kind])))
-        hyper = (self.lr, self.weight_decay, self.momentum)
-        return [(kind, sel, [tuple(self._spread(v, p, sel) for v in hyper) for p in self.params]) for kind, sel in plan]
+
+        def coef(p: Tensor, sel: slice | Tensor | None) -> _Coef:
+            return (
+                self._spread(self.lr, p, sel),
+                self._spread(self.weight_decay, p, sel),
+                self._spread(self.momentum, p, sel),
+            )
+
+        return [(kind, sel, [coef(p, sel) for p in self.params]) for kind, sel in plan]
 
     @torch.no_grad()
     def step(self) -> None:
