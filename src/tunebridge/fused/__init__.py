@@ -9,7 +9,8 @@ What may differ inside one cohort: lr, momentum, weight decay, L1, dropout, the 
 parameters, the optimizer, the activation, batch norm, the number of layers and the units per layer
 (padded to the cohort's widest and masked). Members share the data and its batch size (cohorts are
 grouped by that signature). Fusable today: the built-in ``MLPClassifier`` on a built-in dataset, and the
-built-in ``ConvNetClassifier`` (without batch norm) for members of one architecture, through ``vmap``.
+built-in ``ConvNetClassifier`` for members of one architecture (batch norm included: its running statistics
+are stacked buffers, one set per member), through ``vmap``.
 """
 
 from __future__ import annotations
@@ -29,17 +30,21 @@ def check_fusable(module: Any, datamodule: Any) -> None:
     """Refuse (with the reason) a model that fusion cannot train exactly as it would train alone.
 
     Raises:
-        NotFusableError: Not a built-in model on a built-in in-memory dataset, a ConvNet with batch norm
-            (its running statistics are updated in place, which ``vmap`` cannot batch), or a layer it
-            does not know.
+        NotFusableError: Not a built-in model on a built-in in-memory dataset, or a layer it does not know.
     """
     import torch
 
+    from tunebridge.fused._user import check_user_module, is_user_module
+
     name = type(module).__name__.split("__")[0]
     if name not in ("MLPClassifier", "ConvNetClassifier"):
+        if is_user_module(module):
+            check_user_module(module, datamodule)
+            return
         raise NotFusableError(
             f"fuse: {type(module).__name__} cannot be fused: fused cohorts train the built-in MLPClassifier and "
-            "ConvNetClassifier (model: mlp | cnn); your own modules train unfused (drop `fuse:` for this spec)."
+            "ConvNetClassifier (model: mlp | cnn), and your own module once it defines fused_loss(batch) and "
+            "fused_metrics(batch) (see the fused_custom recipe); or drop `fuse:` for this spec."
         )
     if not all(hasattr(datamodule, a) for a in ("seed", "val_fraction", "batch_size", "setup")) or not type(
         datamodule
@@ -49,12 +54,7 @@ def check_fusable(module: Any, datamodule: Any) -> None:
             "in-memory datasets (data: digits | breast_cancer | wine)."
         )
     if name == "ConvNetClassifier":
-        if any(isinstance(m, torch.nn.BatchNorm2d) for m in module.net):
-            raise NotFusableError(
-                "fuse: a ConvNet with batch_norm cannot be fused yet: vmap cannot batch the in-place update "
-                "of its running statistics (the MLP fuses batch norm; drop fuse: or batch_norm for the CNN)."
-            )
-        return
+        return  # vmapped: batch norm's running statistics are stacked buffers, updated per member
     allowed = (torch.nn.Linear, torch.nn.BatchNorm1d, torch.nn.Dropout, torch.nn.ReLU, torch.nn.Tanh, torch.nn.GELU)
     for layer in module.net:
         if not isinstance(layer, (*allowed, torch.nn.LeakyReLU)):
