@@ -1,0 +1,308 @@
+"""Fusing a user's own LightningModule (opt-in): its hooks vmapped over the members' stacked parameters.
+
+A module opts in with two methods that Lightning's ``training_step`` / ``validation_step`` can share:
+
+- ``fused_loss(self, batch) -> Tensor``: the scalar training loss of one batch;
+- ``fused_metrics(self, batch) -> dict[str, Tensor]``: the scalar validation metrics of one batch
+  (what ``validation_step`` logs: ``self.log`` cannot run under ``vmap``).
+
+Members of one cohort run through one module (the first member's) with their own parameters and
+buffers (``torch.func.functional_call`` under ``vmap``), so everything else about them must be equal:
+their configs may differ only in the keys the module lists in ``fused_varies`` (default: ``lr``,
+``momentum``, ``weight_decay``, ``optimizer`` — values a module uses in ``configure_optimizers`` only),
+and each member's optimizer is read from its own ``configure_optimizers()`` (SGD, RMSprop, Adam or AdamW
+with torch's default betas, eps and flags, one parameter group, no LR scheduler). Members share each
+epoch's batches, drawn once from the first member's ``train_dataloader()``: a member's curve equals its
+unfused run when the loader's order does not depend on the trial (give the loader a seeded generator).
+Validation metrics are averaged over batches weighted by batch size, as ``self.log`` does.
+
+What cannot be fused is refused with the reason (:class:`~tunebridge.fused.NotFusableError`), never
+trained otherwise: missing hooks, an optimizer or scheduler without a fused form, or a hook that ``vmap``
+cannot run (Python control flow on a tensor's value, ``.item()``, an in-place update of a tensor that is
+not a parameter or buffer); a probe runs both hooks on one validation batch before any training.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.func import functional_call, stack_module_state, vmap
+
+from tunebridge.fused._cohort import Member
+from tunebridge.fused._optim import FusedOptimizer
+from tunebridge.lightning._training import TrainingConfig
+
+__all__ = ["FUSED_VARIES", "UserCohort", "UserMember", "check_user_module", "is_user_module", "user_key"]
+
+#: Config keys that may differ inside one cohort unless the module says otherwise (``fused_varies``).
+FUSED_VARIES = ("lr", "momentum", "weight_decay", "optimizer")
+_HOOKS = ("fused_loss", "fused_metrics")
+
+
+def is_user_module(module: Any) -> bool:
+    """Whether ``module`` opts in to fusion (defines both hooks)."""
+    return all(callable(getattr(module, hook, None)) for hook in _HOOKS)
+
+
+def _refuse(module: Any, why: str, fix: str) -> Any:
+    from tunebridge.fused import NotFusableError
+
+    return NotFusableError(f"fuse: {type(module).__name__} cannot be fused: {why}. {fix}")
+
+
+def optimizer_config(module: Any) -> TrainingConfig:
+    """The member's optimizer, read from its own ``configure_optimizers()``, as fused cohorts run it.
+
+    Raises:
+        NotFusableError: Not one SGD/RMSprop/Adam/AdamW over every parameter with torch's defaults, or
+            an LR scheduler.
+    """
+    out = module.configure_optimizers()
+    if isinstance(out, Mapping):
+        if out.get("lr_scheduler") is not None:
+            raise _refuse(
+                module,
+                "configure_optimizers returns an LR scheduler",
+                "Fused cohorts run no scheduler for your module: return the optimizer alone, or drop fuse:.",
+            )
+        out = out.get("optimizer")
+    if not isinstance(out, torch.optim.Optimizer):
+        raise _refuse(
+            module,
+            f"configure_optimizers returns {type(out).__name__}",
+            "Return one torch.optim optimizer (SGD, RMSprop, Adam or AdamW), or drop fuse:.",
+        )
+    groups = out.param_groups
+    n_params = sum(1 for _ in module.parameters())
+    if len(groups) != 1 or len(groups[0]["params"]) != n_params:
+        raise _refuse(
+            module,
+            "its optimizer has several parameter groups or leaves parameters out",
+            "Optimize every parameter in one group, or drop fuse:.",
+        )
+    g = groups[0]
+    expected: dict[str, Any] = {}
+    kind = {
+        torch.optim.SGD: "sgd",
+        torch.optim.RMSprop: "rmsprop",
+        torch.optim.Adam: "adam",
+        torch.optim.AdamW: "adamw",
+    }.get(type(out))
+    if kind is None:
+        raise _refuse(
+            module, f"{type(out).__name__} has no fused form", "Use SGD, RMSprop, Adam or AdamW, or drop fuse:."
+        )
+    if kind == "sgd":
+        expected = {"dampening": 0, "nesterov": False, "maximize": False}
+        kind = "momentum" if g["momentum"] else "sgd"
+    elif kind == "rmsprop":
+        expected = {"alpha": 0.99, "eps": 1e-8, "centered": False, "maximize": False}
+    else:
+        expected = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False, "maximize": False}
+    for key, value in expected.items():
+        if key in g and (tuple(g[key]) if isinstance(value, tuple) else g[key]) != value:
+            raise _refuse(
+                module,
+                f"its optimizer sets {key}={g[key]!r} (fused: {value!r})",
+                f"Keep torch's default {key}, or drop fuse:.",
+            )
+    lr = g["lr"]
+    return TrainingConfig(
+        lr=float(lr), optimizer=kind, momentum=float(g.get("momentum", 0.0)), weight_decay=float(g["weight_decay"])
+    )
+
+
+def user_key(member: Member) -> tuple[Any, ...]:
+    """What members of one user cohort share: the module class and architecture, and the config minus ``fused_varies``."""
+    from tunebridge.fused._vmap import architecture
+
+    varies = set(getattr(member.module, "fused_varies", FUSED_VARIES))
+    rest = tuple(sorted((k, repr(v)) for k, v in member.config.items() if k not in varies))
+    return (type(member.module).__qualname__, architecture(member.module), rest)
+
+
+@dataclass(frozen=True)
+class UserSignature:
+    """A user cohort's key (see :func:`user_key`)."""
+
+    key: tuple[Any, ...]
+
+
+@dataclass
+class UserMember(Member):
+    """A member whose module is the user's own: its optimizer comes from its ``configure_optimizers``."""
+
+    def __post_init__(self) -> None:
+        self.training = optimizer_config(self.module)
+        self.shape = None
+        self.signature = UserSignature(user_key(self))  # type: ignore[assignment]
+        self.generator = torch.Generator()
+        sign = 1.0 if ((self.early_stopping and self.early_stopping.mode) or self.mode) == "min" else -1.0
+        self.es_best = sign * float("inf")
+
+
+class _Hooks(torch.nn.Module):
+    """``functional_call`` calls ``forward``: this one calls the wrapped module's hook instead."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch: Any, hook: str) -> Any:
+        return getattr(self.module, hook)(batch)
+
+
+def _cast(batch: Any, dtype: torch.dtype) -> Any:
+    """Floating-point tensors of a batch (tuples, lists, dicts) in the cohort's dtype."""
+    if isinstance(batch, Tensor):
+        return batch.to(dtype) if batch.is_floating_point() else batch
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_cast(b, dtype) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: _cast(v, dtype) for k, v in batch.items()}
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    first = batch
+    while not isinstance(first, Tensor):
+        first = next(iter(first.values())) if isinstance(first, Mapping) else first[0]
+    return int(first.shape[0])
+
+
+def check_user_module(module: Any, datamodule: Any) -> None:
+    """Refuse, with the reason, a user module whose hooks ``vmap`` cannot run or whose optimizer has no fused form."""
+    optimizer_config(module)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.val_dataloader()))
+    hooks = _Hooks(module)
+    params, buffers = stack_module_state([module])
+    state = {f"module.{k}": v.detach() for k, v in {**params, **buffers}.items()}
+    with torch.random.fork_rng(), torch.no_grad():
+        for hook in _HOOKS:
+            try:
+                was = module.training
+                module.train(hook == "fused_loss")
+                out = vmap(
+                    lambda s, b, h=hook: functional_call(hooks, s, (b, h)), in_dims=(0, None), randomness="different"
+                )(state, batch)
+                module.train(was)
+            except Exception as exc:
+                raise _refuse(
+                    module,
+                    f"{hook} cannot run under vmap ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})",
+                    "Keep the hook free of Python control flow on tensor values, .item() and in-place updates of plain tensors, or drop fuse:.",
+                ) from exc
+            if hook == "fused_metrics" and not (isinstance(out, Mapping) and out):
+                raise _refuse(
+                    module,
+                    "fused_metrics must return a dict of scalar metrics",
+                    "Return e.g. {'val_loss': loss, 'val_acc': acc}.",
+                )
+
+
+class UserCohort:
+    """Members of one user module class and key, trained with one vmapped step per batch."""
+
+    def __init__(self, members: list[Member], *, dtype: torch.dtype) -> None:
+        self.signature = members[0].signature
+        self.dtype = dtype
+        self.slots: list[Member | None] = list(members)
+        modules = [m.module.to(dtype) for m in members]
+        self.hooks = _Hooks(modules[0])
+        params, buffers = stack_module_state(modules)
+        self.names = list(params)
+        self.params = [params[n].detach().clone().requires_grad_(True) for n in self.names]
+        self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
+        self.optimizer = FusedOptimizer(self.params, len(members))
+        for slot, m in enumerate(members):
+            self.optimizer.set_member(slot, m.training, m.training.lr)
+        dm = members[0].datamodule
+        dm.setup("fit")
+        # Made once and iterated every epoch, as Lightning does: a loader's generator goes on from epoch to epoch.
+        self.train_loader, self.val_loader = dm.train_dataloader(), dm.val_dataloader()
+        self.useful = self.paid = 0.0
+
+    @property
+    def members(self) -> list[Member]:
+        return [m for m in self.slots if m is not None]
+
+    def accepts(self, member: Member) -> bool:
+        return False  # formed from one round of claims (one key)
+
+    def remove(self, member: Member) -> None:
+        slot = self.slots.index(member)
+        self.slots[slot] = None
+        self.optimizer.clear(slot)
+
+    def _run(self, hook: str, slots: Tensor, batch: Any) -> Any:
+        every = len(slots) == len(self.slots)
+        state = {f"module.{n}": (p if every else p[slots]) for n, p in zip(self.names, self.params)}
+        buffers = {f"module.{k}": (b if every else b[slots]) for k, b in self.buffers.items()}
+
+        def one(s: dict[str, Tensor], b: dict[str, Tensor], x: Any) -> Any:
+            return functional_call(self.hooks, (s, b), (x, hook))
+
+        out = vmap(one, in_dims=(0, 0, None), randomness="different")(state, buffers, batch)
+        if not every:  # a batch norm's running statistics, updated in the gathered copies
+            for k, b in self.buffers.items():
+                b[slots] = buffers[f"module.{k}"]
+        return out
+
+    def train_epoch(self) -> None:
+        """One epoch of every member on the shared batches, validation, and each member's decisions."""
+        active = [(i, m) for i, m in enumerate(self.slots) if m is not None and not m.done]
+        if not active:
+            return
+        slots = torch.tensor([i for i, _ in active])
+        sums = torch.zeros(len(active), dtype=torch.float64)
+        seen = 0
+        self.hooks.train()
+        for batch in self.train_loader:
+            batch = _cast(batch, self.dtype)
+            losses = self._run("fused_loss", slots, batch)
+            for p in self.params:
+                p.grad = None
+            losses.sum().backward()
+            self.optimizer.step()
+            n = _batch_size(batch)
+            sums += losses.detach().to(torch.float64) * n
+            seen += n
+        self.useful += float(seen * len(active))
+        self.paid += float(seen * len(active))
+        totals: dict[str, Tensor] = {}
+        count = 0
+        self.hooks.eval()
+        with torch.no_grad():
+            for batch in self.val_loader:
+                batch = _cast(batch, self.dtype)
+                n = _batch_size(batch)
+                for key, value in self._run("fused_metrics", slots, batch).items():
+                    totals[key] = (
+                        totals.get(key, torch.zeros(len(active), dtype=torch.float64))
+                        + value.detach().to(torch.float64) * n
+                    )
+                count += n
+        for j, (slot, m) in enumerate(active):
+            m.epoch += 1
+            metrics = {k: float(v[j]) / count for k, v in totals.items()}
+            if m.train_loss is not None:  # as for built-in members: Lightning reports the previous epoch's
+                metrics.setdefault("train_loss", m.train_loss)
+            m.train_loss = float(sums[j]) / max(seen, 1)
+            m.decide(metrics, functools.partial(self.member_state, slot))
+
+    @torch.no_grad()
+    def member_state(self, slot: int) -> dict[str, Tensor]:
+        """Member ``slot``'s weights as its module's own ``state_dict``."""
+        module = self.hooks.module
+        state = {k: v.clone() for k, v in module.state_dict().items()}
+        for name, p in zip(self.names, self.params):
+            state[name] = p[slot].detach().clone()
+        for name, b in self.buffers.items():
+            state[name] = b[slot].clone()
+        return state

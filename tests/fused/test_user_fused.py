@@ -1,0 +1,132 @@
+"""A user's own LightningModule fuses through two hooks, and trains the curve it trains alone (issue 9)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import tunebridge
+from tunebridge.fused import NotFusableError, check_fusable
+from tunebridge.fused._loop import FuseStats, _place_all, _seed_before_build
+from tunebridge.fused._user import UserCohort, UserMember
+from tunebridge.lightning import LightningObjective, TrialSettings
+from tunebridge.lightning.data import DigitsDataModule
+
+RECIPE = Path(tunebridge.__file__).parent / "recipes" / "fused_custom.py"
+EPOCHS = 3
+
+
+def _recipe() -> Any:
+    spec = importlib.util.spec_from_file_location("fused_custom", RECIPE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+recipe = _recipe()
+CONFIGS: list[dict[str, Any]] = [
+    {"lr": 0.01, "weight_decay": 1e-4, "optimizer": "adamw"},
+    {"lr": 0.05, "weight_decay": 1e-3, "optimizer": "sgd", "momentum": 0.9},
+    {"lr": 0.003, "weight_decay": 1e-6, "optimizer": "adamw"},
+]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.history: dict[int, dict[str, float]] = {}
+
+    def report(self, epoch: int, metrics: Any, checkpoint: Any = None) -> bool:
+        self.history[epoch] = dict(metrics)
+        return False
+
+
+def _settings(**kw: Any) -> TrialSettings:
+    return TrialSettings(metric="val_loss", mode="min", max_epochs=EPOCHS, seed=0, accelerator="cpu", **kw)
+
+
+def _members(configs: list[dict[str, Any]]) -> list[UserMember]:
+    members = []
+    for config in configs:
+        _seed_before_build(_settings(), config)
+        module, datamodule = recipe.build(dict(config))
+        check_fusable(module, datamodule)
+        members.append(UserMember(dict(config), module, datamodule, None, EPOCHS, "val_loss", "min"))
+    return members
+
+
+def test_a_user_module_member_trains_the_curve_its_config_trains_alone_in_float64() -> None:
+    members = _members(CONFIGS)
+    cohorts: list[Any] = []
+    _place_all(members, cohorts, 8, torch.float64, FuseStats())  # type: ignore[arg-type]
+    assert len(cohorts) == 1 and isinstance(cohorts[0], UserCohort)  # differing in optimizer keys only
+    for _ in range(EPOCHS):
+        cohorts[0].train_epoch()
+    for config, member in zip(CONFIGS, members):
+        recorder = Recorder()
+        LightningObjective(recipe.build, _settings(trainer_kwargs={"precision": "64-true"}))(config, recorder)
+        assert sorted(recorder.history) == sorted(member.history) == [1, 2, 3]
+        for epoch, metrics in recorder.history.items():
+            for key in ("val_loss", "val_acc"):
+                assert member.history[epoch][key] == pytest.approx(metrics[key], abs=1e-9), (config, epoch, key)
+
+
+def test_members_that_differ_outside_the_optimizer_keys_get_cohorts_of_their_own() -> None:
+    class Wider(recipe.Net):  # type: ignore[misc,name-defined]
+        fused_varies = ("lr",)  # this module also uses weight_decay and optimizer outside the optimizer
+
+    def build(config: dict[str, Any]) -> Any:
+        return Wider(**config), DigitsDataModule(batch_size=64, seed=0)
+
+    members = []
+    for config in CONFIGS:
+        module, datamodule = build(dict(config))
+        members.append(UserMember(dict(config), module, datamodule, None, EPOCHS, "val_loss", "min"))
+    cohorts: list[Any] = []
+    _place_all(members, cohorts, 8, torch.float32, FuseStats())  # type: ignore[arg-type]
+    assert len(cohorts) == 3
+
+
+class NoHooks(recipe.Net):  # type: ignore[misc,name-defined]
+    fused_loss = None  # type: ignore[assignment]
+
+
+class Branching(recipe.Net):  # type: ignore[misc,name-defined]
+    def fused_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        loss = super().fused_loss(batch)
+        return loss * 2 if loss > 1 else loss  # Python control flow on a tensor's value
+
+
+class Scheduled(recipe.Net):  # type: ignore[misc,name-defined]
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1)}
+
+
+class Nesterov(recipe.Net):  # type: ignore[misc,name-defined]
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+
+
+class PlainModule(nn.Module):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("cls", "reason"),
+    [
+        (NoHooks, r"fused_loss\(batch\) and fused_metrics\(batch\)"),
+        (Branching, r"fused_loss cannot run under vmap"),
+        (Scheduled, r"returns an LR scheduler"),
+        (Nesterov, r"nesterov=True"),
+    ],
+    ids=["no hooks", "control flow", "scheduler", "nesterov"],
+)
+def test_a_module_that_cannot_be_fused_is_refused_with_the_reason(cls: type, reason: str) -> None:
+    with pytest.raises(NotFusableError, match=reason):
+        check_fusable(cls(lr=0.01), DigitsDataModule(batch_size=64, seed=0))
