@@ -170,7 +170,7 @@ def test_ctrl_c_names_the_storage_masked(tmp_path: Path, secret_url: tuple[str, 
                 trials = optuna.load_study(study_name=study, storage=make_storage(url)).get_trials(deepcopy=False)
             except KeyError:
                 trials = []
-            if any(t.state == TrialState.RUNNING and t.user_attrs.get("config") for t in trials):
+            if any(t.state == TrialState.RUNNING and t.params for t in trials):  # sampled; `config` comes at the end
                 break
             time.sleep(0.3)
         else:

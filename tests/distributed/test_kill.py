@@ -62,7 +62,7 @@ def _kill_one_mid_trial(storage: str, study_name: str, workers: list[subprocess.
             return False
         pids = {w.pid for w in workers}
         for t in trials:
-            if t.state == TrialState.RUNNING and "worker" in t.user_attrs:
+            if t.state == TrialState.RUNNING and bookkeeping(t, "worker") is not None:
                 pid = int(bookkeeping(t, "worker").rsplit(":", 1)[1])
                 if pid in pids:
                     victim.update(pid=pid, number=t.number)

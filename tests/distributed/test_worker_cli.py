@@ -60,8 +60,9 @@ def _wait_running(storage: str, study: str, proc: subprocess.Popen[bytes], timeo
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         running = [t for t in _trials(storage, study) if t.state == TrialState.RUNNING]
-        # Wait until Lightning is past its import and in its first epoch.
-        if running and any(t.user_attrs.get("config") for t in running):
+        # Wait until the config is sampled (the trial's params; its `config` attribute comes when it ends)
+        # and Lightning is past its import and in its first epoch.
+        if running and any(t.params for t in running):
             time.sleep(0.3)
             return running[0].number
         time.sleep(0.2)
