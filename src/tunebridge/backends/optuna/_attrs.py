@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from optuna.trial import TrialState
 
 from tunebridge import _record
 
-__all__ = ["enqueue", "enqueue_many", "tell", "write_attrs"]
+__all__ = ["enqueue", "enqueue_many", "tell", "waiting_ids", "write_attrs"]
 
 
 def write_attrs(
@@ -119,6 +120,29 @@ def enqueue_many(study: optuna.Study, items: Sequence[tuple[Mapping[str, Any], M
         backend._sync_with_backend()
 
 
+def waiting_ids(study: optuna.Study, limit: int = 8) -> list[int] | None:
+    """The ids of the study's first ``limit`` waiting trials, on a database; None elsewhere.
+
+    Optuna's claim reads every waiting trial whole (params, attributes, values) to take the first: with
+    the whole budget queued, that read costs more than the trial's writes. Here only the ids are read.
+    """
+    backend, kind = _backend(study._storage)
+    if kind != "rdb":
+        return None
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(backend.scoped_session) as session:
+        rows = (
+            session.query(models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study._study_id, models.TrialModel.state == TrialState.WAITING)
+            .order_by(models.TrialModel.trial_id)
+            .limit(limit)
+            .all()
+        )
+    return [int(r[0]) for r in rows]
+
+
 def _backend(storage: Any) -> tuple[Any, str]:
     """The storage that writes (a cached RDB storage's own), and ``journal``, ``rdb`` or ``other``."""
     from optuna.storages import JournalStorage, RDBStorage
@@ -170,11 +194,28 @@ def _joined(storage: Any, trial_id: int, attrs: Mapping[str, Any]) -> Iterator[N
 
 
 def _rdb_attrs(backend: Any, session: Any, trial_id: int, user: Mapping[str, Any], system: Mapping[str, Any]) -> None:
+    """The attributes in the session: on PostgreSQL and SQLite one multi-row upsert per kind, else one per key."""
     from optuna.storages._rdb import models
 
+    dialect = backend.engine.name
+    if dialect not in ("postgresql", "sqlite"):
+        for model, attrs in ((models.TrialUserAttributeModel, user), (models.TrialSystemAttributeModel, system)):
+            for key, value in attrs.items():
+                backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+    backend.check_trial_is_updatable(trial_id, trial.state)
     for model, attrs in ((models.TrialUserAttributeModel, user), (models.TrialSystemAttributeModel, system)):
-        for key, value in attrs.items():
-            backend._set_trial_attr_without_commit(session, model, trial_id, key, value)
+        if attrs:  # the statement Optuna runs for one key, for all of them
+            rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
+            stmt = insert(model).values(rows)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[model.trial_id, model.key], set_={"value_json": stmt.excluded.value_json}
+            )
+            session.execute(stmt)
 
 
 def _journal_append(

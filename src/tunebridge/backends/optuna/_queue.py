@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from tunebridge import _record
 from tunebridge._search import check_object, object_kind
-from tunebridge.backends.optuna._attrs import enqueue, enqueue_many, write_attrs
+from tunebridge.backends.optuna._attrs import enqueue, enqueue_many, waiting_ids, write_attrs
 from tunebridge.backends.optuna._compile import check_convertible, encode
 from tunebridge.backends.optuna._factories import make_storage, study_pruner, study_sampler
 from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat, gone_here, waiting_for
@@ -243,8 +243,22 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     would let concurrent workers overshoot the budget.
     """
     study._thread_local.cached_all_trials = None
-    trial_id = study._pop_waiting_trial_id()
+    trial_id = _claim_id(study)
     return None if trial_id is None else optuna.Trial(study, trial_id)
+
+
+def _claim_id(study: optuna.Study) -> int | None:
+    """Optuna's step on a database reads only the ids of the first waiting trials (see ``waiting_ids``)."""
+    while (ids := waiting_ids(study)) is not None:
+        if not ids:
+            return None
+        for trial_id in ids:  # the same atomic WAITING -> RUNNING change as Optuna's
+            try:
+                if study._storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    return trial_id
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # cancelled meanwhile
+    return study._pop_waiting_trial_id()
 
 
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int | None) -> bool:
