@@ -4,6 +4,10 @@ Every member keeps what its own Lightning run would have: its data order (a gene
 datamodule's), its optimizer and schedule, its epoch count and budget, its early stopping, its
 history and its objective epoch's weights. Members may join a cohort at any time (a freed slot is
 refilled), so they are at different epochs; each one reads its own batch from the shared data.
+
+A cohort trains on one ``device``: its data is moved there once, each member's data order is still drawn
+on the CPU with its own generator (so it is the order the member gets alone) and moved there per epoch.
+A step that runs out of device memory halves the members training (see :func:`run_epoch`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from tunebridge.backends._base import Reporter, TrialOutcome, check_epoch_metrics, may_prune, objective_epoch
+from tunebridge.errors import TrialOutOfMemoryError
 from tunebridge.fused._mlp import FusedMLP, MemberShape, member_shape, paid_work, work
 from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
 from tunebridge.lightning._training import TrainingConfig
@@ -150,22 +155,34 @@ def epoch_order(generator: torch.Generator, n: int) -> Tensor:
 
 
 class Cohort:
-    """Up to ``capacity`` members of one signature, trained together."""
+    """Up to ``capacity`` members of one signature, trained together on ``device`` (default: the CPU)."""
 
-    def __init__(self, signature: Signature, *, widths: tuple[int, ...], capacity: int, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        signature: Signature,
+        *,
+        widths: tuple[int, ...],
+        capacity: int,
+        dtype: torch.dtype,
+        device: torch.device | None = None,
+    ) -> None:
         self.signature = signature
+        self.device = device or torch.device("cpu")
         self.net = FusedMLP(
             n_features=signature.n_features,
             n_classes=signature.n_classes,
             widths=widths,
             capacity=capacity,
             dtype=dtype,
+            device=self.device,
         )
         self.optimizer = self.net.optimizer
         self.slots: list[Member | None] = [None] * capacity
+        self.limit = capacity  # at most this many members (halved when a step runs out of memory)
         self.dtype = dtype
         self.useful = 0.0
         self.paid = 0.0
+        self.requeue: list[Member] = []  # members taken out by an out-of-memory step, for the queue
         self._data: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
     @property
@@ -173,7 +190,7 @@ class Cohort:
         return [m for m in self.slots if m is not None]
 
     def free(self) -> int:
-        return sum(m is None for m in self.slots)
+        return max(0, min(sum(m is None for m in self.slots), self.limit - len(self.members)))
 
     def accepts(self, member: Member) -> bool:
         """Same data and batch size, a shape that fits the stack's layers, and a free slot.
@@ -196,14 +213,7 @@ class Cohort:
         self.net.load_member(slot, member.module, member.shape)
         self.optimizer.set_member(slot, member.training, scheduled_lr(member.training, 0, member.module.max_epochs))
         if self._data is None:
-            dm = member.datamodule
-            dm.setup()
-            self._data = (
-                dm.train_set.x.to(self.dtype),
-                dm.train_set.y,
-                dm.val_set.x.to(self.dtype),
-                dm.val_set.y,
-            )
+            self._data = device_data(member.datamodule, self.device, self.dtype)
 
     def remove(self, member: Member) -> None:
         slot = self.slots.index(member)
@@ -223,7 +233,13 @@ class Cohort:
         self.useful += float(sum(work(m.shape, sig.n_features, sig.n_classes) for _, m in active if m.shape)) * n
         self.paid += float(paid_work(sig.n_features, sig.n_classes, self.net.widths)) * n * len(active)
         self.net.pack([i for i, _ in active])
-        run_epoch(
+
+        def shrink(kept: list[tuple[int, Member]]) -> list[Tensor]:
+            self.net.restore_stats()  # the failed step's batch-norm updates
+            self.net.pack([i for i, _ in kept])
+            return self.net.parameters()
+
+        dropped = run_epoch(
             active,
             self._data,
             batch_size=sig.batch_size,
@@ -233,7 +249,20 @@ class Cohort:
             params=self.net.parameters(),
             optimizer=self.optimizer,
             snapshot=lambda slot, m: self.net.member_state(slot, m.module),
+            shrink=shrink,
         )
+        if dropped:
+            self.limit = max(1, len(active) - len(dropped))
+            for member in dropped:
+                self.remove(member)
+            self.requeue += dropped
+
+
+def device_data(datamodule: Any, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A built-in datamodule's train and validation tensors on ``device`` (inputs in ``dtype``), moved once."""
+    datamodule.setup()
+    train, val = datamodule.train_set, datamodule.val_set
+    return train.x.to(device, dtype), train.y.to(device), val.x.to(device, dtype), val.y.to(device)
 
 
 def run_epoch(
@@ -242,47 +271,107 @@ def run_epoch(
     *,
     batch_size: int,
     dtype: torch.dtype,
-    forward: Callable[[Tensor, Tensor, bool], Tensor],
-    l1: Callable[[Tensor], Tensor],
+    forward: Callable[[list[int], Tensor, bool], Tensor],
+    l1: Callable[[list[int]], Tensor],
     params: list[Tensor],
     optimizer: FusedOptimizer,
     snapshot: Callable[[int, Member], dict[str, Tensor]],
-) -> None:
+    shrink: Callable[[list[tuple[int, Member]]], list[Tensor]] | None = None,
+) -> list[Member]:
     """One epoch of the ``active`` members of a cohort (any kind): train, validate, decide per member.
 
     ``forward(slots, x, train)`` gives logits ``[S, B, C]`` for the members in ``slots``; ``l1(slots)``
-    their L1 norms; ``snapshot(slot, member)`` a member's weights as its module's ``state_dict``.
+    their L1 norms; ``snapshot(slot, member)`` a member's weights as its module's ``state_dict``. Every
+    tensor is on the device of ``data``; a step never waits for it (the values read back, losses and
+    metrics, are read once per epoch).
+
+    Out of device memory (``torch.OutOfMemoryError``) in a forward or backward pass, the members past the
+    first half stop, the first half goes on from the failed step (``shrink(kept)`` repacks the cohort
+    for them and gives its new parameters): each member's epoch is the one it trains alone. Out of memory
+    in an optimizer update, no member's state is whole: all stop. A member alone fails with
+    :class:`~tunebridge.errors.TrialOutOfMemoryError`.
+
+    Returns:
+        The members that stopped without a result, for the caller to put back in the queue.
     """
     x, y, x_val, y_val = data
-    slots = torch.tensor([i for i, _ in active])
-    n = len(y)
-    perms = torch.stack([epoch_order(m.generator, n) for _, m in active])
-    l1_coef = torch.tensor([m.training.l1 for _, m in active], dtype=dtype)
+    n, device = len(y), y.device
+    # Each member's order is drawn with its own CPU generator, as its DataLoader draws it; moved once.
+    perms = torch.stack([epoch_order(m.generator, n) for _, m in active]).to(device)
+    l1_coef = torch.tensor([m.training.l1 for _, m in active], dtype=dtype, device=device)
     any_l1 = any(m.training.l1 > 0 for _, m in active)
-    sums = torch.zeros(len(active), dtype=torch.float64)
-    for start in range(0, n, batch_size):
-        idx = perms[:, start : start + batch_size]
-        logits = forward(slots, x[idx], True)
-        loss = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none").view(idx.shape).mean(dim=1)
-        if any_l1:
-            loss = loss + l1_coef * l1(slots)
+    sums = torch.zeros(len(active), dtype=torch.float64, device=device)
+    starts = range(0, n, batch_size)
+    dropped: list[Member] = []
+    done = 0  # batches trained by every member still active
+    while True:
+        slots, updating = [i for i, _ in active], False
+        try:
+            for start in starts[done:]:
+                idx = perms[:, start : start + batch_size]
+                loss = _loss(forward, l1 if any_l1 else None, l1_coef, slots, x[idx], y[idx])
+                for p in params:
+                    p.grad = None
+                loss.sum().backward()  # type: ignore[no-untyped-call]
+                updating = True
+                optimizer.step()
+                sums += loss.detach().to(torch.float64) * idx.shape[1]
+                updating, done = False, done + 1
+            val_loss, val_acc = _validate(forward, slots, x_val, y_val)
+            train_sums = sums.tolist()
+            break
+        except torch.OutOfMemoryError as exc:
+            message = f"{exc}".splitlines()[0] if f"{exc}" else "out of memory"
         for p in params:
             p.grad = None
-        loss.sum().backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-        sums += loss.detach().to(torch.float64) * idx.shape[1]
-    with torch.no_grad():
-        logits = forward(slots, x_val.expand(len(active), *x_val.shape), False)
-        val_loss = F.cross_entropy(logits.transpose(1, 2), y_val.expand(len(active), -1), reduction="none")
-        val_acc = (logits.argmax(dim=2) == y_val).to(torch.float64).mean(dim=1)
+        if len(active) == 1:
+            active[0][1].error = TrialOutOfMemoryError(
+                f"fuse: out of device memory training this trial alone (batch_size={batch_size}): {message}"
+            )
+            return dropped
+        if updating:  # an update stopped midway: no member's state is whole
+            return dropped + [m for _, m in active]
+        half = len(active) // 2
+        dropped += [m for _, m in active[half:]]
+        active, perms, sums, l1_coef = active[:half], perms[:half], sums[:half], l1_coef[:half]
+        if shrink is None:
+            return dropped + [m for _, m in active]
+        params = shrink(active)
     for j, (slot, m) in enumerate(active):
         m.epoch += 1
         # The LR scheduler steps once per epoch, as Lightning's "interval: epoch" does.
         optimizer.set_lr(slot, scheduled_lr(m.training, m.epoch, m.module.max_epochs))
-        metrics = {"val_loss": float(val_loss[j].mean()), "val_acc": float(val_acc[j])}
+        metrics = {"val_loss": val_loss[j], "val_acc": val_acc[j]}
         # Lightning validates before it aggregates the epoch's train_loss, so a trial's report at
         # epoch e carries the train_loss of epoch e-1 (none at epoch 1): the same here.
         if m.train_loss is not None:
             metrics["train_loss"] = m.train_loss
-        m.train_loss = float(sums[j]) / n
+        m.train_loss = train_sums[j] / n
         m.decide(metrics, functools.partial(snapshot, slot, m))
+    return dropped
+
+
+def _loss(
+    forward: Callable[[list[int], Tensor, bool], Tensor],
+    l1: Callable[[list[int]], Tensor] | None,
+    l1_coef: Tensor,
+    slots: list[int],
+    x: Tensor,
+    y: Tensor,
+) -> Tensor:
+    """Per member: the mean cross-entropy of its batch (``x``: ``[S, B, ...]``), plus its L1 penalty."""
+    logits = forward(slots, x, True)
+    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(dim=1)
+    return loss + l1_coef * l1(slots) if l1 is not None else loss
+
+
+@torch.no_grad()
+def _validate(
+    forward: Callable[[list[int], Tensor, bool], Tensor], slots: list[int], x_val: Tensor, y_val: Tensor
+) -> tuple[list[float], list[float]]:
+    """Per member: validation loss and accuracy over the whole validation set, read back at once."""
+    logits = forward(slots, x_val.expand(len(slots), *x_val.shape), False)
+    val_loss = F.cross_entropy(logits.transpose(1, 2), y_val.expand(len(slots), -1), reduction="none")
+    val_acc = (logits.argmax(dim=2) == y_val).to(torch.float64).mean(dim=1)
+    losses = torch.stack([row.mean() for row in val_loss])  # each row's own mean, as one member's would be
+    return losses.tolist(), val_acc.tolist()

@@ -28,7 +28,7 @@ def save_member_checkpoint(module: Any, state: dict[str, Tensor], path: str, *, 
         "epoch": max(0, epoch - 1),
         "global_step": 0,
         "pytorch-lightning_version": version,
-        "state_dict": {k: v.detach().clone() for k, v in state.items()},
+        "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in state.items()},  # loadable without a GPU
         "hyper_parameters": dict(module.hparams),
     }
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

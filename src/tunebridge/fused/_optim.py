@@ -46,30 +46,43 @@ class FusedOptimizer:
         params: Stacked tensors (first dimension: the slot), or one packed 1-D tensor with ``member_of``.
         capacity: The number of slots.
         member_of: For a packed tensor, the slot of each element.
+        segments: For a packed tensor, ``(slot, start, stop)`` of each member's elements, in order.
+
+    Hyperparameters and step counts live on the parameters' device. A step never waits for the device:
+    which elements each algorithm updates is planned from Python values (the slots' kinds, the segments).
     """
 
-    def __init__(self, params: Sequence[Tensor], capacity: int, *, member_of: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        params: Sequence[Tensor],
+        capacity: int,
+        *,
+        member_of: Tensor | None = None,
+        segments: Sequence[tuple[int, int, int]] = (),
+    ) -> None:
         self.capacity = capacity
         self.kind: list[str | None] = [None] * capacity
-        dtype = params[0].dtype
-        self.lr = torch.zeros(capacity, dtype=dtype)
-        self.momentum = torch.zeros(capacity, dtype=dtype)
-        self.weight_decay = torch.zeros(capacity, dtype=dtype)
-        self.steps = torch.zeros(capacity, dtype=torch.long)
+        dtype, device = params[0].dtype, params[0].device
+        self.lr = torch.zeros(capacity, dtype=dtype, device=device)
+        self.momentum = torch.zeros(capacity, dtype=dtype, device=device)
+        self.weight_decay = torch.zeros(capacity, dtype=dtype, device=device)
+        self.steps = torch.zeros(capacity, dtype=torch.long, device=device)
         self._plan: list[tuple[str, slice | Tensor | None, list[_Coef]]] | None = None  # rebuilt on change
-        self.rebind(params, member_of=member_of)
+        self.rebind(params, member_of=member_of, segments=segments)
 
     def rebind(
         self,
         params: Sequence[Tensor],
         *,
         member_of: Tensor | None = None,
+        segments: Sequence[tuple[int, int, int]] = (),
         buf: Sequence[Tensor] | None = None,
         sq: Sequence[Tensor] | None = None,
     ) -> None:
         """Train new parameter tensors (a repacked cohort), with their state (default: zeros)."""
         self.params = list(params)
         self.member_of = member_of
+        self.segments = list(segments)
         self.buf = list(buf) if buf is not None else [torch.zeros_like(p) for p in self.params]
         self.sq = list(sq) if sq is not None else [torch.zeros_like(p) for p in self.params]
         self._plan = None
@@ -108,22 +121,28 @@ class FusedOptimizer:
         """Per kind: which elements it updates (a range of a packed tensor, slots of a stacked one, or all)."""
         present = [k for k in self.kind if k is not None]
         kinds = sorted(set(present))
-        self._present = torch.tensor([k is not None for k in self.kind])
+        device = self.steps.device
+        self._present = torch.tensor([k is not None for k in self.kind], dtype=torch.long, device=device)
         plan: list[tuple[str, slice | Tensor | None]] = []
         if self.member_of is not None:
             # Packed members are ordered by kind (see FusedMLP.pack): each kind is one contiguous range.
-            codes = torch.tensor([kinds.index(k) if k is not None else -1 for k in self.kind])[self.member_of]
-            for c, kind in enumerate(kinds):
-                where = (codes == c).nonzero().flatten()
-                if len(where):
-                    a, b = int(where[0]), int(where[-1]) + 1
-                    assert b - a == len(where), "packed members must be ordered by optimizer"
+            ranges: dict[str, list[tuple[int, int]]] = {}
+            for slot, start, stop in self.segments:
+                kind = self.kind[slot]
+                if kind is not None and stop > start:
+                    ranges.setdefault(kind, []).append((start, stop))
+            for kind in kinds:
+                spans = ranges.get(kind, [])
+                if spans:
+                    a, b = spans[0][0], spans[-1][1]
+                    assert b - a == sum(hi - lo for lo, hi in spans), "packed members must be ordered by optimizer"
                     plan.append((kind, slice(a, b)))
         elif len(kinds) == 1 and len(present) == self.capacity:
             plan.append((kinds[0], None))
         else:
             for kind in kinds:
-                plan.append((kind, torch.tensor([i for i, k in enumerate(self.kind) if k == kind])))
+                chosen = [i for i, k in enumerate(self.kind) if k == kind]
+                plan.append((kind, torch.tensor(chosen, device=device)))
 
         def coef(p: Tensor, sel: slice | Tensor | None) -> _Coef:
             return (
@@ -141,7 +160,7 @@ class FusedOptimizer:
             self._plan = self._make_plan()
         if not self._plan:
             return
-        self.steps[self._present] += 1
+        self.steps += self._present  # no boolean indexing: it would wait for the device
         for n, (p, buf, sq) in enumerate(zip(self.params, self.buf, self.sq)):
             grad = p.grad
             if grad is None:

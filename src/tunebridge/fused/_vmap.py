@@ -5,17 +5,22 @@ kernel, pooling, activation) differ in their training hyperparameters only (lr, 
 weight decay, L1, dropout, schedule), and ``vmap(functional_call(...))`` runs all of them as one batched
 computation (batched convolutions become grouped ones). Each member keeps its own optimizer state,
 schedule, data order, early stopping and checkpoint, as in :mod:`tunebridge.fused._cohort`.
+
+The stacked parameters and buffers, the data and one copy of the module that ``vmap`` runs live on the
+cohort's ``device``; the members' own modules stay where they were built (their weights are stacked on
+the CPU and moved once).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
-from tunebridge.fused._cohort import Member, run_epoch
+from tunebridge.fused._cohort import Member, device_data, run_epoch
 from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
 
 __all__ = ["VmapCohort", "architecture"]
@@ -37,17 +42,19 @@ def architecture(module: Any) -> tuple[Any, ...]:
 class VmapCohort:
     """Up to ``capacity`` members of one architecture and signature, trained with one vmapped step."""
 
-    def __init__(self, members: list[Member], *, dtype: torch.dtype) -> None:
+    def __init__(self, members: list[Member], *, dtype: torch.dtype, device: torch.device | None = None) -> None:
         self.signature = members[0].signature
         self.arch = architecture(members[0].module)
-        self.base = members[0].module.to(dtype)
+        self.device = device or torch.device("cpu")
         self.dtype = dtype
         self.slots: list[Member | None] = list(members)
         modules = [m.module.to(dtype) for m in members]
+        # The module vmap runs (functional_call gives it each member's parameters and buffers).
+        self.base = copy.deepcopy(modules[0]).to(self.device, dtype) if self.device.type != "cpu" else modules[0]
         params, buffers = stack_module_state(modules)
         self.names = list(params)
-        self.params = [params[n].detach().clone().requires_grad_(True) for n in self.names]
-        self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
+        self.params = [params[n].detach().to(self.device, copy=True).requires_grad_(True) for n in self.names]
+        self.buffers = {k: v.detach().to(self.device, copy=True) for k, v in buffers.items()}
         # The L1 penalty's terms: weights of Linear and Conv2d layers, as tunebridge's l1_norm counts them.
         kinds = {name: type(mod) for name, mod in self.base.named_modules()}
         self.l1_terms = [
@@ -58,10 +65,10 @@ class VmapCohort:
         self.optimizer = FusedOptimizer(self.params, len(members))
         for slot, m in enumerate(members):
             self.optimizer.set_member(slot, m.training, scheduled_lr(m.training, 0, m.module.max_epochs))
-        dm = members[0].datamodule
-        dm.setup()
-        self._data = (dm.train_set.x.to(dtype), dm.train_set.y, dm.val_set.x.to(dtype), dm.val_set.y)
+        self._data = device_data(members[0].datamodule, self.device, dtype)
         self.useful = self.paid = 0.0
+        self.requeue: list[Member] = []  # members taken out by an out-of-memory step, for the queue
+        self._index: tuple[list[int], Tensor] | None = None  # the last slots indexed, on the device
 
     @property
     def members(self) -> list[Member]:
@@ -75,10 +82,22 @@ class VmapCohort:
         self.slots[slot] = None
         self.optimizer.clear(slot)
 
-    def _forward(self, slots: Tensor, x: Tensor, *, train: bool) -> Tensor:
-        every = len(slots) == len(self.slots)
-        params = {n: (p if every else p[slots]) for n, p in zip(self.names, self.params)}
-        buffers = {k: (b if every else b[slots]) for k, b in self.buffers.items()}
+    def _slots(self, slots: list[int]) -> Tensor | None:
+        """``slots`` as an index on the device (made once per set of slots), or None for every slot."""
+        if len(slots) == len(self.slots):
+            return None
+        if self._index is None or self._index[0] != slots:
+            self._index = (list(slots), torch.tensor(slots, device=self.device))
+        return self._index[1]
+
+    def _forward(self, slots: list[int], x: Tensor, *, train: bool) -> Tensor:
+        index = self._slots(slots)
+        params = {n: (p if index is None else p[index]) for n, p in zip(self.names, self.params)}
+        # Batch norm updates its running statistics in place: in training, in copies (a gather is one)
+        # that are written back once the forward pass has succeeded, so that a pass that runs out of
+        # memory changes none, and members that train while others wait keep theirs.
+        track = train and bool(self.buffers)
+        buffers = {k: b[index] if index is not None else b.clone() if track else b for k, b in self.buffers.items()}
         self.base.train(train)
 
         def one(p: dict[str, Tensor], b: dict[str, Tensor], xb: Tensor) -> Tensor:
@@ -86,6 +105,13 @@ class VmapCohort:
             return out
 
         out: Tensor = vmap(one, randomness="different")(params, buffers, x)
+        if track:
+            with torch.no_grad():
+                for k, b in self.buffers.items():
+                    if index is None:
+                        b.copy_(buffers[k])
+                    else:
+                        b[index] = buffers[k]
         return out
 
     def train_epoch(self) -> None:
@@ -95,7 +121,13 @@ class VmapCohort:
             return
         self.useful += float(len(self._data[1]) * len(active))
         self.paid += float(len(self._data[1]) * len(active))  # one architecture: no padding
-        run_epoch(
+
+        def shrink(kept: list[tuple[int, Member]]) -> list[Tensor]:
+            for slot in {i for i, _ in active} - {i for i, _ in kept}:
+                self.optimizer.clear(slot)  # not updated from now on
+            return self.params
+
+        dropped = run_epoch(
             active,
             self._data,
             batch_size=self.signature.batch_size,
@@ -105,20 +137,24 @@ class VmapCohort:
             params=self.params,
             optimizer=self.optimizer,
             snapshot=self.member_state,
+            shrink=shrink,
         )
+        for member in dropped:
+            self.remove(member)
+        self.requeue += dropped
 
-    def _l1(self, slots: Tensor) -> Tensor:
+    def _l1(self, slots: list[int]) -> Tensor:
         """Per member: the sum of absolute Linear and Conv2d weights (as tunebridge's ``l1_norm``)."""
-        every = len(slots) == len(self.slots)
-        terms = [(self.params[i] if every else self.params[i][slots]) for i in self.l1_terms]
+        index = self._slots(slots)
+        terms = [(self.params[i] if index is None else self.params[i][index]) for i in self.l1_terms]
         return torch.stack([t.abs().flatten(1).sum(dim=1) for t in terms]).sum(dim=0)
 
     @torch.no_grad()
     def member_state(self, slot: int, member: Member) -> dict[str, Tensor]:
-        """Member ``slot``'s weights as its module's own ``state_dict``."""
-        state = {k: v.clone() for k, v in member.module.state_dict().items()}
+        """Member ``slot``'s weights as its module's own ``state_dict``, on the CPU (no device memory kept)."""
+        state = {k: v.detach().to("cpu", copy=True) for k, v in member.module.state_dict().items()}
         for name, p in zip(self.names, self.params):
-            state[name] = p[slot].detach().clone()
+            state[name] = p[slot].detach().to("cpu", copy=True)
         for name, b in self.buffers.items():
-            state[name] = b[slot].clone()
+            state[name] = b[slot].to("cpu", copy=True)
         return state
