@@ -5,12 +5,15 @@ workers behave as without fusion), started, reported per epoch and pruned by the
 settled or failed on its own with :mod:`tunebridge.backends.optuna`'s steps. A member that finishes
 frees its slot, and the slot is refilled with the next claimed trial, so cohorts stay full until the
 queue is empty. An interrupt abandons every claimed trial (their configs go back in the queue).
+
+Cohorts train on the run's device (``settings.accelerator``: see :func:`fused_device`). A step that runs
+out of device memory halves its cohort: the members it stops are abandoned like an interrupt's (their
+configs go back in the queue, outside the budget), finished members are untouched, and the run's K halves.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,11 +41,12 @@ from tunebridge.backends.optuna._study import (
 )
 from tunebridge.fused._cohort import Cohort, Member
 from tunebridge.fused._export import save_member_checkpoint
+from tunebridge.fused._memory import default_capacity, fused_device, member_bytes
 from tunebridge.fused._mlp import MemberShape, paid_work, stack_widths, work
 from tunebridge.fused._vmap import VmapCohort, architecture
 from tunebridge.lightning._runner import TrialSettings, trial_seed
 
-__all__ = ["FuseStats", "run_fused"]
+__all__ = ["FuseStats", "auto_capacity", "default_capacity", "run_fused"]
 
 Builder = Callable[[dict[str, Any]], tuple[Any, Any]]
 
@@ -57,6 +61,7 @@ class FuseStats:
     paid: float = 0.0
     capacity: int = 0
     singles: list[str] = field(default_factory=list)
+    halvings: int = 0  # steps that ran out of device memory (each halved K)
 
     @property
     def efficiency(self) -> float:
@@ -82,14 +87,19 @@ def run_fused(
     settings: TrialSettings,
     *,
     n_trials: int,
-    capacity: int,
+    capacity: int | str,
     progress: bool = True,
     worker: WorkerOptions | None = None,
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
 ) -> FuseStats:
     """Run the study's queue in fused cohorts of at most ``capacity`` members in all.
+
+    Args:
+        capacity: K, or ``"auto"``: sized from the first member built (:func:`auto_capacity`).
+        device: Where the cohorts train; default: from ``settings.accelerator`` (:func:`fused_device`).
 
     Raises:
         NotFusableError: A config builds a model fusion cannot train (it is failed with the reason,
@@ -102,7 +112,10 @@ def run_fused(
         ensure_budget(study, n_trials)
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
-    stats = FuseStats(capacity=capacity)
+    device = device if device is not None else fused_device(settings.accelerator)
+    auto = capacity == "auto"
+    limit = 1 if auto else int(capacity)  # "auto": one member, then as many as fit beside it
+    stats = FuseStats(capacity=0 if auto else limit)
     cohorts: list[Any] = []  # Cohort (stacked MLPs) or VmapCohort (one architecture)
     started = time.monotonic()
     mode = opts.modes[0] if len(opts.metrics) == 1 else None
@@ -121,7 +134,7 @@ def run_fused(
                 if reason is not None and study.user_attrs.get("stopped_by") != reason:
                     study.set_user_attr("stopped_by", reason)
                 stopped = worker.stopped or reason is not None
-                while not stopped and not queue_empty and active < capacity:
+                while not stopped and not queue_empty and active < limit:
                     trial = claim(study)
                     if trial is None:
                         queue_empty = True
@@ -155,9 +168,11 @@ def run_fused(
                         claimed.pop(trial.number, None)
                         bar.update(*fail_trial(study, trial, exc))
                         continue
+                    if auto and not stats.capacity:
+                        limit = stats.capacity = auto_capacity(member, device, dtype)
                     fresh.append(member)
                     active += 1
-                _place_all(fresh, cohorts, capacity, dtype, stats)
+                _place_all(fresh, cohorts, limit, dtype, stats, device=device)
                 fresh.clear()
                 if active == 0:
                     if stopped or _queue_done(study, worker, None if worker.join else began):
@@ -165,7 +180,16 @@ def run_fused(
                     queue_empty = False
                     continue
                 for cohort in list(cohorts):
+                    training = sum(not m.done for m in cohort.members)
                     cohort.train_epoch()
+                    if cohort.requeue:  # out of device memory: K halves, the stopped members go back
+                        limit = max(1, min(limit, training) // 2)
+                        stats.halvings += 1
+                        queue_empty = False
+                        for member in cohort.requeue:
+                            _requeue(study, member)
+                            claimed.pop(member.handle.trial.number, None)
+                        cohort.requeue = []
                     for member in [m for m in cohort.members if m.done]:
                         cohort.remove(member)
                         state, value = _settle(study, opts, settings, member)
@@ -220,7 +244,15 @@ def group_members(shapes: list[MemberShape], n_features: int, n_classes: int, ca
     return groups
 
 
-def _place_all(members: list[Member], cohorts: list[Any], capacity: int, dtype: torch.dtype, stats: FuseStats) -> None:
+def _place_all(
+    members: list[Member],
+    cohorts: list[Any],
+    capacity: int,
+    dtype: torch.dtype,
+    stats: FuseStats,
+    *,
+    device: torch.device | None = None,
+) -> None:
     """Place the members claimed in one round: into running cohorts they fit, else into new cohorts.
 
     MLPs form stacked cohorts per signature (data, batch size), grouped by :func:`group_members` (padded
@@ -241,7 +273,7 @@ def _place_all(members: list[Member], cohorts: list[Any], capacity: int, dtype: 
         if key[0] == "vmap":
             for start in range(0, len(group), capacity):
                 stats.cohorts += 1
-                cohorts.append(VmapCohort(group[start : start + capacity], dtype=dtype))
+                cohorts.append(VmapCohort(group[start : start + capacity], dtype=dtype, device=device))
             continue
         sig = key[1]
         shapes = [m.shape for m in group if m.shape is not None]
@@ -250,7 +282,8 @@ def _place_all(members: list[Member], cohorts: list[Any], capacity: int, dtype: 
             stats.cohorts += 1
             # As many slots as members: every slot is computed at every step (a freed slot is refilled
             # by a later member that fits).
-            cohort = Cohort(sig, widths=stack_widths(shapes_of(chunk)), capacity=len(chunk), dtype=dtype)
+            widths = stack_widths(shapes_of(chunk))
+            cohort = Cohort(sig, widths=widths, capacity=len(chunk), dtype=dtype, device=device)
             cohorts.append(cohort)
             for member in chunk:
                 cohort.add(member)
@@ -260,9 +293,26 @@ def shapes_of(members: list[Member]) -> list[MemberShape]:
     return [m.shape for m in members if m.shape is not None]
 
 
-def _place(member: Member, cohorts: list[Any], capacity: int, dtype: torch.dtype, stats: FuseStats) -> None:
+def _place(
+    member: Member,
+    cohorts: list[Any],
+    capacity: int,
+    dtype: torch.dtype,
+    stats: FuseStats,
+    *,
+    device: torch.device | None = None,
+) -> None:
     """Place one member (see :func:`_place_all`)."""
-    _place_all([member], cohorts, capacity, dtype, stats)
+    _place_all([member], cohorts, capacity, dtype, stats, device=device)
+
+
+def _requeue(study: optuna.Study, member: Member) -> None:
+    """A member stopped by an out-of-memory step: its trial is abandoned as an interrupt's (config re-queued)."""
+    try:
+        with contextlib.suppress(Exception):
+            abandon_trial(study, member.handle.trial, torch.OutOfMemoryError("out of device memory: K was halved"))
+    finally:
+        member.handle.heartbeat.__exit__(None, None, None)
 
 
 def _settle(
@@ -299,9 +349,18 @@ def _queue_done(study: optuna.Study, worker: WorkerOptions, orphaned_before: dat
     return False
 
 
-def default_capacity(device: str = "cpu") -> int:
-    """``fuse: auto``: members per run. On a CPU a few dozen saturate the cores; a GPU takes hundreds."""
-    if device != "cpu" and torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info()
-        return int(max(32, min(1024, free // (64 * 2**20))))
-    return max(8, 16 * (os.cpu_count() or 1))
+def auto_capacity(member: Member, device: torch.device, dtype: torch.dtype) -> int:
+    """``fuse: auto`` for a run whose first member is ``member``: :func:`default_capacity` on ``device``.
+
+    On a CUDA device, from its free memory, the data's size and :func:`member_bytes` of ``member`` (its
+    parameter count, optimizer state, and activations for one batch and for validation).
+    """
+    if device.type != "cuda":
+        return default_capacity(device)
+    dm = member.datamodule
+    dm.setup()
+    x, x_val = dm.train_set.x, dm.val_set.x
+    size = torch.empty((), dtype=dtype).element_size()
+    data = size * (x.numel() + x_val.numel()) + 8 * (len(x) + len(x_val))
+    per = member_bytes(member.module, x, batch_size=member.signature.batch_size, n_val=len(x_val), dtype=dtype)
+    return default_capacity(device, per_member=per, data_bytes=data)
