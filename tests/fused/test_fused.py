@@ -212,12 +212,29 @@ def test_a_fused_study_records_ordinary_trials_prunes_and_keeps_the_best_model(t
 
 @pytest.mark.parametrize(
     "option",
-    [{"trainer": {"gradient_clip_val": 1.0}}, {"logger": "csv"}, {"trial_timeout": 5.0}, {"accelerator": "gpu"}],
+    [{"trainer": {"gradient_clip_val": 1.0}}, {"logger": "csv"}, {"trial_timeout": 5.0}],
 )
 def test_options_only_a_trainer_honours_are_refused_with_fuse(option: dict[str, Any]) -> None:
     space = Space(lr=Float(1e-3, 1e-1, log=True), batch_size=Choice([64]))
     with pytest.raises(Exception, match=r"fuse: fused cohorts do not run a Lightning Trainer"):
         tune(BUILD, space, metric="val_acc", mode="max", trials=1, max_epochs=1, fuse=2, progress=False, **option)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_fuse_on_a_gpu_without_cuda_is_refused_before_any_trial() -> None:
+    space = Space(lr=Float(1e-3, 1e-1, log=True), batch_size=Choice([64]))
+    with pytest.raises(Exception, match=r"fused cohorts on a GPU need a CUDA device"):
+        tune(
+            BUILD,
+            space,
+            metric="val_acc",
+            mode="max",
+            trials=1,
+            max_epochs=1,
+            fuse=2,
+            progress=False,
+            accelerator="gpu",
+        )
 
 
 @pytest.mark.slow

@@ -130,3 +130,22 @@ class PlainModule(nn.Module):
 def test_a_module_that_cannot_be_fused_is_refused_with_the_reason(cls: type, reason: str) -> None:
     with pytest.raises(NotFusableError, match=reason):
         check_fusable(cls(lr=0.01), DigitsDataModule(batch_size=64, seed=0))
+
+
+def test_the_recipe_tunes_a_fused_user_module_end_to_end(tmp_path: Any) -> None:
+    """The user's path: tune() with fuse= over the recipe's module; ordinary trials, best checkpoint loads."""
+    result = tunebridge.tune(
+        recipe.build, recipe.space, metric="val_acc", mode="max", trials=6, max_epochs=2, fuse="auto",
+        accelerator="cpu", seed=0, storage=None, progress=False, checkpoint_dir=str(tmp_path / "ckpt"),
+    )  # fmt: skip
+    trials = result.study.get_trials(deepcopy=False)
+    assert len(trials) == 6 and all(t.state.name == "COMPLETE" for t in trials)
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)
+    assert result.study.user_attrs.get("fused_efficiency") == 1.0
+    model = result.load_best()
+    assert isinstance(model, recipe.Net)
+    x, y = next(iter(DigitsDataModule(batch_size=64, seed=0).val_dataloader()))
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(x).argmax(1) == y).float().mean())
+    assert acc == pytest.approx(result.best_value, abs=1e-6)

@@ -15,7 +15,7 @@ are stacked buffers, one set per member), through ``vmap``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from tunebridge.errors import SchemaError, TunebridgeError
 
@@ -63,22 +63,22 @@ def check_fusable(module: Any, datamodule: Any) -> None:
         raise NotFusableError("fuse: a model without hidden layers (n_layers: 0) has nothing to fuse")
 
 
-def resolve_capacity(fuse: int | str | None) -> int | None:
-    """Members trained at once for ``fuse`` (None: no fusion; ``auto``: from the device)."""
+def resolve_capacity(fuse: int | str | None) -> int | Literal["auto"] | None:
+    """Members trained at once for ``fuse`` (None: no fusion; ``"auto"``: sized by the run from its
+    device and its first member, see :func:`tunebridge.fused._loop.auto_capacity`)."""
     if fuse is None or fuse is False:
         return None
     if fuse == "auto":
-        from tunebridge.fused._loop import default_capacity
-
-        return default_capacity()
+        return "auto"
     return int(fuse)
 
 
-def fuse_capacity(fuse: int | str, backend: str, **trainer_only: Any) -> int:
+def fuse_capacity(fuse: int | str, backend: str, **trainer_only: Any) -> int | Literal["auto"]:
     """Members trained at once for ``tune(fuse=...)``; refuses, before any trial, what fusion cannot run.
 
     Fused cohorts train without a Lightning Trainer: options that only a Trainer honours (``trainer``,
-    ``callbacks``, ``logger``, ``trial_timeout``, a GPU ``accelerator``) are refused, never ignored.
+    ``callbacks``, ``logger``, ``trial_timeout``) are refused, never ignored; ``accelerator`` picks the
+    device the cohorts train on (``cpu``, ``gpu``/``cuda`` or ``auto``).
 
     Raises:
         SchemaError: ``fuse`` is not ``auto`` or an integer >= 1, the backend is not Optuna, or a
@@ -95,6 +95,9 @@ def fuse_capacity(fuse: int | str, backend: str, **trainer_only: Any) -> int:
             value=repr(fuse),
             fix="Use backend: optuna with fuse:, or drop fuse: for the Ray backend.",
         )
+    from tunebridge.fused._memory import fused_device
+
+    fused_device(trainer_only.pop("accelerator", "auto"))  # cpu, gpu/cuda or auto; refused otherwise
     given = [k for k, v in trainer_only.items() if v not in (None, [], {}, (), "auto", "cpu")]
     if given:
         raise SchemaError(

@@ -101,7 +101,7 @@ class Member:
         chosen = objective_epoch(self.history, self.metric, self.mode, self.rule)
         assert chosen is not None  # a member that validated once has a history
         last = max(self.history)
-        n_params = float(self.module.n_params)
+        n_params = float(sum(p.numel() for p in self.module.parameters() if p.requires_grad))  # as the runner counts
         return TrialOutcome(
             metrics={**self.history[last], "n_params": n_params},
             best={**self.history[chosen], "n_params": n_params},

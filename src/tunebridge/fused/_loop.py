@@ -43,6 +43,7 @@ from tunebridge.fused._cohort import Cohort, Member
 from tunebridge.fused._export import save_member_checkpoint
 from tunebridge.fused._memory import default_capacity, fused_device, member_bytes
 from tunebridge.fused._mlp import MemberShape, paid_work, stack_widths, work
+from tunebridge.fused._user import UserCohort, UserMember, is_user_module
 from tunebridge.fused._vmap import VmapCohort, architecture
 from tunebridge.lightning._runner import TrialSettings, trial_seed
 
@@ -151,7 +152,7 @@ def run_fused(
                         _seed_before_build(settings, config)
                         module, datamodule = build(dict(config))
                         check_fusable(module, datamodule)
-                        member = Member(
+                        member = (UserMember if is_user_module(module) else Member)(
                             config=dict(config),
                             module=module,
                             datamodule=datamodule,
@@ -257,7 +258,8 @@ def _place_all(
 
     MLPs form stacked cohorts per signature (data, batch size), grouped by :func:`group_members` (padded
     to each layer's widest member, with the padding bounded); other models (the ConvNet) form vmapped
-    cohorts per signature and architecture. Full cohorts are what makes fusion pay, padding is what it
+    cohorts per signature and architecture, and a user's own modules vmapped cohorts per
+    :func:`~tunebridge.fused._user.user_key`. Full cohorts are what makes fusion pay, padding is what it
     costs: the run records both.
     """
     waiting: dict[Any, list[Member]] = {}
@@ -265,11 +267,18 @@ def _place_all(
         target = next((c for c in cohorts if c.accepts(member)), None)
         if target is not None:
             target.add(member)
+        elif isinstance(member, UserMember):
+            waiting.setdefault(("user", member.signature), []).append(member)
         elif member.shape is not None:
             waiting.setdefault(("mlp", member.signature), []).append(member)
         else:
             waiting.setdefault(("vmap", member.signature, architecture(member.module)), []).append(member)
     for key, group in waiting.items():
+        if key[0] == "user":
+            for start in range(0, len(group), capacity):
+                stats.cohorts += 1
+                cohorts.append(UserCohort(group[start : start + capacity], dtype=dtype, device=device))
+            continue
         if key[0] == "vmap":
             for start in range(0, len(group), capacity):
                 stats.cohorts += 1

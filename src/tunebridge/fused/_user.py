@@ -24,6 +24,7 @@ not a parameter or buffer); a probe runs both hooks on one validation batch befo
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -157,14 +158,14 @@ class _Hooks(torch.nn.Module):
         return getattr(self.module, hook)(batch)
 
 
-def _cast(batch: Any, dtype: torch.dtype) -> Any:
-    """Floating-point tensors of a batch (tuples, lists, dicts) in the cohort's dtype."""
+def _cast(batch: Any, dtype: torch.dtype, device: torch.device | None = None) -> Any:
+    """A batch's tensors (in tuples, lists, dicts) on ``device``, floating-point ones in the cohort's dtype."""
     if isinstance(batch, Tensor):
-        return batch.to(dtype) if batch.is_floating_point() else batch
+        return batch.to(device, dtype) if batch.is_floating_point() else batch.to(device)
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_cast(b, dtype) for b in batch)
+        return type(batch)(_cast(b, dtype, device) for b in batch)
     if isinstance(batch, Mapping):
-        return {k: _cast(v, dtype) for k, v in batch.items()}
+        return {k: _cast(v, dtype, device) for k, v in batch.items()}
     return batch
 
 
@@ -209,16 +210,21 @@ def check_user_module(module: Any, datamodule: Any) -> None:
 class UserCohort:
     """Members of one user module class and key, trained with one vmapped step per batch."""
 
-    def __init__(self, members: list[Member], *, dtype: torch.dtype) -> None:
+    def __init__(self, members: list[Member], *, dtype: torch.dtype, device: torch.device | None = None) -> None:
         self.signature = members[0].signature
         self.dtype = dtype
+        self.device = device or torch.device("cpu")
         self.slots: list[Member | None] = list(members)
         modules = [m.module.to(dtype) for m in members]
-        self.hooks = _Hooks(modules[0])
+        # The module vmap runs (functional_call gives it each member's parameters and buffers); the
+        # members' own modules stay where they are.
+        base = copy.deepcopy(modules[0]).to(self.device, dtype) if self.device.type != "cpu" else modules[0]
+        self.hooks = _Hooks(base)
         params, buffers = stack_module_state(modules)
         self.names = list(params)
-        self.params = [params[n].detach().clone().requires_grad_(True) for n in self.names]
-        self.buffers = {k: v.detach().clone() for k, v in buffers.items()}
+        self.params = [params[n].detach().to(self.device, copy=True).requires_grad_(True) for n in self.names]
+        self.buffers = {k: v.detach().to(self.device, copy=True) for k, v in buffers.items()}
+        self.requeue: list[Member] = []  # out-of-memory handling: see tunebridge.fused._loop
         self.optimizer = FusedOptimizer(self.params, len(members))
         for slot, m in enumerate(members):
             self.optimizer.set_member(slot, m.training, m.training.lr)
@@ -259,12 +265,12 @@ class UserCohort:
         active = [(i, m) for i, m in enumerate(self.slots) if m is not None and not m.done]
         if not active:
             return
-        slots = torch.tensor([i for i, _ in active])
-        sums = torch.zeros(len(active), dtype=torch.float64)
+        slots = torch.tensor([i for i, _ in active], device=self.device)
+        sums = torch.zeros(len(active), dtype=torch.float64, device=self.device)
         seen = 0
         self.hooks.train()
         for batch in self.train_loader:
-            batch = _cast(batch, self.dtype)
+            batch = _cast(batch, self.dtype, self.device)
             losses = self._run("fused_loss", slots, batch)
             for p in self.params:
                 p.grad = None
@@ -280,7 +286,7 @@ class UserCohort:
         self.hooks.eval()
         with torch.no_grad():
             for batch in self.val_loader:
-                batch = _cast(batch, self.dtype)
+                batch = _cast(batch, self.dtype, self.device)
                 n = _batch_size(batch)
                 for key, value in self._run("fused_metrics", slots, batch).items():
                     totals[key] = (
@@ -288,9 +294,11 @@ class UserCohort:
                         + value.detach().to(torch.float64) * n
                     )
                 count += n
+        host = {k: v.cpu() for k, v in totals.items()}  # one read-back per epoch
+        sums = sums.cpu()
         for j, (slot, m) in enumerate(active):
             m.epoch += 1
-            metrics = {k: float(v[j]) / count for k, v in totals.items()}
+            metrics = {k: float(v[j]) / count for k, v in host.items()}
             if m.train_loss is not None:  # as for built-in members: Lightning reports the previous epoch's
                 metrics.setdefault("train_loss", m.train_loss)
             m.train_loss = float(sums[j]) / max(seen, 1)
@@ -302,7 +310,7 @@ class UserCohort:
         module = self.hooks.module
         state = {k: v.clone() for k, v in module.state_dict().items()}
         for name, p in zip(self.names, self.params):
-            state[name] = p[slot].detach().clone()
+            state[name] = p[slot].detach().cpu().clone()
         for name, b in self.buffers.items():
-            state[name] = b[slot].clone()
+            state[name] = b[slot].cpu().clone()
         return state
