@@ -1,10 +1,11 @@
 """Trials per second for 1, 2 and 4 worker processes on one study, tunebridge vs plain Optuna.
 
-A trivial objective (no training) isolates the cost of the queue: claiming, heartbeats off, tell.
-The baseline is hand-written plain Optuna (``study.optimize`` in each process, same storage, same
+A trivial objective (no training) isolates the cost of the queue: claiming, recording, tell; with
+``--heartbeat S`` every trial also records its worker and heartbeat, as ``tunebridge worker`` does
+(10 s by default there; off here by default, as in the first measurement). The baseline is hand-written plain Optuna (``study.optimize`` in each process, same storage, same
 sampler) run in the same session; ratios > 1 mean tunebridge is slower.
 
-Run:  python benchmarks/bench_workers.py [--trials 200] [--storages postgres journal] [--repeats 3]
+Run:  python benchmarks/bench_workers.py [--trials 200] [--storages postgres journal] [--repeats 3] [--heartbeat 10]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import uuid
 import optuna
 
 from tunebridge.backends._base import TrialOutcome
-from tunebridge.backends.optuna import StudyOptions, make_storage, open_study, run_trials
+from tunebridge.backends.optuna import StudyOptions, WorkerOptions, make_storage, open_study, run_trials
 from tunebridge.schema import Float, Int, Space
 
 SPACE = Space(x=Float(-5.0, 5.0), n=Int(1, 8))
@@ -30,7 +31,7 @@ def _tb_objective(config: dict, reporter: object) -> TrialOutcome:
     return TrialOutcome(metrics={"y": value}, best={"y": value}, epochs=1, best_epoch=1)
 
 
-def _tb_worker(storage: str, name: str, n_trials: int) -> None:
+def _tb_worker(storage: str, name: str, n_trials: int, heartbeat: float | None) -> None:
     opts = StudyOptions(
         space=SPACE,
         metrics=["y"],
@@ -42,7 +43,9 @@ def _tb_worker(storage: str, name: str, n_trials: int) -> None:
         spec_hash="bench",
     )
     study = open_study(opts, n_trials=n_trials)
-    run_trials(study, opts, _tb_objective, n_trials=n_trials, progress=False, top_up=False, poll=0.05)
+    # Every process follows the queue its creator filled (``tunebridge worker``), polling like the others.
+    worker = WorkerOptions(heartbeat=heartbeat, join=True, poll=0.05)
+    run_trials(study, opts, _tb_objective, n_trials=n_trials, progress=False, worker=worker)
 
 
 def _plain_worker(storage: str, name: str, n_trials: int, n_workers: int) -> None:
@@ -76,16 +79,18 @@ def main() -> None:
     parser.add_argument("--storages", nargs="+", default=["postgres", "journal"])
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--heartbeat", type=float, default=None, help="seconds between heartbeats (default: off)")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
     print(f"{'storage':10} {'workers':>7} {'tunebridge trials/s':>20} {'plain optuna trials/s':>22} {'ratio':>6}")
     for storage_kind in args.storages:
-        for n in (1, 2, 4):
+        for n in args.workers:
             tb, plain = [], []
             for _ in range(args.repeats):
                 url = args.postgres if storage_kind == "postgres" else f"journal://{tmp}/{uuid.uuid4().hex}.log"
                 name = f"bench-{uuid.uuid4().hex[:8]}"
-                tb.append(args.trials / _time(_tb_worker, (url, name, args.trials), n))
+                tb.append(args.trials / _time(_tb_worker, (url, name, args.trials, args.heartbeat), n))
                 url = args.postgres if storage_kind == "postgres" else f"journal://{tmp}/{uuid.uuid4().hex}.log"
                 name = f"plain-{uuid.uuid4().hex[:8]}"
                 plain.append(args.trials / _time(_plain_worker, (url, name, args.trials, n), n))
