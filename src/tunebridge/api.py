@@ -291,7 +291,21 @@ def tune(
 
         trainer_only = {"trainer": trainer, "callbacks": callbacks, "logger": logger, "trial_timeout": trial_timeout}
         capacity = fuse_capacity(fuse, backend, accelerator=accelerator, **trainer_only)
-    if capacity is not None:  # fused cohorts: an execution engine in front of the same study and queue
+    if capacity is not None and backend == "ray":  # fused cohort workers as Ray tasks, sharing the study
+        from tunebridge.fused._ray import run_fused_on_ray
+
+        optuna_study = run_fused_on_ray(
+            opts,
+            build,
+            settings,
+            n_trials=trials,
+            capacity=capacity,
+            ray=ray,
+            worker=worker,
+            limits=limits,
+            keep_checkpoints=keep_checkpoints,
+        )
+    elif capacity is not None:  # fused cohorts: an execution engine in front of the same study and queue
         from tunebridge.fused._loop import run_fused
 
         optuna_study = open_study(opts, n_trials=trials)

@@ -104,7 +104,7 @@ class Branching(recipe.Net):  # type: ignore[misc,name-defined]
 
 class Scheduled(recipe.Net):  # type: ignore[misc,name-defined]
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        opt = torch.optim.Adam(self.parameters(), lr=self.hparams["lr"])
         return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, 1)}
 
 

@@ -81,19 +81,19 @@ def fuse_capacity(fuse: int | str, backend: str, **trainer_only: Any) -> int | L
     device the cohorts train on (``cpu``, ``gpu``/``cuda`` or ``auto``).
 
     Raises:
-        SchemaError: ``fuse`` is not ``auto`` or an integer >= 1, the backend is not Optuna, or a
+        SchemaError: ``fuse`` is not ``auto`` or an integer >= 1, the backend is neither optuna nor ray, or a
             Trainer-only option is set.
     """
     if not (fuse == "auto" or (isinstance(fuse, int) and not isinstance(fuse, bool) and fuse >= 1)):
         raise SchemaError(
             "`fuse` must be auto or an integer >= 1", path="fuse", value=repr(fuse), fix="Write e.g. fuse: auto."
         )
-    if backend != "optuna":
+    if backend not in ("optuna", "ray"):
         raise SchemaError(
-            "fused cohorts run on the Optuna backend",
+            "fused cohorts run on the Optuna backend, or as cohort workers on Ray",
             path="fuse",
             value=repr(fuse),
-            fix="Use backend: optuna with fuse:, or drop fuse: for the Ray backend.",
+            fix="Use backend: optuna or backend: ray with fuse:.",
         )
     from tunebridge.fused._memory import fused_device
 
