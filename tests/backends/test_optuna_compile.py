@@ -57,9 +57,9 @@ def _sample(space: Space, n: int, *, seed: int = 0) -> list[tuple[dict[str, Any]
         (Float(0.0, 1.0, step=0.25), FloatDistribution(0.0, 1.0, step=0.25)),
         (Choice(["relu", "tanh", "gelu"]), CategoricalDistribution(("relu", "tanh", "gelu"))),
         (Choice([1, "a", None, 2.5]), CategoricalDistribution((1, "a", None, 2.5))),
-        # ordered choices are sampled over their indices, so TPE/GP see the order
-        (Choice([16, 32, 64, 128], ordered=True), IntDistribution(0, 3)),
-        (Choice(["s", "m", "l"], ordered=True), IntDistribution(0, 2)),
+        # ordered choices are stored as their values; the sampler sees their index (OrderedChoices)
+        (Choice([16, 32, 64, 128], ordered=True), CategoricalDistribution((16, 32, 64, 128))),
+        (Choice(["s", "m", "l"], ordered=True), CategoricalDistribution(("s", "m", "l"))),
         (Bool(), CategoricalDistribution((False, True))),
     ],
     ids=[
@@ -126,7 +126,7 @@ def test_distributions_hold_only_the_unconditional_part() -> None:
     dists = distributions(space)
     assert list(dists) == ["n_layers", "units/0", "units/1", "optimizer", "deep", "batch_size"]
     assert dists["units/0"] == dists["units/1"] == IntDistribution(8, 64, log=True)
-    assert dists["batch_size"] == IntDistribution(0, 1)
+    assert dists["batch_size"] == CategoricalDistribution((16, 32))
     # every sampled config agrees with the unconditional distributions
     for config, params in _sample(space, 40):
         for key, dist in dists.items():
@@ -194,12 +194,12 @@ def test_suggested_configs_pass_validate(space: Space, sampler: optuna.samplers.
     assert len(seen_layers) > 1
 
 
-def test_config_holds_values_and_params_hold_indices_for_ordered_choices() -> None:
+def test_config_and_params_hold_values_for_ordered_choices() -> None:
     space = Space(batch_size=Choice([16, 32, 64, 128], ordered=True), size=Choice(["s", "m", "l"], ordered=True))
     for config, params in _sample(space, 20):
         assert config["batch_size"] in (16, 32, 64, 128)
-        assert params["batch_size"] == [16, 32, 64, 128].index(config["batch_size"])
-        assert params["size"] == ["s", "m", "l"].index(config["size"])
+        assert params["batch_size"] == config["batch_size"]
+        assert params["size"] == config["size"]
 
 
 # --- encode / decode ----------------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ def test_encode_decode_round_trip(source: str) -> None:
         params = encode(space, config)
         assert "seed" not in params  # fixed values are not Optuna params
         for i in range(config["n_layers"]):
-            assert params[f"units/{i}"] == [16, 32, 64].index(config[f"units/{i}"])
+            assert params[f"units/{i}"] == config[f"units/{i}"]
         back = decode(space, params)
         assert back == config
         assert [type(v) for v in back.values()] == [type(v) for v in config.values()]

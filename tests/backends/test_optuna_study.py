@@ -33,6 +33,7 @@ from tunebridge.backends.optuna import (
     open_study,
     storage_kind,
 )
+from tunebridge.backends.optuna._ordered import OrderedChoices
 from tunebridge.errors import ConversionError, MissingDependencyError, SchemaError, SpecMismatchError
 from tunebridge.schema import Bool, Choice, Float, Int, PruningSpec, Space
 
@@ -122,6 +123,8 @@ def test_search_names_are_all_covered() -> None:
 @pytest.mark.parametrize(("space", "group"), [(SPACE, True), (FLAT, False)], ids=["conditional", "flat"])
 def test_tpe_is_multivariate_and_grouped_for_conditional_spaces(space: Space, group: bool) -> None:
     sampler = make_sampler("tpe", seed=0, space=space)
+    if isinstance(sampler, OrderedChoices):  # SPACE has an ordered choice: TPE models it over the index
+        sampler = sampler.inner
     assert sampler._multivariate is True
     assert sampler._group is group
 

@@ -19,6 +19,7 @@ from tunebridge._search import check_object, object_kind, parse_search
 from tunebridge._storage_url import journal_path, storage_kind
 from tunebridge._vocab import SEARCH_ALGORITHMS
 from tunebridge.backends.optuna._options import StudyOptions
+from tunebridge.backends.optuna._ordered import with_order
 from tunebridge.errors import ConversionError, SchemaError
 from tunebridge.schema import PruningSpec, Space
 from tunebridge.schema._hints import did_you_mean
@@ -51,6 +52,10 @@ def make_sampler(
     ``backends/optuna/_queue.py``), which several workers claim atomically, and the random sampler
     only fills parameters the queue does not fix (none, for a complete grid).
 
+    Over a space with ordered choices, a model-based sampler (tpe, gp, cmaes, qmc, nsga2) comes
+    wrapped in :class:`~tunebridge.backends.optuna._ordered.OrderedChoices` (its ``inner``): the
+    study stores the values, the sampler models their order over the index.
+
     Args:
         options: The algorithm's options (``tunebridge._search.SEARCH_OPTIONS``); each one left out
             keeps tunebridge's default: TPE is multivariate, grouped for conditional spaces, with a
@@ -77,6 +82,10 @@ def make_sampler(
             option="cmaes with several objectives",
             fix="Use nsga2, tpe or random for multi-objective studies.",
         )
+    return with_order(_sampler(search, seed=seed, space=space, kw=kw), space)
+
+
+def _sampler(search: str, *, seed: int | None, space: Space, kw: dict[str, Any]) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if search in ("grid", "random"):
@@ -101,7 +110,11 @@ def make_sampler(
 
 
 def study_sampler(opts: StudyOptions, *, seed: int | None) -> optuna.samplers.BaseSampler:
-    """The sampler of a study on the Optuna backend: the user's own (as given), else the named algorithm's.
+    """The sampler of a study on the Optuna backend: the user's own, else the named algorithm's.
+
+    A user's TPE, GP, CMA-ES, QMC or NSGA-II sampler is used as given, wrapped in
+    :class:`~tunebridge.backends.optuna._ordered.OrderedChoices` when the space has ordered choices
+    (so it models their order); any other sampler of theirs sees the values as categorical.
 
     Raises:
         ConversionError: ``opts.sampler`` is not an optuna sampler (e.g. a Ray Tune searcher).
@@ -115,7 +128,7 @@ def study_sampler(opts: StudyOptions, *, seed: int | None) -> optuna.samplers.Ba
                 value=type(opts.sampler).__name__,
                 fix="Pass e.g. optuna.samplers.TPESampler(seed=0), or a search name.",
             )
-        return opts.sampler  # type: ignore[no-any-return]
+        return with_order(opts.sampler, opts.space)
     return make_sampler(
         opts.search, seed=seed, space=opts.space, n_objectives=len(opts.metrics), options=opts.search_options
     )

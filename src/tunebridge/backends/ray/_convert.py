@@ -90,8 +90,8 @@ def ray_domain(name: str, p: Param) -> Any:
         # Both uniform (in log space for log=True) over [low, high], as Optuna's RandomSampler draws.
         return tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
     if isinstance(p, (Choice, Bool)):
-        # Random search ignores order, so an ordered choice is drawn like any other: uniformly, as
-        # Optuna draws the index of an ordered choice and the value of an unordered one.
+        # Random search ignores order, so an ordered choice is drawn like any other: uniformly over
+        # its values, as Optuna's RandomSampler draws every CategoricalDistribution.
         return tune.choice(list(p.enumerate()))
     raise ConversionError(
         backend=BACKEND, param=name, option=type(p).__name__, fix="Use Int, Float, Choice, Bool or Fixed."
@@ -111,8 +111,9 @@ def native_param_space(space: Space) -> dict[str, Any] | None:
 class DefineByRun:
     """The ``space`` callable given to Ray's ``OptunaSearch``: one config per Optuna trial.
 
-    It returns the whole decoded config, so ordered choices hold their values (not Optuna's indices)
-    and fixed values are present. Picklable (Ray saves the searcher with the experiment).
+    It returns the whole decoded config, fixed values included. Ordered choices are stored in the
+    searcher's study as their values; a model-based sampler from ``make_sampler`` sees their index
+    (``OrderedChoices``). Picklable (Ray saves the searcher with the experiment).
     """
 
     def __init__(self, space: Space) -> None:

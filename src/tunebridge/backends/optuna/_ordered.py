@@ -1,0 +1,220 @@
+"""Ordered choices: stored as their values, sampled over their index.
+
+An ordered ``Choice`` is stored in the study as ``CategoricalDistribution(values)``, so
+``trial.params``, optuna-dashboard and Optuna's plots show the value (32, not 0). A categorical has
+no order for a model-based sampler, so :class:`OrderedChoices` wraps one and shows it every ordered
+choice as ``IntDistribution(0, n - 1)`` over the index: in the search space, in the trials it reads
+(through :class:`_IndexView`) and in what it returns, converted back to values on the way out.
+
+A study written before this encoding stored the index itself under an ``IntDistribution``; Optuna
+refuses another distribution kind for the same name in one study, so such a study keeps the index
+encoding for those names (:func:`index_encoded`), read from its stored trials.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from collections.abc import Container, Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from tunebridge.schema import Choice, Scalar, Space
+
+__all__ = ["ORDER_AWARE", "OrderedChoices", "index_encoded", "ordered_values", "suggest_ordered", "with_order"]
+
+# Samplers that model a numeric axis, and so learn from an ordered choice's order when given its index.
+# Random, grid and brute-force sampling ignore order; a user's own sampler class is given the values.
+ORDER_AWARE: tuple[type[BaseSampler], ...] = (
+    optuna.samplers.TPESampler,
+    optuna.samplers.GPSampler,
+    optuna.samplers.CmaEsSampler,
+    optuna.samplers.QMCSampler,
+    optuna.samplers.NSGAIISampler,
+    optuna.samplers.NSGAIIISampler,
+)
+
+
+def ordered_values(space: Space) -> dict[str, tuple[Scalar, ...]]:
+    """The values of each ordered choice of a space, by parameter name (per-layer copies share it)."""
+    return {name: p.values for name, p in space.items() if isinstance(p, Choice) and p.ordered}
+
+
+def with_order(sampler: BaseSampler, space: Space) -> BaseSampler:
+    """``sampler`` wrapped in :class:`OrderedChoices` where it models order and the space has ordered choices."""
+    ordered = ordered_values(space)
+    if not ordered or isinstance(sampler, OrderedChoices) or not isinstance(sampler, ORDER_AWARE):
+        return sampler
+    return OrderedChoices(sampler, ordered)
+
+
+# Per storage object, per (study id, key): whether the key is stored as an index. Only decided keys
+# are kept (a study cannot change a key's distribution kind once one trial holds it).
+_STORED_AS_INDEX: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], bool]] = weakref.WeakKeyDictionary()
+
+
+def index_encoded(study: Any, key: str) -> bool:
+    """Whether ``study`` stores the ordered choice ``key`` as its index (a study from before values were stored).
+
+    False for a key no trial holds yet: it will be stored as a value.
+    """
+    storage, study_id = study._storage, study._study_id
+    known = _STORED_AS_INDEX.setdefault(storage, {})
+    found = known.get((study_id, key))
+    if found is None:
+        for trial in storage.get_all_trials(study_id, deepcopy=False):
+            dist = trial.distributions.get(key)
+            if dist is not None:
+                found = known[(study_id, key)] = isinstance(dist, IntDistribution)
+                break
+    return bool(found)
+
+
+def suggest_ordered(trial: Any, key: str, p: Choice) -> Scalar:
+    """Sample an ordered choice through an ``optuna.Trial``: its value, stored as the value (or, in an
+    index-encoded study, as its index)."""
+    study = getattr(trial, "study", None)
+    as_index = study is not None and index_encoded(study, key)
+    fixed = getattr(trial, "_fixed_params", None)  # an enqueued config (Optuna reads it when suggesting)
+    if isinstance(fixed, dict) and key in fixed:
+        # A new dict: this one may be the storage's own copy of the trial's system attributes.
+        trial._fixed_params = {**fixed, key: _enqueued(p, fixed[key], as_index=as_index)}
+    if as_index:
+        return p.values[int(trial.suggest_int(key, 0, len(p.values) - 1))]
+    return trial.suggest_categorical(key, p.values)  # type: ignore[no-any-return]
+
+
+def _enqueued(p: Choice, raw: Any, *, as_index: bool) -> Any:
+    """An enqueued value in the study's encoding: configs enqueued before values were stored hold indices.
+
+    A raw value that is both one of the values and a valid index is taken in the study's own encoding.
+    """
+    is_index = isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < len(p.values)
+    if as_index:
+        return p.index(raw) if p.contains(raw) and not is_index else raw
+    return p.values[raw] if is_index and not p.contains(raw) else raw
+
+
+class OrderedChoices(BaseSampler):
+    """A model-based sampler that sees each ordered choice as ``IntDistribution(0, n - 1)`` over its index.
+
+    The study stores the values (a ``CategoricalDistribution``); the inner sampler models the index,
+    so TPE, GP, CMA-ES, QMC and NSGA-II learn that 64 lies between 32 and 128.
+
+    Args:
+        sampler: The sampler that draws (TPE, GP, ...); ``before_trial``, ``after_trial`` and
+            ``reseed_rng`` pass through to it unchanged.
+        ordered: The values of each ordered choice by parameter name; per-layer copies
+            (``units/0``) belong to their parameter (``units``).
+    """
+
+    def __init__(self, sampler: BaseSampler, ordered: Mapping[str, Sequence[Scalar]]) -> None:
+        self.inner = sampler
+        self.ordered = {name: tuple(values) for name, values in ordered.items()}
+
+    def __str__(self) -> str:
+        return f"OrderedChoices({self.inner})"
+
+    def stored(self, key: str, dist: BaseDistribution) -> CategoricalDistribution | None:
+        """``dist`` when it is the stored form of one of the ordered choices, else None."""
+        values = self.ordered.get(key.split("/", 1)[0])
+        if values is None or not isinstance(dist, CategoricalDistribution) or dist.choices != values:
+            return None
+        return dist
+
+    def index_trial(self, trial: FrozenTrial) -> FrozenTrial:
+        """A copy of ``trial`` with each ordered choice as its index (the trial itself when it has none)."""
+        stored = {k: c for k, d in trial.distributions.items() if (c := self.stored(k, d)) is not None}
+        if not stored:
+            return trial
+        params, dists = dict(trial.params), dict(trial.distributions)
+        for key, dist in stored.items():
+            params[key] = int(dist.to_internal_repr(params[key]))
+            dists[key] = _index_distribution(dist)
+        out = copy.copy(trial)
+        out.params, out.distributions = params, dists
+        return out
+
+    def _inner_space(
+        self, space: Mapping[str, BaseDistribution]
+    ) -> tuple[dict[str, BaseDistribution], dict[str, CategoricalDistribution]]:
+        stored = {k: c for k, d in space.items() if (c := self.stored(k, d)) is not None}
+        return {k: _index_distribution(stored[k]) if k in stored else d for k, d in space.items()}, stored
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        space = self.inner.infer_relative_search_space(_view(study, self), self.index_trial(trial))
+        out = dict(space)
+        for key, dist in space.items():
+            values = self.ordered.get(key.split("/", 1)[0])
+            # The study's own distribution comes back, or Trial refuses the relative value for it.
+            if values is not None and isinstance(dist, IntDistribution) and not index_encoded(study, key):
+                out[key] = CategoricalDistribution(values)
+        return out
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        inner, stored = self._inner_space(search_space)
+        drawn = self.inner.sample_relative(_view(study, self), self.index_trial(trial), inner)
+        return {k: stored[k].to_external_repr(int(v)) if k in stored else v for k, v in drawn.items()}
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        view, frozen = _view(study, self), self.index_trial(trial)
+        stored = self.stored(param_name, param_distribution)
+        if stored is None:
+            return self.inner.sample_independent(view, frozen, param_name, param_distribution)
+        index = self.inner.sample_independent(view, frozen, param_name, _index_distribution(stored))
+        return stored.to_external_repr(int(index))
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.inner.before_trial(study, trial)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
+def _index_distribution(dist: CategoricalDistribution) -> IntDistribution:
+    return IntDistribution(0, len(dist.choices) - 1)
+
+
+def _view(study: optuna.Study, sampler: OrderedChoices) -> Any:
+    return _IndexView(study, sampler)
+
+
+class _IndexView:
+    """The study as the inner sampler reads it: every trial's ordered choices as indices.
+
+    Optuna's samplers read trials through ``study._get_trials`` (TPE, GP, CMA-ES, QMC, NSGA-II and
+    the search-space helpers) and write only system attributes; everything else is the study's own.
+    """
+
+    def __init__(self, study: optuna.Study, sampler: OrderedChoices) -> None:
+        self._study = study
+        self._sampler = sampler
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
+    ) -> list[FrozenTrial]:
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return [self._sampler.index_trial(t) for t in trials]
+
+    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy, states, use_cache=False)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
