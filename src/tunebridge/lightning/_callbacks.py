@@ -7,6 +7,7 @@ callbacks of its own package, so each class here is made once per package and ca
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -65,6 +66,7 @@ def report_callback(
                 check_epoch_metrics(epoch, metrics, self.metric)
                 self.history[epoch] = metrics
                 several = int(getattr(trainer, "world_size", 1)) > 1
+                kept_now = False
                 if self.keep is not None:
                     # Epochs before a resume count too (the reporter of a resumed trial knows them).
                     seen = {**getattr(self.reporter, "history", {}), **self.history}
@@ -73,11 +75,21 @@ def report_callback(
                         best_now = bool(trainer.strategy.broadcast(best_now, src=0))
                     if best_now:
                         _save_atomically(trainer, self.keep)
+                        kept_now = not several and os.path.exists(self.keep)
                         if hasattr(self.reporter, "kept_checkpoint"):  # e.g. Ray's: stopped trials' files go too
                             setattr(self.reporter, "kept_checkpoint", self.keep)  # noqa: B010
+                kept = self.keep if kept_now else None
 
                 def save(folder: str) -> None:
-                    trainer.save_checkpoint(os.path.join(folder, CHECKPOINT_FILE))
+                    target = os.path.join(folder, CHECKPOINT_FILE)
+                    if kept is not None:  # this epoch's weights were just written: link them, don't save twice
+                        try:
+                            os.link(kept, target)
+                            return
+                        except OSError:  # another file system, or no hard links: a copy
+                            shutil.copyfile(kept, target)
+                            return
+                    trainer.save_checkpoint(target)
 
                 stop = self.reporter is not None and self.reporter.report(epoch, metrics, save)
                 if several:  # only rank 0 reports to the study: its decision stops every rank at once
