@@ -26,13 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = BUNDLED  # src/tunebridge/recipes: shipped in the wheel
 
 
-def test_the_four_recipes_exist() -> None:
+def test_the_recipes_exist() -> None:
     assert RECIPES == REPO / "src" / "tunebridge" / "recipes"
     assert sorted(p.name for p in RECIPES.iterdir() if p.suffix in (".yaml", ".py")) == [
         "__init__.py",
         "custom_module.py",
         "digits_cnn.yaml",
         "digits_mlp.yaml",
+        "fused_custom.py",
         "grid_vs_random_vs_tpe.py",
     ]
 
@@ -67,6 +68,7 @@ def test_spec_recipe_runs_through_the_cli(
     ("script", "args", "expected"),
     [
         ("custom_module.py", ["--trials", "3"], ["best val_loss:", "best config:"]),
+        ("fused_custom.py", ["--trials", "4", "--epochs", "2"], ["best val_acc"]),
         (
             "grid_vs_random_vs_tpe.py",
             ["--trials", "3", "--epochs", "2"],

@@ -142,7 +142,7 @@ def test_check_recipes(runner: CliRunner, spec: Path) -> None:
         assert name in out
     for row in ("grid size", "spec hash", "conditional", "metric", data["metric"]):
         assert row in out
-    assert "over indices" in out  # ordered choices compile to an index IntDistribution
+    assert "samplers model its order" in out  # ordered choices: values stored, order seen by model-based samplers
     assert "ok: the spec is valid" in out
 
 
@@ -295,7 +295,13 @@ def test_report_writes_markdown_and_plots(ran: Path, runner: CliRunner) -> None:
 def test_recipes_lists_the_four_recipes(runner: CliRunner) -> None:
     code, out, err = invoke(runner, "recipes")
     assert code == 0, out + err
-    for name in ("digits_mlp.yaml", "digits_cnn.yaml", "custom_module.py", "grid_vs_random_vs_tpe.py"):
+    for name in (
+        "digits_mlp.yaml",
+        "digits_cnn.yaml",
+        "custom_module.py",
+        "fused_custom.py",
+        "grid_vs_random_vs_tpe.py",
+    ):
         assert name in out
     assert "tunebridge run" in out and "python" in out
 

@@ -18,7 +18,7 @@ from tunebridge.cli._recipes import BUNDLED, bundled_files, resolve_spec
 from tunebridge.errors import SchemaError
 from tunebridge.spec import load_spec
 
-NAMES = ["custom_module.py", "digits_cnn.yaml", "digits_mlp.yaml", "grid_vs_random_vs_tpe.py"]
+NAMES = ["custom_module.py", "digits_cnn.yaml", "digits_mlp.yaml", "fused_custom.py", "grid_vs_random_vs_tpe.py"]
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_recipes_copy_writes_editable_copies_and_never_overwrites_without_force(
 ) -> None:
     result = runner.invoke(app, ["recipes", "--copy", "mine"])
     assert result.exit_code == 0, result.output
-    assert "wrote 5 recipes into mine" in result.stdout and "tunebridge run mine/digits_mlp.yaml" in result.stdout
+    assert "wrote 6 recipes into mine" in result.stdout and "tunebridge run mine/digits_mlp.yaml" in result.stdout
     mine = tmp_path / "mine"
     assert sorted(p.name for p in mine.iterdir()) == sorted([*NAMES, "lightning_cli"])
     # A folder recipe is copied whole, and a copy runs by its folder's name (its spec.yaml).

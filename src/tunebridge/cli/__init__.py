@@ -34,7 +34,9 @@ StorageOpt = Annotated[
 StudyOpt = Annotated[str | None, typer.Option("--study", help="Study name (default: the spec's, else its file name).")]
 FuseOpt = Annotated[
     str | None,
-    typer.Option(help="Train up to K trials at once as one fused model (auto or K; built-in MLP/ConvNet or a module with fused hooks; optuna backend)."),
+    typer.Option(
+        help="Train up to K trials at once as one fused model (auto or K; built-in MLP/ConvNet or a module with fused hooks; optuna backend)."
+    ),
 ]
 PrintMetricsOpt = Annotated[
     bool,

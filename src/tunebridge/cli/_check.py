@@ -140,7 +140,7 @@ def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> No
             try:
                 compiled = esc(_compact(distribution(name, p)))
                 if getattr(p, "ordered", False):
-                    compiled += " over indices"
+                    compiled += " (samplers model its order)"
             except ConversionError as e:
                 compiled = "[red]cannot be expressed[/]"
                 problems.append(str(e))

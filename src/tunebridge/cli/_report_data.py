@@ -93,7 +93,7 @@ def collect(study: Any, *, storage: str = "", record_file: str | None = None) ->
 def _view(study: Any, space: Space | None) -> Any:
     """An in-memory copy of the finished trials whose ordered choices hold values, not indices."""
     import optuna
-    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import CategoricalDistribution, IntDistribution
     from optuna.trial import TrialState
 
     view = optuna.create_study(directions=study.directions, study_name=study.study_name)
@@ -102,7 +102,9 @@ def _view(study: Any, space: Space | None) -> Any:
         params, dists = dict(t.params), dict(t.distributions)
         for key in params:
             p = space[key.split("/", 1)[0]] if space is not None and key.split("/", 1)[0] in space else None
-            if isinstance(p, Choice) and p.ordered:
+            if (
+                isinstance(p, Choice) and p.ordered and isinstance(dists[key], IntDistribution)
+            ):  # an older study's index
                 params[key] = p.values[int(params[key])]
                 dists[key] = CategoricalDistribution(p.values)
         t.params, t.distributions = params, dists

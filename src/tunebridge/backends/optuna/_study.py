@@ -54,7 +54,7 @@ _PENDING: weakref.WeakKeyDictionary[optuna.Trial, dict[str, Any]] = weakref.Weak
 def trial_config(space: Space, trial: optuna.trial.FrozenTrial) -> dict[str, Scalar]:
     """The config a finished trial ran with (values, not Optuna indices)."""
     config = _record.config_of(trial.user_attrs)
-    return config if config is not None else decode(space, trial.params)
+    return config if config is not None else decode(space, trial.params, trial.distributions)
 
 
 class OptunaReporter:

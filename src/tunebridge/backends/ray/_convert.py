@@ -18,8 +18,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-# PBT's first population is drawn by Optuna; kept importable from here, its home is the Optuna backend.
-from tunebridge.backends.optuna._sample import sample_configs
 from tunebridge.errors import ConversionError
 from tunebridge.schema import Bool, Choice, Fixed, Float, Int, Param, Scalar, Space
 
@@ -32,7 +30,6 @@ __all__ = [
     "plain",
     "ray_config_to_config",
     "ray_domain",
-    "sample_configs",
 ]
 
 BACKEND = "ray"
@@ -158,3 +155,13 @@ def ray_config_to_config(ray_config: Mapping[str, Any]) -> dict[str, Scalar]:
 def config_key(config: Mapping[str, Any]) -> str:
     """A canonical string for a config (to compare configs across runs)."""
     return json.dumps(dict(config), sort_keys=True)
+
+
+def __getattr__(name: str) -> Any:
+    """``sample_configs`` (PBT's first population, drawn by Optuna) stays importable from here, on first use:
+    a Ray trial process imports this module and should not pay for optuna's import."""
+    if name == "sample_configs":
+        from tunebridge.backends.optuna._sample import sample_configs
+
+        return sample_configs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

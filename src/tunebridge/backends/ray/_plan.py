@@ -16,6 +16,7 @@ import optuna
 
 from tunebridge._search import check_object, object_kind
 from tunebridge.backends.optuna import StudyOptions, check_convertible, encode, make_sampler
+from tunebridge.backends.optuna._ordered import with_order
 from tunebridge.backends.optuna._sample import sample_configs
 from tunebridge.backends.ray._convert import BACKEND, CONFIG_KEY, DefineByRun, config_key, native_param_space
 from tunebridge.backends.ray._options import RayOptions
@@ -205,7 +206,7 @@ def plan_run(
             **common,
         )
     if opts.sampler is not None:  # a user's optuna sampler (a Ray searcher returned above)
-        sampler = user_copy(opts.sampler)
+        sampler = with_order(user_copy(opts.sampler), opts.space)  # model-based: ordered choices keep their order
         if offset:
             sampler.reseed_rng()  # a continuation must not replay the first run's draws
     else:
