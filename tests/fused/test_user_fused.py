@@ -113,6 +113,11 @@ class Nesterov(recipe.Net):  # type: ignore[misc,name-defined]
         return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9, nesterov=True)
 
 
+class Decoupled(recipe.Net):  # type: ignore[misc,name-defined]
+    def configure_optimizers(self) -> Any:
+        return torch.optim.Adam(self.parameters(), lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)
+
+
 class PlainModule(nn.Module):
     pass
 
@@ -124,8 +129,9 @@ class PlainModule(nn.Module):
         (Branching, r"fused_loss cannot run under vmap"),
         (Scheduled, r"returns an LR scheduler"),
         (Nesterov, r"nesterov=True"),
+        (Decoupled, r"decoupled_weight_decay=True"),
     ],
-    ids=["no hooks", "control flow", "scheduler", "nesterov"],
+    ids=["no hooks", "control flow", "scheduler", "nesterov", "decoupled adam"],
 )
 def test_a_module_that_cannot_be_fused_is_refused_with_the_reason(cls: type, reason: str) -> None:
     with pytest.raises(NotFusableError, match=reason):

@@ -105,6 +105,8 @@ def optimizer_config(module: Any) -> TrainingConfig:
         expected = {"alpha": 0.99, "eps": 1e-8, "centered": False, "maximize": False}
     else:
         expected = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False, "maximize": False}
+        if kind == "adam":  # Adam(decoupled_weight_decay=True) is AdamW's rule under Adam's name
+            expected["decoupled_weight_decay"] = False
     for key, value in expected.items():
         if key in g and (tuple(g[key]) if isinstance(value, tuple) else g[key]) != value:
             raise _refuse(
