@@ -125,6 +125,7 @@ def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> No
     spec = load_spec(path)
     space = spec.space
     from tunebridge.backends.optuna._compile import distribution
+    from tunebridge.backends.optuna._factories import independent_params
 
     table = Table(title=esc(f"space of {path.name} ({len(space)} parameters)"))
     for col in ("parameter", "kind", "reachable values", "active when", "per layer", "optuna"):
@@ -175,6 +176,11 @@ def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> No
         "storage": shown_url(spec.storage or default_storage()),
         "spec hash": spec.hash()[:16],
     }
+    random_params = independent_params(spec.search, space)
+    if random_params:
+        rows["search"] = (
+            f"{rows['search']}; drawn at random (not modelled by {spec.search}): {', '.join(random_params)}"
+        )
     for key, value in rows.items():
         summary.add_row(key, esc(value))
     console.print(summary)

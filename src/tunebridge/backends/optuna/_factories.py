@@ -85,6 +85,38 @@ def make_sampler(
     return with_order(_sampler(search, seed=seed, space=space, kw=kw), space)
 
 
+def independent_params(search: str, space: Space) -> list[str]:
+    """Parameters a model-based search cannot model and draws at random (Optuna's independent sampling).
+
+    CMA-ES and QMC model the numeric parameters every config has (ordered choices count: they see the
+    position); GP models every parameter every config has. What is left (conditional parameters, per-layer
+    copies beyond the fewest layers, and for CMA-ES/QMC unordered choices and booleans) is drawn at random:
+    Optuna warns once per trial, which tunebridge silences, so ``tunebridge check`` lists them instead.
+    """
+    if search not in ("cmaes", "qmc", "gp"):
+        return []
+    from tunebridge.backends.optuna._compile import distributions
+    from tunebridge.schema import Bool, Choice, Fixed
+
+    modelled = set(distributions(space))
+    out: list[str] = []
+    for name in space.order:
+        p = space[name]
+        if isinstance(p, Fixed):
+            continue
+        numeric = not isinstance(p, Bool) and not (isinstance(p, Choice) and not p.ordered)
+        if search != "gp" and not numeric:
+            out.append(name)
+        elif p.per_layer is not None:
+            copies = sum(key.startswith(f"{name}/") for key in modelled)  # the layers every config has
+            last = space.max_layers(name) - 1
+            if copies <= last:
+                out.append(f"{name}/{copies}" if copies == last else f"{name}/{copies}..{name}/{last}")
+        elif name not in modelled:
+            out.append(name)
+    return out
+
+
 def _sampler(search: str, *, seed: int | None, space: Space, kw: dict[str, Any]) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
