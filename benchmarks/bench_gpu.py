@@ -7,19 +7,19 @@ Issue 9 (fused cohorts), synthetic data as in ``../shared/tools/fused_probe.py``
   MLP 784-256-256-10, batch 128, 50k train / 10k val samples; per trial lr, weight decay, dropout and
   hidden width (16..256) differ. Measured: unfused tunebridge (one Trainer per trial), the hand-written
   loops of fused_probe.py (raw one model; K masked heterogeneous MLPs with their own AdamW), and fused
-  tunebridge (``tune(fuse=K)``). Targets: fused >= 50x unfused trial-epochs/s, within 1.5x of the
-  hand-written fused loop. ConvNet (2 blocks of 32/64 filters, 3x32x32, batch 128, 20k samples): fused
-  >= 10x unfused. Its validation set is 1k samples: a fused cohort validates every member in one forward
-  pass over the whole set (at K=128, ~17 GB per 32-filter activation of 1k images).
+  tunebridge (``tune(fuse=K, accelerator="gpu")``). Targets: fused >= 50x unfused trial-epochs/s, within
+  1.5x of the hand-written fused loop. ConvNet (2 blocks of 32/64 filters, 3x32x32, batch 128, 20k
+  samples; per trial lr, optimizer and weight decay differ, dropout p is one value for all, since members
+  of different p form separate vmapped cohorts): fused >= 10x unfused. Its validation set is 1k samples:
+  a fused cohort validates every member in one forward pass over the whole set (at K=128, ~17 GB per
+  32-filter activation of 1k images). Then ``tune(fuse="auto", accelerator="gpu")``: the K it chose
+  (captured from ``tunebridge.fused._loop.auto_capacity`` as the run calls it, and the run's ``FuseStats``).
 Issue 10 (GPU overhead): tunebridge vs a hand-written Optuna + Lightning loop, 8 trials, 1 epoch of the
   MLP on 50k samples, alternating rounds; target <= 1.03x.
 
-Fused cohorts allocate their tensors on the CPU (no device in ``tunebridge.fused`` as of 2026-11-30) and
-``tune(fuse=..., accelerator="gpu")`` is refused. The fused stages therefore (1) try the supported call
-with ``accelerator="gpu"`` and record the refusal, (2) run the supported CPU path, and (3) run the same
-``tune()`` in a separate process under ``torch.set_default_device("cuda")`` with the data on the GPU
-and the per-member epoch order drawn on the CPU and moved there: an unsupported workaround that only
-shows what CUDA support could give, labelled as such in the report.
+The fused stages make the call a user makes: ``tune(fuse=K or "auto", accelerator="gpu")`` on a GPU,
+``accelerator="cpu"`` without one (the ``--smoke`` test). There is no workaround: a call that raises is
+recorded with its error text, and the stage fails.
 
 Every stage appends JSON lines to ``OUT/results.jsonl``; ``OUT/gpu-check.md`` is rewritten after each.
 """
@@ -44,7 +44,7 @@ from typing import Any
 FULL: dict[str, Any] = {
     "mlp_n": 50_000, "mlp_nv": 10_000, "d": 784, "h": 256, "c": 10, "batch": 128,
     "cnn_n": 20_000, "cnn_nv": 1_000, "cnn_shape": (3, 32, 32), "filters": (32, 64),
-    "k": 128, "cnn_k": 128, "cpu_k": 8, "cpu_cnn_k": 2, "fused_epochs": 2,
+    "k": 128, "cnn_k": 128, "auto_trials": 256, "fused_epochs": 2, "cnn_dropout": 0.25,
     "unfused_trials": 3, "cnn_unfused_trials": 2, "unfused_epochs": 2,
     "overhead_trials": 8, "overhead_rounds": 2, "warm_n": 1024,
 }  # fmt: skip
@@ -52,7 +52,7 @@ SMOKE: dict[str, Any] = {
     **FULL,
     "mlp_n": 2_000, "mlp_nv": 500, "d": 64, "h": 32,
     "cnn_n": 512, "cnn_nv": 128, "cnn_shape": (3, 8, 8), "filters": (4, 8),
-    "k": 16, "cnn_k": 4, "cpu_k": 4, "cpu_cnn_k": 2,
+    "k": 16, "cnn_k": 4, "auto_trials": 8,
     "unfused_trials": 2, "cnn_unfused_trials": 2, "overhead_trials": 2, "overhead_rounds": 1, "warm_n": 256,
 }  # fmt: skip
 
@@ -61,12 +61,10 @@ SMOKE: dict[str, Any] = {
 STAGES: list[tuple[str, int, str]] = [
     ("probe", 45, "hand-written loops of fused_probe.py (raw one model, K heterogeneous MLPs)"),
     ("mlp_unfused", 50, "tunebridge unfused MLP (one Lightning Trainer per trial)"),
-    ("mlp_fused_cuda_workaround", 60, "tunebridge fused MLP under set_default_device (unsupported workaround)"),
+    ("mlp_fused", 90, "tunebridge fused MLP: tune(fuse=K), then tune(fuse='auto') (accelerator gpu; cpu without one)"),
     ("overhead", 100, "issue 10: tunebridge vs hand-written Optuna + Lightning"),
     ("cnn_unfused", 40, "tunebridge unfused ConvNet"),
-    ("cnn_fused_cuda_workaround", 60, "tunebridge fused ConvNet under set_default_device (unsupported workaround)"),
-    ("mlp_fused", 50, "tunebridge fused MLP, supported call (accelerator gpu, else cpu)"),
-    ("cnn_fused", 40, "tunebridge fused ConvNet, supported call (accelerator gpu, else cpu)"),
+    ("cnn_fused", 60, "tunebridge fused ConvNet: tune(fuse=K, accelerator gpu; cpu without one)"),
 ]
 TARGETS = {"mlp_x_unfused": 50.0, "mlp_vs_hand": 1.5, "cnn_x_unfused": 10.0, "overhead": 1.03}
 
@@ -125,11 +123,9 @@ def datamodule_class() -> type:
         def setup(self, stage: str | None = None) -> None:
             if self.train_set is not None:
                 return
+            # On the CPU, as the built-in datamodules keep it: Lightning moves each batch to the device,
+            # a fused cohort moves the whole set there once.
             x, y = _tensors(self.n, self.nv, self.shape, self.n_classes)
-            # Under the CUDA workaround the default device is the GPU: the fused cohorts index the data
-            # with index tensors made there, so the data must live there too.
-            device = torch.get_default_device()
-            x, y = x.to(device), y.to(device)
             self.train_set = BatchIndexDataset(x[: self.n], y[: self.n])
             self.val_set = BatchIndexDataset(x[self.n :], y[self.n :])
 
@@ -155,7 +151,7 @@ def make_build(cfg: dict[str, Any], model: str, *, n: int | None = None, epochs:
     dm_cls = datamodule_class()
 
     def build(config: dict[str, Any]) -> tuple[Any, Any]:
-        full = {**config, "optimizer": "adamw"}
+        full = {"optimizer": "adamw", **config}  # the ConvNet's members draw theirs
         if model == "mlp":
             dm = dm_cls(
                 n=n or cfg["mlp_n"], nv=cfg["mlp_nv"], shape=(cfg["d"],), n_classes=cfg["c"], batch_size=cfg["batch"]
@@ -174,7 +170,10 @@ def make_build(cfg: dict[str, Any], model: str, *, n: int | None = None, epochs:
             f0, f1 = cfg["filters"]
             structure = {"n_blocks": 2, "filters/0": f0, "filters/1": f1, "kernel_size": 3, "pooling": "max"}
             module = classes.ConvNetClassifier(
-                {**full, **structure}, input_shape=cfg["cnn_shape"], n_classes=cfg["c"], max_epochs=epochs
+                {**full, **structure, "dropout": cfg["cnn_dropout"]},
+                input_shape=cfg["cnn_shape"],
+                n_classes=cfg["c"],
+                max_epochs=epochs,
             )
         return module, dm
 
@@ -184,15 +183,16 @@ def make_build(cfg: dict[str, Any], model: str, *, n: int | None = None, epochs:
 def make_space(cfg: dict[str, Any], model: str) -> Any:
     """Heterogeneous training hyperparameters, as fused_probe.py draws them; the MLP's width too.
 
-    The ConvNet keeps its structure fixed and its dropout above 0 (a Dropout layer present in every
-    member), so that all members share one architecture and one vmapped cohort.
+    The ConvNet keeps its structure and its dropout p fixed (``cnn_dropout``, set by the build): a
+    vmapped cohort runs every member through one module, so members of different p (or structure)
+    form separate cohorts. Its members differ in lr, weight decay and optimizer instead.
     """
-    from tunebridge.schema import Float, Int, Space
+    from tunebridge.schema import Choice, Float, Int, Space
 
     common = {"lr": Float(1e-4, 1e-2, log=True), "weight_decay": Float(1e-6, 1e-3, log=True)}
     if model == "mlp":
         return Space(**common, dropout=Float(0.0, 0.5), units=Int(16, cfg["h"]))
-    return Space(**common, dropout=Float(0.05, 0.5))
+    return Space(**common, optimizer=Choice(["adamw", "adam", "momentum"]))
 
 
 def prepare(cfg: dict[str, Any], model: str) -> None:
@@ -408,16 +408,12 @@ def stage_unfused(cfg: dict[str, Any], model: str) -> None:
 # --------------------------------------------------------------------------- stages: fused tunebridge
 
 
-def _instrument(rounds: list[dict[str, Any]]) -> None:
-    """Time every cohort epoch (members trained, seconds, device of the cohort's tensors). Measures only."""
+def _instrument(rounds: list[dict[str, Any]], runs: list[dict[str, Any]]) -> None:
+    """Time every cohort epoch (members trained, seconds, the cohort's device), and keep what each run's
+    ``fuse: auto`` chose and its ``FuseStats`` (``tune()`` records only the efficiency). Measures only."""
+    from tunebridge.fused import _loop
     from tunebridge.fused._cohort import Cohort
     from tunebridge.fused._vmap import VmapCohort
-
-    def device_of(cohort: Any) -> str:  # the cohort's trainable tensors (its internals are changing: never fail)
-        try:
-            return str(cohort.optimizer.params[0].device)
-        except (AttributeError, IndexError, TypeError):
-            return "unknown"
 
     for cls in (Cohort, VmapCohort):
         original = cls.train_epoch
@@ -428,66 +424,78 @@ def _instrument(rounds: list[dict[str, Any]]) -> None:
             t0 = time.perf_counter()
             _original(self)
             sync()
-            rounds.append(
-                {"cohort": id(self), "members": active, "s": time.perf_counter() - t0, "device": device_of(self)}
-            )
+            device = str(getattr(self, "device", "unknown"))
+            rounds.append({"cohort": id(self), "members": active, "s": time.perf_counter() - t0, "device": device})
 
         cls.train_epoch = timed
 
+    auto_capacity, run_fused = _loop.auto_capacity, _loop.run_fused
 
-def _cuda_workaround() -> str:
-    """Run fused cohorts on the GPU without tunebridge's help (unsupported; for this measurement only).
+    def chosen(member: Any, device: Any, dtype: Any) -> int:
+        import torch
 
-    ``torch.set_default_device("cuda")`` makes the cohorts' ``torch.zeros``/``torch.tensor`` land on the
-    GPU; the one op that fails there is the per-member epoch order (``randperm`` with a CPU generator),
-    so it is drawn as ``tunebridge.fused._cohort.epoch_order`` draws it, on the generator's device, and moved.
-    """
-    import torch
+        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+        k = auto_capacity(member, device, dtype)
+        runs.append({"auto_k": k, "auto_device": str(device), "free_gib": free / 2**30 if free else None})
+        return k
 
-    from tunebridge.fused import _cohort
+    def stats_of(*args: Any, **kwargs: Any) -> Any:
+        stats = run_fused(*args, **kwargs)
+        fields = ("capacity", "cohorts", "members", "halvings", "singles")
+        runs.append({f: getattr(stats, f, None) for f in fields})
+        return stats
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.set_default_device(device)
-
-    def epoch_order(generator: torch.Generator, n: int) -> torch.Tensor:
-        order = torch.randperm(n, generator=generator, device=generator.device)
-        torch.randperm(n, generator=generator, device=generator.device)  # RandomSampler's second draw
-        return order.to(device)
-
-    _cohort.epoch_order = epoch_order  # run_epoch looks it up in its module at every epoch
-    return device
+    _loop.auto_capacity = chosen  # run_fused looks both up in its module
+    _loop.run_fused = stats_of  # tune() imports it from the module at each call
 
 
-def stage_fused(cfg: dict[str, Any], model: str, *, workaround: bool, threads: int) -> None:
-    """``tune(fuse=K)``: the supported call (gpu refused today, then cpu), or the CUDA workaround."""
+def stage_fused(cfg: dict[str, Any], model: str, *, threads: int) -> None:
+    """``tune(fuse=K, accelerator="gpu")`` (``"cpu"`` where torch sees no GPU: the smoke test); for the MLP
+    then ``tune(fuse="auto")`` in the same process (one import and CUDA start-up fewer). Each run is
+    recorded as it ends; a run that raises is recorded with its error, the next one still runs, and the
+    stage then fails."""
+    import gc
+    import traceback
+
     import torch
 
     import tunebridge
-    from tunebridge.errors import SchemaError
-    from tunebridge.fused import resolve_capacity
 
     _quiet()
-    record(what="fuse_auto", model=model, capacity=resolve_capacity("auto"), cpus=os.cpu_count())
     prepare(cfg, model)
-    device = _cuda_workaround() if workaround else "cpu"
     rounds: list[dict[str, Any]] = []
-    _instrument(rounds)
+    runs: list[dict[str, Any]] = []
+    _instrument(rounds, runs)
+    accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     space = make_space(cfg, model)
     common: dict[str, Any] = {"metric": "val_loss", "mode": "min", "search": "random", "seed": 0, "progress": False}
     common.update(keep_checkpoints=0, threads=threads)
-    attempts = [("cpu", True)] if workaround else [("gpu", True), ("cpu", False)]
-    for accelerator, big in attempts:
-        k = cfg["k" if model == "mlp" else "cnn_k"] if big else cfg["cpu_k" if model == "mlp" else "cpu_cnn_k"]
-        epochs = cfg["fused_epochs"] if big else 1
+    k = cfg["k" if model == "mlp" else "cnn_k"]
+    epochs = cfg["fused_epochs"]
+    failed: list[str] = []
+    for fuse, trials in [(k, k), *([("auto", cfg["auto_trials"])] if model == "mlp" else [])]:
         rounds.clear()
+        runs.clear()
+        if torch.cuda.is_available():
+            # The last run's blocks, still cached by torch, would count as used in the free memory that
+            # `fuse: auto` reads (a user's fresh process has none).
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         try:
             result = tunebridge.tune(
-                make_build(cfg, model, epochs=epochs), space, trials=k, max_epochs=epochs, fuse=k,
+                make_build(cfg, model, epochs=epochs), space, trials=trials, max_epochs=epochs, fuse=fuse,
                 accelerator=accelerator, **common,
             )  # fmt: skip
-        except SchemaError as exc:  # refused before any trial: what a user asking for the GPU sees
-            record(what="fused_refused", model=model, accelerator=accelerator, error=str(exc).splitlines()[0])
+        except Exception as exc:  # what a user asking for this sees: recorded, and the stage fails with it
+            error = f"{type(exc).__name__}: {exc}"
+            failed.append(error)
+            record(
+                what="fused_error", model=model, accelerator=accelerator, fuse=fuse, error=error,
+                traceback="".join(traceback.format_exception(exc)[-6:]),
+            )  # fmt: skip
+            traceback.print_exc()
             continue
         wall = time.perf_counter() - t0
         te = _trial_epochs(result)
@@ -499,16 +507,20 @@ def stage_fused(cfg: dict[str, Any], model: str, *, workaround: bool, threads: i
             seen.add(r["cohort"])
         steady = steady or rounds
         loop_s = sum(r["s"] for r in rounds)
+        stats = {key: value for run in runs for key, value in run.items()}
         record(
-            what="fused", model=model, accelerator=accelerator, workaround=workaround, device=device,
-            cohort_device=sorted({r["device"] for r in rounds}), k=k, epochs=epochs, trial_epochs=te, wall_s=wall,
-            e2e=wall / max(te, 1), loop=loop_s / max(sum(r["members"] for r in rounds), 1),
+            what="fused", model=model, accelerator=accelerator, fuse=fuse, trials=trials,
+            cohort_device=sorted({r["device"] for r in rounds}), k=stats.get("capacity") or k, epochs=epochs,
+            trial_epochs=te, wall_s=wall, e2e=wall / max(te, 1),
+            loop=loop_s / max(sum(r["members"] for r in rounds), 1),
             steady=sum(r["s"] for r in steady) / max(sum(r["members"] for r in steady), 1),
-            cohorts=len(seen), cohort_epochs=len(rounds),
+            cohorts=len(seen), cohort_epochs=len(rounds), largest=max((r["members"] for r in rounds), default=0),
             efficiency=result.record.get("fused_efficiency"), states=result.trials["state"].value_counts().to_dict(),
             peak_gpu_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+            **{f"stats_{key}": value for key, value in stats.items()},
         )  # fmt: skip
-        return
+    if failed:
+        raise SystemExit(f"{len(failed)} fused run(s) raised: {'; '.join(failed)}")
 
 
 # --------------------------------------------------------------------------- stage: issue 10 overhead
@@ -595,19 +607,49 @@ def _verdict(value: float | None, target: float, higher: bool) -> str:
 
 
 def _headline(rows: list[dict[str, Any]]) -> str:
-    """Whether fused cohorts trained on the GPU through the supported call, and what was done instead."""
-    refused = [r for r in rows if r.get("what") == "fused_refused"]
-    supported = [r for r in rows if r.get("what") == "fused" and not r.get("workaround")]
-    if any("cuda" in d for r in supported for d in r.get("cohort_device", [])):
-        return "**fused on CUDA: supported** (the supported call trained its cohorts on the GPU)."
-    why = f"; `tune(fuse=K, accelerator='gpu')` is refused: \"{refused[0]['error']}\"" if refused else ""
-    return (
-        "**fused on CUDA: not supported yet.** tunebridge's fused cohorts allocate every tensor on the CPU"
-        f" (no device anywhere in `tunebridge.fused`){why}. The supported call was run with"
-        " `accelerator='cpu'`; the *workaround* rows run the same `tune()` under"
-        " `torch.set_default_device('cuda')` with the data on the GPU and the epoch order drawn on the CPU:"
-        " not a supported path, shown to size what CUDA support would give."
-    )
+    """Whether fused cohorts trained on the GPU through ``tune(fuse=..., accelerator="gpu")``, and what failed."""
+    fused = [r for r in rows if r.get("what") == "fused"]
+    errors = [r for r in rows if r.get("what") == "fused_error"]
+    on_cuda = sorted({r["model"] for r in fused if any("cuda" in d for d in r.get("cohort_device", []))})
+    lines = []
+    if on_cuda:
+        lines.append(
+            f"**Fused cohorts trained on CUDA** through `tune(fuse=..., accelerator='gpu')`: {', '.join(on_cuda)}."
+        )
+    elif fused and any(r["accelerator"] == "gpu" for r in fused):
+        devices = sorted({d for r in fused for d in r["cohort_device"]})
+        lines.append(f"**`accelerator='gpu'` was asked, but the cohorts trained on {', '.join(devices)}.**")
+    elif fused:
+        lines.append(
+            "**Fused cohorts ran on the CPU only** (`accelerator='cpu'`: torch saw no GPU); nothing here measures"
+            " a GPU."
+        )
+    for r in errors:
+        lines.append(
+            f"- `tune(fuse={r['fuse']!r}, accelerator={r['accelerator']!r})` for the {r['model']} raised:"
+            f' "{r["error"].splitlines()[0]}" (the stage\'s log has the traceback)'
+        )
+    if errors and lines[0].startswith("**"):
+        lines.insert(1, "")  # a paragraph, then the list of errors
+    return "\n".join(lines) or "No fused stage has finished yet."
+
+
+def _auto_section(rows: list[dict[str, Any]]) -> list[str]:
+    """What ``fuse: auto`` chose: K, from which device and free memory, and what the run then did."""
+    auto = [r for r in rows if r.get("what") == "fused" and r.get("fuse") == "auto"]
+    if not auto:
+        return ["not measured", ""]
+    lines = []
+    for r in auto:
+        free = r.get("stats_free_gib")
+        where = f"on {r.get('stats_auto_device', '?')}" + (f" with {free:.1f} GiB free" if free else "")
+        lines.append(
+            f"- {r['model']}: `fuse: auto` chose K={r.get('stats_auto_k', '?')} {where} (from the first member;"
+            f" the CPU rule is max(8, 16 x CPUs)). {r['trials']} trials: {r.get('stats_cohorts', '?')} cohort(s),"
+            f" largest {r['largest']} members, {r.get('stats_halvings', 0)} out-of-memory halvings,"
+            f" {r['steady']:.4f} s per trial-epoch steady, {r['e2e']:.4f} end to end."
+        )
+    return [*lines, ""]
 
 
 def _model_section(rows: list[dict[str, Any]], model: str) -> list[str]:
@@ -626,13 +668,9 @@ def _model_section(rows: list[dict[str, Any]], model: str) -> list[str]:
         r = _find(rows, what=what, model=model)
         if r:
             table.append((name, r["k"], r["steady"], None, "data on the device; median of 2 epochs after a warm-up"))
-    fused = [r for r in rows if r.get("what") == "fused" and r.get("model") == model]
+    fused = [r for r in rows if r.get("what") == "fused" and r.get("model") == model and r.get("fuse") != "auto"]
     for r in fused:
-        how = (
-            "CUDA **workaround** (unsupported)"
-            if r["workaround"]
-            else f"supported call, accelerator={r['accelerator']}"
-        )
+        how = f"tune(fuse={r['fuse']}, accelerator={r['accelerator']})"
         note = (
             f"cohorts on {','.join(r['cohort_device'])}; {r['cohorts']} cohorts; {r['epochs']} epochs; "
             f"efficiency {r['efficiency']}; in the loop {r['loop']:.4f} s/trial-epoch"
@@ -648,7 +686,7 @@ def _model_section(rows: list[dict[str, Any]], model: str) -> list[str]:
     best = min(fused, key=lambda r: r["steady"]) if fused else None
     if best is None:
         return lines
-    tag = "workaround" if best["workaround"] else f"supported, on {','.join(best['cohort_device'])}"
+    tag = f"on {','.join(best['cohort_device'])}"
     if unf:
         target = TARGETS["mlp_x_unfused" if model == "mlp" else "cnn_x_unfused"]
         steady, e2e = unf["steady"] / best["steady"], unf["e2e"] / best["e2e"]
@@ -700,9 +738,13 @@ def render(out: Path, *, smoke: bool, started: float, budget: float) -> None:
         f"### MLP 784-256-256-10, batch 128, 50k samples, heterogeneous lr/weight decay/dropout/width{tiny}",
         "",
         *_model_section(rows, "mlp"),
-        f"### ConvNet (32/64 filters, 3x32x32, batch 128, 20k samples), heterogeneous lr/weight decay/dropout{tiny}",
+        f"### ConvNet (32/64 filters, 3x32x32, batch 128, 20k samples), heterogeneous lr/weight decay/optimizer,"
+        f" one dropout p{tiny}",
         "",
         *_model_section(rows, "cnn"),
+        f"### `fuse: auto` (MLP){tiny}",
+        "",
+        *_auto_section(rows),
         f"## Issue 10: GPU overhead (8 trials x 1 epoch, MLP on 50k samples){tiny}",
         "",
         *_overhead_section(rows),
@@ -713,9 +755,6 @@ def render(out: Path, *, smoke: bool, started: float, budget: float) -> None:
     ]
     status = [r for r in rows if r.get("what") == "stage_status"]
     lines += [f"| {r['stage']} | {r['status']} | {r['seconds']:.1f} | {r['about']} |" for r in status]
-    auto = _find(rows, what="fuse_auto")
-    if auto:
-        lines += ["", f"`fuse='auto'` resolves to {auto['capacity']} members on this machine ({auto['cpus']} CPUs)."]
     for r in [r for r in status if r["status"] != "ok" and r.get("tail")]:
         lines += ["", f"### {r['stage']}: {r['status']}", "", "```", r["tail"].strip(), "```"]
     (out / "gpu-check.md").write_text("\n".join(lines) + "\n")
@@ -737,7 +776,7 @@ def run_stage(name: str, args: argparse.Namespace) -> None:
     elif name == "overhead":
         stage_overhead(cfg)
     else:
-        stage_fused(cfg, name[:3], workaround=name.endswith("workaround"), threads=args.threads)
+        stage_fused(cfg, name[:3], threads=args.threads)
 
 
 def main() -> None:

@@ -7,7 +7,8 @@
 # 2. The device call: the `run` tool with carry [".whl"], timeout_s 330, and exactly this command:
 #        bash benchmarks/gpu_check.sh
 #    It installs .whl/ into /tmp/site, runs every stage of benchmarks/bench_gpu.py (each time-boxed,
-#    280 s in all after the install) and writes $OUT/gpu-check.md, $OUT/results.jsonl, $OUT/logs/.
+#    280 s in all counted from this script's start, the install included; the fused stages call
+#    tune(fuse=..., accelerator="gpu")) and writes $OUT/gpu-check.md, $OUT/results.jsonl, $OUT/logs/.
 # 3. Here: copy $OUT/gpu-check.md (under the run's files_at) to benchmarks/results/DATE-gpu-check-h200.md.
 #
 # CPU smoke test (tiny sizes, every stage, the device's code paths; a few minutes on 2 busy cores):
