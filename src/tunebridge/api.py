@@ -203,9 +203,11 @@ def tune(
         enqueue: Configs to evaluate first (each validated against the space).
         warm_start: A ``best.yaml`` path, an earlier study's name (its 5 best configs) or
             ``{"study": NAME, "storage": URL, "top_k": K}``: evaluated first.
-        fuse: Train up to this many trials at once as one stacked model (``"auto"``: from the
-            device); the built-in MLP only, Optuna backend. Each member is an ordinary trial and trains
-            as it would alone (see :mod:`tunebridge.fused`).
+        fuse: Train up to this many trials at once as one vectorized model (``"auto"``: from free
+            device memory and the model's size): the built-in MLP and ConvNet, or your module with
+            ``fused_loss``/``fused_metrics`` hooks; on the ``accelerator``'s device; with ``backend="ray"``
+            as cohort workers on Ray (one per GPU). Each member is an ordinary trial and trains as it
+            would alone (see :mod:`tunebridge.fused`).
         grace_period: Deprecated name of ``heartbeat_timeout`` (a ``DeprecationWarning``); the
             pruning spec's ``grace_period`` (epochs) is unrelated.
 

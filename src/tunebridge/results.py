@@ -253,8 +253,9 @@ def make_result(study: Any, opts: StudyOptions, *, wall_time: float, backend: st
     record["best_checkpoint"] = checkpoint
     if study.user_attrs.get("stopped_by"):
         record["stopped_by"] = study.user_attrs["stopped_by"]
-    if "fused_efficiency" in study.user_attrs:  # useful work / work paid by the fused cohorts
-        record["fused_efficiency"] = study.user_attrs["fused_efficiency"]
+    for key in ("fused_efficiency", "fused_capacity"):  # useful work / work paid, and K of the fused cohorts
+        if key in study.user_attrs:
+            record[key] = study.user_attrs[key]
     return TuneResult(
         best_checkpoint=checkpoint,
         best_config=best_config,

@@ -198,6 +198,7 @@ def test_a_fused_study_records_ordinary_trials_prunes_and_keeps_the_best_model(t
         assert {"final_val_acc", "final_val_loss", "final_n_params"} <= set(t.user_attrs)
         assert bookkeeping(t, "fused") is True
     assert 0 < result.record["fused_efficiency"] <= 1
+    assert result.record["fused_capacity"] >= 1
     model = result.load_best()  # a normal checkpoint of its built-in class
     cls = type(model)
     assert cls.__name__.startswith("MLPClassifier")

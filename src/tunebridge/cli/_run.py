@@ -284,7 +284,10 @@ def _summary(result: Any, spec: RunSpec, storage: str, paths: dict[str, Path]) -
     if result.best_checkpoint:
         rows["best checkpoint"] = str(result.best_checkpoint)
     if "fused_efficiency" in result.record:
-        rows["fused efficiency"] = f"{result.record['fused_efficiency']:.0%} of the work paid was useful (padding)"
+        k = result.record.get("fused_capacity")
+        rows["fused efficiency"] = f"{result.record['fused_efficiency']:.0%} of the work paid was useful (padding)" + (
+            f"; up to {k} trials at once" if k else ""
+        )
     if result.record.get("stopped_by"):
         rows["stopped"] = str(result.record["stopped_by"])
     for key, value in rows.items():

@@ -214,6 +214,8 @@ def run_fused(
         stats.paid += cohort.paid
     if stats.paid:
         study.set_user_attr("fused_efficiency", round(stats.efficiency, 4))
+    if stats.capacity:
+        study.set_user_attr("fused_capacity", int(stats.capacity))  # K (what fuse: auto chose)
     return stats
 
 
