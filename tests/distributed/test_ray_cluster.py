@@ -230,9 +230,9 @@ def _finished_nodes(db: Path) -> dict[str, str]:
     """``ray_trial_id -> ray_node`` of the finished trials, read-only while the run writes (never creating tables)."""
     if not db.exists():
         return {}
-    query = (
-        "SELECT a.value_json, b.value_json FROM trial_user_attributes a JOIN trial_user_attributes b "
-        "ON a.trial_id = b.trial_id WHERE a.key = 'ray_trial_id' AND b.key = 'ray_node'"
+    query = (  # tunebridge's bookkeeping: tb_* system attributes
+        "SELECT a.value_json, b.value_json FROM trial_system_attributes a JOIN trial_system_attributes b "
+        "ON a.trial_id = b.trial_id WHERE a.key = 'tb_ray_trial_id' AND b.key = 'tb_ray_node'"
     )
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
