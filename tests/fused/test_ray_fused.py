@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 from optuna.trial import TrialState
 
+import tunebridge
 from tunebridge import tune
 from tunebridge._record import WORKER, bookkeeping
 from tunebridge.backends.ray._options import RayOptions
@@ -36,6 +39,25 @@ def test_two_ray_cohort_workers_share_one_budget(ray_instance: None, tmp_path: A
     workers = Counter(bookkeeping(t, WORKER) for t in done)
     assert len(workers) == 2, workers  # both Ray workers trained cohorts
     assert result.study.user_attrs["fused_ray_workers"] == 2
+
+
+@pytest.mark.slow
+def test_a_users_own_module_fuses_on_ray(ray_instance: None, tmp_path: Any) -> None:
+    """The user's path on Ray: the fused_custom recipe's module (a file of theirs, not a tunebridge model)."""
+    path = Path(tunebridge.__file__).parent / "recipes" / "fused_custom.py"
+    spec = importlib.util.spec_from_file_location("fused_custom_on_ray", path)
+    assert spec is not None and spec.loader is not None
+    user = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(user)
+    result = tune(
+        user.build, user.space, metric="val_acc", mode="max", trials=4, max_epochs=2, fuse=4, backend="ray",
+        storage=f"sqlite:///{tmp_path / 'study.db'}", study="ray-user", accelerator="cpu", threads=1, seed=0,
+        progress=False, ray={"max_concurrent": 2, "cpus_per_trial": 1},
+    )  # fmt: skip
+    trials = result.study.get_trials(deepcopy=False)
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(sorted(t.intermediate_values) == [1, 2] and bookkeeping(t, "fused") for t in trials)
+    assert isinstance(result.load_best(), user.Net)
 
 
 def test_fused_on_ray_refuses_an_in_memory_study_before_any_trial() -> None:
