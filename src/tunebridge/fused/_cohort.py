@@ -89,6 +89,10 @@ class Member:
         self.signature = signature_of(self.module, self.datamodule)
         # The datamodule's train loader draws one permutation per epoch from a generator seeded with its seed.
         self.generator = torch.Generator().manual_seed(int(self.datamodule.seed))
+        self._start_early_stopping()
+
+    def _start_early_stopping(self) -> None:
+        """No epoch seen yet: the best monitored value is the worst possible one."""
         sign = 1.0 if ((self.early_stopping and self.early_stopping.mode) or self.mode) == "min" else -1.0
         self.es_best = sign * math.inf
 

@@ -145,8 +145,7 @@ class UserMember(Member):
         self.shape = None
         self.signature = UserSignature(user_key(self))  # type: ignore[assignment]
         self.generator = torch.Generator()
-        sign = 1.0 if ((self.early_stopping and self.early_stopping.mode) or self.mode) == "min" else -1.0
-        self.es_best = sign * float("inf")
+        self._start_early_stopping()
 
 
 class _Hooks(torch.nn.Module):
