@@ -1,5 +1,6 @@
 """``python -m tunebridge`` runs the CLI."""
 
 from tunebridge.cli import main
+from tunebridge.cli._module import run_as_module
 
-main()
+run_as_module(main)
