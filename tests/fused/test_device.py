@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from tunebridge import tune
 from tunebridge._record import REQUEUED, RETRY_OF, bookkeeping
 from tunebridge.errors import SchemaError, TrialOutOfMemoryError
+from tunebridge.fused import _loop
 from tunebridge.fused._cohort import Cohort, Member
 from tunebridge.fused._loop import FuseStats, _place_all, _seed_before_build, auto_capacity
 from tunebridge.fused._memory import HEADROOM, MAX_AUTO, PARAM_COPIES, default_capacity, fused_device, member_bytes
@@ -67,6 +68,15 @@ def _train(
         for cohort in cohorts:
             cohort.train_epoch()
     return members, cohorts
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _accelerator_grouping() -> Iterator[None]:
+    """The CPU stands in for an accelerator here (cohorts of several members, memory running out): members
+    are grouped with the accelerator's padding bound, so that all four MLPs share one cohort."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_loop, "MIN_EFFICIENCY_CPU", _loop.MIN_EFFICIENCY)
+        yield
 
 
 @pytest.fixture(scope="module")

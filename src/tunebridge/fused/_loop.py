@@ -219,16 +219,35 @@ def run_fused(
     return stats
 
 
-#: The least useful work over work paid that a stacked MLP cohort may have when it is formed (padding bound).
+#: The least useful work over work paid that a stacked MLP cohort may have when it is formed (padding bound),
+#: on an accelerator: there a step's cost is mostly fixed (launches), and padding is cheap next to a cohort
+#: more.
 MIN_EFFICIENCY = 0.5
+#: The same bound on the CPU, where a step of the recipe's members is compute-bound: padded arithmetic is
+#: paid in full. Measured with ``benchmarks/bench_fused_floor.py`` (5 seeds of the digits_mlp recipe):
+#: fused time over the plain-loop floor of the same trials, median 1.16 at 0.5 and 1.01 at 0.8.
+MIN_EFFICIENCY_CPU = 0.8
 
 
-def group_members(shapes: list[MemberShape], n_features: int, n_classes: int, capacity: int) -> list[list[int]]:
+def min_efficiency(device: torch.device | None) -> float:
+    """The padding bound for cohorts formed on ``device`` (the CPU when None)."""
+    return MIN_EFFICIENCY_CPU if device is None or device.type == "cpu" else MIN_EFFICIENCY
+
+
+def group_members(
+    shapes: list[MemberShape],
+    n_features: int,
+    n_classes: int,
+    capacity: int,
+    *,
+    bound: float = MIN_EFFICIENCY,
+) -> list[list[int]]:
     """Cohorts for MLP members of one signature (indices into ``shapes``): as few as the padding bound allows.
 
     Members are taken deepest and widest first; each joins the first cohort that has room and whose
     efficiency (useful work over work paid, :func:`work` / :func:`paid_work` at the stack's per-layer
-    widths) stays at least :data:`MIN_EFFICIENCY` with it, else it starts a cohort.
+    widths) stays at least ``bound`` with it (:func:`min_efficiency` of the cohort's device), else it
+    starts a cohort.
     """
     order = sorted(range(len(shapes)), key=lambda i: (-len(shapes[i].widths), -work(shapes[i], n_features, n_classes)))
     groups: list[list[int]] = []
@@ -239,7 +258,7 @@ def group_members(shapes: list[MemberShape], n_features: int, n_classes: int, ca
             members = [shapes[j] for j in (*group, i)]
             useful = sum(work(m, n_features, n_classes) for m in members)
             paid = paid_work(n_features, n_classes, stack_widths(members)) * len(members)
-            if useful >= MIN_EFFICIENCY * paid:
+            if useful >= bound * paid:
                 group.append(i)
                 break
         else:
@@ -288,7 +307,8 @@ def _place_all(
             continue
         sig = key[1]
         shapes = [m.shape for m in group if m.shape is not None]
-        for indices in group_members(shapes, sig.n_features, sig.n_classes, capacity):
+        bound = min_efficiency(device)
+        for indices in group_members(shapes, sig.n_features, sig.n_classes, capacity, bound=bound):
             chunk = [group[i] for i in indices]
             stats.cohorts += 1
             # As many slots as members: every slot is computed at every step (a freed slot is refilled
