@@ -276,3 +276,58 @@ def test_a_users_model_checkpoint_callback_runs(tmp_path: Path) -> None:
     result = run("lightning.pytorch", trials=1, search="random", callbacks=[checkpoint])
     assert result.study.trials[0].state.name == "COMPLETE"
     assert any((tmp_path / "mine").glob("*.ckpt"))  # the user's own checkpoints, next to tunebridge's kept one
+
+
+class _PruneOddTrials(optuna.pruners.BasePruner):
+    """Prunes every odd-numbered trial at its second epoch."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.number % 2 == 1 and trial.last_step is not None and trial.last_step >= 2
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_trial_writes_its_kept_weights_once_and_a_pruned_trial_writes_none(
+    package: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunebridge.lightning import _callbacks
+
+    writes: dict[str, list[str]] = {"at once": [], "taken in memory": []}
+    save, write = _callbacks._save_atomically, _callbacks._write_atomically
+
+    def counted_save(trainer: Any, path: str) -> None:
+        writes["at once"].append(path)
+        save(trainer, path)
+
+    def counted_write(trainer: Any, checkpoint: dict[str, Any], path: str) -> None:
+        writes["taken in memory"].append(path)
+        write(trainer, checkpoint, path)
+
+    monkeypatch.setattr(_callbacks, "_save_atomically", counted_save)
+    monkeypatch.setattr(_callbacks, "_write_atomically", counted_write)
+    kw: dict[str, Any] = {"search": "grid", "max_epochs": 4, "keep_checkpoints": 4, "pruner": _PruneOddTrials()}
+    result = run(package, checkpoint_dir=str(tmp_path / "memory"), **kw)
+    complete = [t for t in result.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2 and len(result.study.trials) == 4
+    assert writes["at once"] == []  # small weights: taken in memory at each better epoch...
+    assert sorted(writes["taken in memory"]) == sorted(t.user_attrs["checkpoint"] for t in complete)  # ...written once
+
+    # Weights over the limit are written whenever an epoch is better, as before: the same files result.
+    monkeypatch.setattr(_callbacks, "IN_MEMORY_LIMIT", 0)
+    writes["taken in memory"].clear()
+    again = run(package, checkpoint_dir=str(tmp_path / "at_once"), **kw)
+    assert writes["taken in memory"] == [] and len(writes["at once"]) >= 2
+    module = load_project(package)
+    for first, second in zip(result.study.trials, again.study.trials):
+        assert first.state == second.state and first.value == second.value
+        if first.state != optuna.trial.TrialState.COMPLETE:
+            continue
+        a, b = (torch.load(t.user_attrs["checkpoint"], weights_only=False) for t in (first, second))
+        assert a["epoch"] == b["epoch"] and a["global_step"] == b["global_step"]
+        assert a["state_dict"].keys() == b["state_dict"].keys()
+        for key in a["state_dict"]:
+            assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+        assert a["optimizer_states"][0]["state"].keys() == b["optimizer_states"][0]["state"].keys()
+        model = load_checkpoint(first.user_attrs["checkpoint"], module_class=bookkeeping(first, "module_class"))
+        trainer = module.pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+        [metrics] = trainer.validate(model, datamodule=module.Data(), verbose=False)
+        assert metrics["val_loss"] == pytest.approx(first.value, rel=1e-5)

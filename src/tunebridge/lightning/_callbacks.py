@@ -6,6 +6,7 @@ callbacks of its own package, so each class here is made once per package and ca
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from collections.abc import Mapping
@@ -48,6 +49,12 @@ def report_callback(
     saves a checkpoint there whenever this epoch becomes the trial's objective epoch (the best one,
     or the last one with ``rule="last_epoch"``), before reporting: the kept weights are always those
     of the reported value, even when the backend pauses the trial while it reports.
+
+    Where nothing reads the file before the trial ends (one process, a reporter that does not hand
+    checkpoints to its backend, as Optuna's does not) and the weights are not large
+    (:data:`IN_MEMORY_LIMIT`), the checkpoint is taken in memory instead (its tensors copied to the
+    CPU) and written once by ``write_kept(trainer)`` when the trial completes: a trial that improves on
+    most epochs writes one file, not one per epoch, and a pruned trial writes none.
     """
     if ns.__name__ not in _REPORT:
 
@@ -57,6 +64,13 @@ def report_callback(
                 self.metric, self.mode, self.rule, self.keep = metric, mode, rule, keep
                 self.history: dict[int, dict[str, float]] = {}
                 self.pruned = False
+                self.pending: dict[str, Any] | None = None  # a checkpoint taken in memory, not yet written
+
+            def write_kept(self, trainer: Any) -> None:
+                """Write the checkpoint taken in memory (if any) to ``keep``."""
+                if self.pending is not None and self.keep is not None:
+                    _write_atomically(trainer, self.pending, self.keep)
+                self.pending = None
 
             def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
                 if trainer.sanity_checking:
@@ -73,7 +87,10 @@ def report_callback(
                     best_now = objective_epoch(seen, self.metric, self.mode, self.rule) == epoch
                     if several:  # rank 0 decides; saving is collective, so every rank takes part
                         best_now = bool(trainer.strategy.broadcast(best_now, src=0))
-                    if best_now:
+                    defer = not several and not hasattr(self.reporter, "kept_checkpoint")
+                    if best_now and defer and (taken := _checkpoint_in_memory(trainer)) is not None:
+                        self.pending = taken
+                    elif best_now:
                         _save_atomically(trainer, self.keep)
                         kept_now = not several and os.path.exists(self.keep)
                         if hasattr(self.reporter, "kept_checkpoint"):  # e.g. Ray's: stopped trials' files go too
@@ -100,6 +117,52 @@ def report_callback(
 
         _REPORT[ns.__name__] = ReportCallback
     return _REPORT[ns.__name__](reporter, metric, mode, rule, keep)
+
+
+#: Weights up to this size are checkpointed in memory and written once when the trial ends (with their
+#: optimizer state, about three times this in host memory); larger ones are written at once, as before.
+IN_MEMORY_LIMIT = 256 * 2**20
+
+
+def _checkpoint_in_memory(trainer: Any) -> dict[str, Any] | None:
+    """What ``trainer.save_checkpoint`` would write now, detached from training (tensors on the CPU);
+    None for weights over :data:`IN_MEMORY_LIMIT`, or where this Lightning version has no way to take
+    it (the caller then saves at once)."""
+    connector = getattr(trainer, "_checkpoint_connector", None)
+    dump = getattr(connector, "dump_checkpoint", None)
+    module = getattr(trainer, "lightning_module", None)
+    if dump is None or module is None:
+        return None
+    if sum(p.numel() * p.element_size() for p in module.parameters()) > IN_MEMORY_LIMIT:
+        return None
+    taken: dict[str, Any] = _detached(dump(weights_only=False))
+    return taken
+
+
+def _detached(value: Any) -> Any:
+    """A copy of a checkpoint that training can no longer change: tensors copied to the CPU, the rest deep-copied."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        copied = copy.copy(value)  # keeps the mapping's own type (Lightning's AttributeDict for hparams)
+        for key, item in value.items():
+            copied[key] = _detached(item)
+        return copied
+    if isinstance(value, list | tuple) and type(value) in (list, tuple):
+        return type(value)(_detached(v) for v in value)
+    return copy.deepcopy(value)
+
+
+def _write_atomically(trainer: Any, checkpoint: dict[str, Any], path: str) -> None:
+    """Write a checkpoint taken earlier next to ``path`` and move it into place, through the Trainer's
+    own checkpoint I/O (a user's ``CheckpointIO`` plugin included)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    partial = f"{path}.partial"
+    trainer.strategy.save_checkpoint(checkpoint, partial)
+    if trainer.is_global_zero:
+        os.replace(partial, path)
 
 
 def _save_atomically(trainer: Any, path: str) -> None:

@@ -199,6 +199,8 @@ def _fit(
         with trial_environment(config, label):  # ranks that DDP launches learn which trial they follow
             _interruptible_fit(trainer, module, datamodule, None if resume is None else resume.checkpoint)
         outcome = _outcome(reporting, stopper, module, trainer, settings)
+        if keep is not None and not outcome.pruned:
+            reporting.write_kept(trainer)  # the weights of the reported epoch, if taken in memory: one write
     except (Exception, KeyboardInterrupt):
         # A failed or interrupted trial keeps nothing (a retry starts afresh). A trial that its backend
         # pauses (Ray's TrialStopped, a BaseException) keeps its weights: it goes on from a checkpoint.
