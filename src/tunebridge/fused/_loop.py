@@ -220,12 +220,12 @@ def run_fused(
 
 
 #: The least useful work over work paid that a stacked MLP cohort may have when it is formed (padding bound),
-#: on an accelerator: there a step's cost is mostly fixed (launches), and padding is cheap next to a cohort
-#: more.
+#: on an accelerator: there a step's cost is mostly fixed (kernel launches), so padding costs less than
+#: running one more cohort.
 MIN_EFFICIENCY = 0.5
 #: The same bound on the CPU, where a step of the recipe's members is compute-bound: padded arithmetic is
-#: paid in full. Measured with ``benchmarks/bench_fused_floor.py`` (5 seeds of the digits_mlp recipe):
-#: fused time over the plain-loop floor of the same trials, median 1.16 at 0.5 and 1.01 at 0.8.
+#: paid in full. Measured with ``benchmarks/bench_fused_floor.py`` (the digits_mlp recipe, 10 runs each):
+#: fused time over the plain-loop floor of the same trials, median 1.16 at 0.5 and 1.02 at 0.8.
 MIN_EFFICIENCY_CPU = 0.8
 
 
@@ -307,8 +307,7 @@ def _place_all(
             continue
         sig = key[1]
         shapes = [m.shape for m in group if m.shape is not None]
-        bound = min_efficiency(device)
-        for indices in group_members(shapes, sig.n_features, sig.n_classes, capacity, bound=bound):
+        for indices in group_members(shapes, sig.n_features, sig.n_classes, capacity, bound=min_efficiency(device)):
             chunk = [group[i] for i in indices]
             stats.cohorts += 1
             # As many slots as members: every slot is computed at every step (a freed slot is refilled

@@ -9,9 +9,9 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from tunebridge.backends._base import CHECKPOINT_FILE, Reporter, check_epoch_metrics, may_prune, objective_epoch
 from tunebridge.schema import EarlyStoppingSpec, Scalar
@@ -135,8 +135,7 @@ def _checkpoint_in_memory(trainer: Any) -> dict[str, Any] | None:
         return None
     if sum(p.numel() * p.element_size() for p in module.parameters()) > IN_MEMORY_LIMIT:
         return None
-    taken: dict[str, Any] = _detached(dump(weights_only=False))
-    return taken
+    return cast(dict[str, Any], _detached(dump(weights_only=False)))
 
 
 def _detached(value: Any) -> Any:
@@ -156,20 +155,21 @@ def _detached(value: Any) -> Any:
 
 
 def _write_atomically(trainer: Any, checkpoint: dict[str, Any], path: str) -> None:
-    """Write a checkpoint taken earlier next to ``path`` and move it into place, through the Trainer's
-    own checkpoint I/O (a user's ``CheckpointIO`` plugin included)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    partial = f"{path}.partial"
-    trainer.strategy.save_checkpoint(checkpoint, partial)
-    if trainer.is_global_zero:
-        os.replace(partial, path)
+    """Write a checkpoint taken earlier to ``path`` atomically, through the Trainer's own checkpoint I/O
+    (a user's ``CheckpointIO`` plugin included)."""
+    _into_place(trainer, path, lambda partial: trainer.strategy.save_checkpoint(checkpoint, partial))
 
 
 def _save_atomically(trainer: Any, path: str) -> None:
-    """Write the checkpoint next to ``path`` and move it into place (a reader never sees half a file)."""
+    """Write the checkpoint of this moment to ``path`` atomically."""
+    _into_place(trainer, path, trainer.save_checkpoint)  # collective under DDP; only global rank 0 writes
+
+
+def _into_place(trainer: Any, path: str, write: Callable[[str], object]) -> None:
+    """``write`` a file next to ``path``, then move it into place: a reader never sees half a file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     partial = f"{path}.partial"
-    trainer.save_checkpoint(partial)  # collective under DDP; only global rank 0 writes
+    write(partial)
     if trainer.is_global_zero:
         os.replace(partial, path)
 
