@@ -62,7 +62,8 @@ def _kill_one_mid_trial(storage: str, study_name: str, workers: list[subprocess.
             return False
         pids = {w.pid for w in workers}
         for t in trials:
-            if t.state == TrialState.RUNNING and bookkeeping(t, "worker") is not None:
+            # Its config sampled too: a trial killed between its start and its first suggest has none to re-queue.
+            if t.state == TrialState.RUNNING and t.params and bookkeeping(t, "worker") is not None:
                 pid = int(bookkeeping(t, "worker").rsplit(":", 1)[1])
                 if pid in pids:
                     victim.update(pid=pid, number=t.number)

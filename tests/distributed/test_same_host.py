@@ -56,7 +56,9 @@ def _wait_for_running_trial(storage: str, name: str, pid: int) -> int:
             time.sleep(0.1)
             continue
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if bookkeeping(t, "worker", "").endswith(f":{pid}"):
+            # Its config sampled too: the worker is recorded when a trial starts, before its config is
+            # drawn, and a trial killed in between has no config to re-queue.
+            if t.params and bookkeeping(t, "worker", "").endswith(f":{pid}"):
                 return t.number
         time.sleep(0.1)
     raise AssertionError("the worker never started a trial")
