@@ -15,8 +15,8 @@ from tunebridge._setup import check_rules, early_stopping_spec, initial_configs,
 from tunebridge._storage_url import is_memory
 from tunebridge._vocab import BACKENDS
 from tunebridge.backends._base import Objective
+from tunebridge.backends._options import StudyLimits
 from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials
-from tunebridge.backends.optuna._limits import StudyLimits
 from tunebridge.errors import SchemaError
 from tunebridge.lightning import Builder, LightningObjective, TrialSettings, import_builder
 from tunebridge.lightning._ddp import follower_trial

@@ -26,10 +26,10 @@ from optuna.trial import TrialState
 
 from tunebridge import _record
 from tunebridge.backends._base import checkpoint_path
+from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
 from tunebridge.backends.optuna._checkpoints import keep_best_checkpoints
-from tunebridge.backends.optuna._limits import StudyLimits, limit_reached
+from tunebridge.backends.optuna._limits import limit_reached
 from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat
-from tunebridge.backends.optuna._options import StudyOptions, WorkerOptions
 from tunebridge.backends.optuna._queue import claim, ensure_budget, fail_stale
 from tunebridge.backends.optuna._study import (
     OptunaReporter,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
 from tunebridge.backends.optuna._compile import (
     base_name,
     check_convertible,
@@ -22,7 +23,7 @@ from tunebridge.backends.optuna._factories import (
     normalize_db_url,
     storage_kind,
 )
-from tunebridge.backends.optuna._options import StudyOptions, WorkerOptions
+from tunebridge.backends.optuna._limits import limit_reached
 from tunebridge.backends.optuna._queue import claim, count_finished, ensure_budget, fail_stale, open_study, requeue
 from tunebridge.backends.optuna._study import (
     OptunaReporter,
@@ -38,6 +39,7 @@ from tunebridge.backends.optuna._study import (
 __all__ = [
     "SEARCH_ALGORITHMS",
     "OptunaReporter",
+    "StudyLimits",
     "StudyOptions",
     "WorkerOptions",
     "abandon_trial",
@@ -54,6 +56,7 @@ __all__ = [
     "ensure_budget",
     "fail_stale",
     "fail_trial",
+    "limit_reached",
     "make_pruner",
     "make_sampler",
     "make_storage",

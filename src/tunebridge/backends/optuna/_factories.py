@@ -18,7 +18,7 @@ import optuna
 from tunebridge._search import check_object, object_kind, parse_search
 from tunebridge._storage_url import journal_path, storage_kind
 from tunebridge._vocab import SEARCH_ALGORITHMS
-from tunebridge.backends.optuna._options import StudyOptions
+from tunebridge.backends._options import StudyOptions
 from tunebridge.backends.optuna._ordered import with_order
 from tunebridge.errors import ConversionError, SchemaError
 from tunebridge.schema import PruningSpec, Space

@@ -25,11 +25,11 @@ from optuna.trial import TrialState
 
 from tunebridge import _record
 from tunebridge._search import check_object, object_kind
+from tunebridge.backends._options import StudyOptions
 from tunebridge.backends.optuna._attrs import enqueue, enqueue_many, waiting_ids, write_attrs
 from tunebridge.backends.optuna._compile import check_convertible, encode
 from tunebridge.backends.optuna._factories import make_storage, study_pruner, study_sampler
 from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat, gone_here, waiting_for
-from tunebridge.backends.optuna._options import StudyOptions
 from tunebridge.errors import SpecMismatchError
 from tunebridge.schema import Space
 

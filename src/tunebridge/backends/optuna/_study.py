@@ -26,13 +26,13 @@ from optuna.trial import TrialState
 from tunebridge import _record
 from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import Objective, TrialOutcome, best_of, finite_objective_values, may_prune
+from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
 from tunebridge.backends.optuna._attrs import tell
 from tunebridge.backends.optuna._checkpoints import discard_checkpoint, keep_best_checkpoints
 from tunebridge.backends.optuna._compile import decode, suggest
 from tunebridge.backends.optuna._deadline import deadline
-from tunebridge.backends.optuna._limits import StudyLimits, limit_reached
+from tunebridge.backends.optuna._limits import limit_reached
 from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat, waiting_for
-from tunebridge.backends.optuna._options import StudyOptions, WorkerOptions
 from tunebridge.backends.optuna._queue import claim, count_finished, ensure_budget, fail_stale, requeue
 from tunebridge.schema import Scalar, Space
 

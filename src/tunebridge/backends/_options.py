@@ -1,16 +1,22 @@
-"""What a study is opened with (:class:`StudyOptions`) and how a worker runs in it (:class:`WorkerOptions`)."""
+"""The study contract, the same for every backend and executor.
+
+What a study is opened with (:class:`StudyOptions`), how a worker runs in it (:class:`WorkerOptions`) and
+when it stops before its trial budget (:class:`StudyLimits`). Standard library and the schema only: a
+backend translates these at its boundary.
+"""
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tunebridge._search import CUSTOM_PREFIX, custom_name
-from tunebridge.errors import SchemaError
+from tunebridge.errors import SchemaError, show
 from tunebridge.schema import PruningSpec, Space
 
-__all__ = ["StudyOptions", "WorkerOptions"]
+__all__ = ["StudyLimits", "StudyOptions", "WorkerOptions"]
 
 
 @dataclass
@@ -108,3 +114,44 @@ class WorkerOptions:
     def stopped(self) -> bool:
         """True once :attr:`stop` is set."""
         return self.stop is not None and self.stop.is_set()
+
+
+@dataclass(frozen=True)
+class StudyLimits:
+    """Stop conditions besides the trial budget.
+
+    Attributes:
+        timeout: Seconds of wall time for this run (like Optuna's ``optimize(timeout=)``): no trial
+            starts after it; the running one finishes.
+        target: Stop once the best value reaches it (``<=`` for min, ``>=`` for max).
+        patience_trials: Stop when the best value has not improved over this many finished trials.
+    """
+
+    timeout: float | None = None
+    target: float | None = None
+    patience_trials: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0
+        ):
+            raise SchemaError("`timeout` must be a number of seconds > 0", path="timeout", value=show(self.timeout))
+        if self.target is not None and (
+            isinstance(self.target, bool) or not isinstance(self.target, (int, float)) or not math.isfinite(self.target)
+        ):
+            raise SchemaError("`stop.target` must be a finite number", path="stop.target", value=show(self.target))
+        if self.patience_trials is not None and (
+            isinstance(self.patience_trials, bool)
+            or not isinstance(self.patience_trials, int)
+            or self.patience_trials < 1
+        ):
+            raise SchemaError(
+                "`stop.patience_trials` must be an integer >= 1",
+                path="stop.patience_trials",
+                value=show(self.patience_trials),
+            )
+
+    @property
+    def active(self) -> bool:
+        """Whether any condition is set."""
+        return self.timeout is not None or self.target is not None or self.patience_trials is not None
