@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -15,7 +16,7 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
-from ray import tune
+from ray import cloudpickle, tune
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler, MedianStoppingRule
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
@@ -175,6 +176,25 @@ def test_grid_plan_is_exactly_the_schema_grid_minus_done() -> None:
 
     done = {json.dumps(c, sort_keys=True) for c in grid[:5]}
     assert plan_run(opts, RayOptions(), n_trials=3, done_configs=done).configs == grid[5:8]
+
+
+@pytest.mark.parametrize("sampler", [None, optuna.samplers.NSGAIISampler(seed=3)], ids=["nsga2", "users-NSGAIISampler"])
+def test_an_nsga2_searcher_survives_rays_pickling_and_save_restore(tmp_path: Path, sampler: object) -> None:
+    # optuna 5.1's NSGAIISampler holds a threading.Lock. Ray pickles the searcher with cloudpickle when the
+    # Tuner is built (tuner.pkl) and with pickle at every experiment checkpoint (OptunaSearch.save/restore).
+    opts = _opts(CONDITIONAL, metrics=["loss", "n_params"], modes=["min", "min"], search="nsga2", sampler=sampler)
+    searcher = plan_run(opts, RayOptions(), n_trials=8).search_alg
+    for i in range(3):
+        config = searcher.suggest(f"t{i}")
+        CONDITIONAL.validate(ray_config_to_config(config))
+        searcher.on_trial_complete(f"t{i}", {"loss": float(config["lr"]), "n_params": float(config["n_layers"])})
+    tuner_copy = cloudpickle.loads(cloudpickle.dumps(searcher))
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = OptunaSearch()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    # Both copies go on with the sampler's state (random state, NSGA-II caches): they draw what the original draws.
+    expected = searcher.suggest("t3")
+    assert restored.suggest("t3") == expected and tuner_copy.suggest("t3") == expected
 
 
 @pytest.mark.parametrize(

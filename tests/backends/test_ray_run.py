@@ -131,8 +131,14 @@ def test_patience_policy_stops_a_plateaued_trial(tmp_path: Path) -> None:
     assert [(t.state, t.user_attrs["epochs"]) for t in study.trials] == [(TrialState.PRUNED, 4)] * 2
 
 
-def test_several_objectives(tmp_path: Path) -> None:
-    opts = _opts(tmp_path, metrics=["loss", "n_params"], modes=["min", "min"], search="nsga2")
+@pytest.mark.parametrize(
+    "search",
+    [{"search": "nsga2"}, {"sampler": optuna.samplers.NSGAIISampler(seed=0, population_size=2)}],
+    ids=["nsga2", "users-NSGAIISampler"],
+)
+def test_several_objectives(tmp_path: Path, search: dict[str, Any]) -> None:
+    # optuna 5.1's NSGAIISampler holds a lock; Ray pickles the searcher (tuner.pkl, experiment checkpoints).
+    opts = _opts(tmp_path, metrics=["loss", "n_params"], modes=["min", "min"], **search)
     study = run_ray(opts, CurveObjective(3), n_trials=4, options={"storage_path": str(tmp_path)})
     assert all(t.state == TrialState.COMPLETE and len(t.values) == 2 for t in study.trials)
     assert {t.values[1] for t in study.trials} <= {10.0, 20.0}

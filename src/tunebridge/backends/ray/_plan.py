@@ -20,6 +20,7 @@ from tunebridge.backends.optuna._ordered import with_order
 from tunebridge.backends.optuna._sample import sample_configs
 from tunebridge.backends.ray._convert import BACKEND, CONFIG_KEY, DefineByRun, config_key, native_param_space
 from tunebridge.backends.ray._options import RayOptions
+from tunebridge.backends.ray._sampler import SavableSampler
 from tunebridge.backends.ray._schedulers import make_scheduler, pbt_interval, user_copy, user_scheduler
 from tunebridge.backends.ray._trainable import TrialPlan
 from tunebridge.errors import ConversionError
@@ -223,7 +224,7 @@ def plan_run(
             warm.enqueue_trial(encode(opts.space, config))
     searcher = OptunaSearch(
         space=DefineByRun(opts.space),
-        sampler=sampler,
+        sampler=SavableSampler(sampler),  # Ray pickles the searcher; some samplers hold a lock (NSGA-II)
         storage=storage,
         metric=opts.metrics[0] if single else list(opts.metrics),
         mode=opts.modes[0] if single else list(opts.modes),

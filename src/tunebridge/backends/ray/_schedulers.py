@@ -187,7 +187,13 @@ def user_copy(obj: Any) -> Any:
     """
     try:
         return copy.deepcopy(obj)
-    except Exception:  # an object that cannot be copied (it holds a lock or a connection): use it as is
+    except Exception:
+        pass
+    from tunebridge.backends.ray._sampler import fresh_copy  # here: trial processes import this module
+
+    try:  # an object holding a lock (optuna 5.1's NSGAIISampler) is copied with new locks
+        return fresh_copy(obj)
+    except Exception:  # an object that cannot be copied (it holds a connection): use it as is
         return obj
 
 
