@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import os
 import signal
 import warnings
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -25,6 +23,7 @@ from tunebridge.backends._base import Reporter, Resume, TrialOutcome, checkpoint
 from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError, TrialOutOfMemoryError
 from tunebridge.lightning._callbacks import early_stopping, reapply_config_callback, report_callback, scalars
 from tunebridge.lightning._ddp import trial_environment
+from tunebridge.lightning._seed import seed_process, trial_seed
 from tunebridge.lightning._trainer import make_callbacks, make_logger
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
@@ -177,7 +176,7 @@ def _fit(
     callbacks: Sequence[Any],
 ) -> TrialOutcome:
     """One trial, step by step; each step is one small function below."""
-    _seed(settings.seed)  # before build: layers made in the module's __init__ get seeded weights
+    seed_process(settings.seed)  # before build: layers made in the module's __init__ get seeded weights
     module, datamodule, ns = _build(build, config)
     label = trial_label(reporter, config)
     keep = None if settings.checkpoint_dir is None else checkpoint_path(settings.checkpoint_dir, label)
@@ -256,27 +255,6 @@ def _build(build: Builder, config: dict[str, Scalar]) -> tuple[Any, Any, ModuleT
             "are separate class trees, so build both from the same package."
         )
     return module, datamodule, ns
-
-
-def _seed(seed: int | None) -> None:
-    """Seed python, numpy, torch (every device) and the dataloader workers, before ``build``.
-
-    What Lightning's ``seed_everything(seed, workers=True)`` does, without knowing yet which
-    Lightning package the module will come from: both read ``PL_GLOBAL_SEED``/``PL_SEED_WORKERS``
-    to seed dataloader workers.
-    """
-    if seed is None:
-        return
-    import random
-
-    import numpy as np
-    import torch
-
-    os.environ["PL_GLOBAL_SEED"] = str(seed)
-    os.environ["PL_SEED_WORKERS"] = "1"
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def _epochs(config: Mapping[str, Scalar], settings: TrialSettings) -> int:
@@ -360,13 +338,7 @@ class LightningObjective:
         options = getattr(self.build, "trainer_options", None)  # a LightningCLI config's Trainer section
         if callable(options):
             # Parsing a LightningCLI config may build (and cache) the model: seed first, as before any build.
-            _seed(settings.seed)
+            seed_process(settings.seed)
             base, trial = options(config)  # the spec's `trainer:` wins over the base config, the trial over both
             settings = replace(settings, trainer_kwargs={**base, **(settings.trainer_kwargs or {}), **trial})
         return fit_trial(self.build, config, reporter, settings, resume=resume)
-
-
-def trial_seed(seed: int, config: Mapping[str, Scalar]) -> int:
-    """The seed a trial of ``config`` trains with: the run's seed and the config, the same under every backend."""
-    digest = zlib.crc32(json.dumps(dict(config), sort_keys=True).encode())
-    return (seed + digest) % (2**31 - 1)
