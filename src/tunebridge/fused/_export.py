@@ -1,4 +1,4 @@
-"""A fused member's weights as a normal Lightning checkpoint of its own built-in model class."""
+"""A fused member's weights as a normal Lightning checkpoint of its own model class (built-in or the user's)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from tunebridge._compat import lightning_namespace_of
+
 __all__ = ["save_member_checkpoint"]
 
 
@@ -15,15 +17,14 @@ def save_member_checkpoint(module: Any, state: dict[str, Tensor], path: str, *, 
     """Write ``state`` (the member's unpadded ``state_dict``) so that ``type(module).load_from_checkpoint`` loads it.
 
     The file holds what Lightning's loader reads: the state dict, the module's hyperparameters (its
-    ``__init__`` arguments, saved by ``save_hyperparameters``) and the Lightning version.
-    """
-    import importlib
+    ``__init__`` arguments, saved by ``save_hyperparameters``) and the version of the Lightning package
+    the module's class derives from (``lightning.pytorch`` or ``pytorch_lightning``).
 
-    ns = "lightning" if "lightning_pytorch" in type(module).__qualname__ else "pytorch_lightning"
-    try:
-        version = importlib.import_module(ns).__version__
-    except ImportError:  # pragma: no cover - the module's own package is installed
-        version = "0"
+    Raises:
+        TypeError: ``module`` is not a LightningModule of either package.
+    """
+    # The package the module's class derives from, as Lightning's own checkpoints record it.
+    version = str(lightning_namespace_of(module).__version__)
     checkpoint = {
         "epoch": max(0, epoch - 1),
         "global_step": 0,
