@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from tunebridge.backends._base import Reporter, TrialOutcome, check_epoch_metrics, may_prune, objective_epoch
+from tunebridge.backends._base import Reporter, TrialOutcome
+from tunebridge.backends._epoch import EarlyStopRule, TrialEpochs
 from tunebridge.errors import TrialOutOfMemoryError
 from tunebridge.fused._mlp import FusedMLP, MemberShape, member_shape, paid_work, work
 from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
@@ -56,7 +57,12 @@ def signature_of(module: Any, datamodule: Any) -> Signature:
 
 @dataclass
 class Member:
-    """One trial inside a cohort."""
+    """One trial inside a cohort.
+
+    Its end-of-epoch decisions (metric check, history, kept epoch, early stopping, pruning) are its
+    :class:`~tunebridge.backends._epoch.TrialEpochs`', the same object an unfused trial's report
+    callback asks; ``history``, ``pruned`` and ``early_stopped`` read it.
+    """
 
     config: dict[str, Scalar]
     module: Any  # the member's own MLPClassifier, built as the unfused trial builds it (its initial weights)
@@ -73,13 +79,9 @@ class Member:
     shape: MemberShape | None = field(init=False)  # an MLP's widths (None for other models)
     signature: Signature = field(init=False)
     generator: torch.Generator = field(init=False)
+    trial_epochs: TrialEpochs = field(init=False)
     epoch: int = 0
-    history: dict[int, dict[str, float]] = field(default_factory=dict)
     kept: dict[str, Tensor] | None = None
-    pruned: bool = False
-    early_stopped: bool = False
-    es_best: float = math.nan
-    es_wait: int = 0
     error: BaseException | None = None
     train_loss: float | None = None
 
@@ -92,9 +94,27 @@ class Member:
         self._start_early_stopping()
 
     def _start_early_stopping(self) -> None:
-        """No epoch seen yet: the best monitored value is the worst possible one."""
-        sign = 1.0 if ((self.early_stopping and self.early_stopping.mode) or self.mode) == "min" else -1.0
-        self.es_best = sign * math.inf
+        """No epoch seen yet: a fresh :class:`TrialEpochs` (history, early stopping) for this member."""
+        self.trial_epochs = TrialEpochs(
+            self.metric,
+            self.mode,
+            rule=self.rule,
+            budget=self.epochs,
+            early_stopping=EarlyStopRule.of(self.early_stopping, metric=self.metric, mode=self.mode),
+        )
+
+    @property
+    def history(self) -> dict[int, dict[str, float]]:
+        """Epoch -> validation metrics."""
+        return self.trial_epochs.history
+
+    @property
+    def pruned(self) -> bool:
+        return self.trial_epochs.pruned
+
+    @property
+    def early_stopped(self) -> bool:
+        return self.trial_epochs.early_stopped
 
     @property
     def done(self) -> bool:
@@ -102,49 +122,20 @@ class Member:
 
     def outcome(self) -> TrialOutcome:
         """The trial's outcome, by the same rules as the Lightning runner's."""
-        chosen = objective_epoch(self.history, self.metric, self.mode, self.rule)
-        assert chosen is not None  # a member that validated once has a history
-        last = max(self.history)
         n_params = float(sum(p.numel() for p in self.module.parameters() if p.requires_grad))  # as the runner counts
-        return TrialOutcome(
-            metrics={**self.history[last], "n_params": n_params},
-            best={**self.history[chosen], "n_params": n_params},
-            epochs=last,
-            best_epoch=chosen,
-            pruned=self.pruned,
-            early_stopped=self.early_stopped and not self.pruned,
-        )
+        return self.trial_epochs.outcome({"n_params": n_params})
 
     def decide(self, metrics: dict[str, float], snapshot: Callable[[], dict[str, Tensor]]) -> None:
-        """After one epoch: record it, keep the weights of the objective epoch, early-stop, report (prune)."""
+        """After one epoch: the decisions of :class:`TrialEpochs`, and what they ask for (snapshot, report)."""
         try:
-            check_epoch_metrics(self.epoch, metrics, self.metric)
+            decision = self.trial_epochs.validated(self.epoch, metrics)
         except Exception as exc:  # the member fails; the others go on
             self.error = exc
             return
-        self.history[self.epoch] = metrics
-        if self.keep and objective_epoch(self.history, self.metric, self.mode, self.rule) == self.epoch:
+        if self.keep and decision.keep:
             self.kept = snapshot()
-        self.early_stopped = self._early_stop(metrics)
-        stop = self.reporter is not None and self.reporter.report(self.epoch, metrics)
-        if stop and may_prune(self.epoch, self.epochs):
-            self.pruned = True
-
-    def _early_stop(self, metrics: dict[str, float]) -> bool:
-        """Lightning's ``EarlyStopping`` rule (monitor, mode, patience, min_delta), on this member."""
-        es = self.early_stopping
-        if es is None:
-            return False
-        monitor, mode = es.monitor or self.metric, es.mode or self.mode
-        current = metrics.get(monitor)
-        if current is None or not math.isfinite(current):
-            return current is not None
-        better = current + es.min_delta < self.es_best if mode == "min" else current - es.min_delta > self.es_best
-        if better:
-            self.es_best, self.es_wait = current, 0
-            return False
-        self.es_wait += 1
-        return self.es_wait >= es.patience
+        asked = self.reporter is not None and self.reporter.report(self.epoch, metrics)
+        self.trial_epochs.reported(self.epoch, asked)
 
 
 def epoch_order(generator: torch.Generator, n: int) -> Tensor:
