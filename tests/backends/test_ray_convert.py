@@ -188,7 +188,7 @@ def test_an_nsga2_searcher_survives_rays_pickling_and_save_restore(tmp_path: Pat
         config = searcher.suggest(f"t{i}")
         CONDITIONAL.validate(ray_config_to_config(config))
         searcher.on_trial_complete(f"t{i}", {"loss": float(config["lr"]), "n_params": float(config["n_layers"])})
-    tuner_copy = cloudpickle.loads(cloudpickle.dumps(searcher))
+    tuner_copy = cloudpickle.loads(cloudpickle.dumps(searcher))  # type: ignore[no-untyped-call]  # as tuner.pkl
     searcher.save(str(tmp_path / "searcher.pkl"))
     restored = OptunaSearch()
     restored.restore(str(tmp_path / "searcher.pkl"))
@@ -344,3 +344,27 @@ def test_storage_root(storage: str, options: dict[str, str], expected: str) -> N
 def test_storage_root_default_is_in_home() -> None:
     assert storage_root(RayOptions(), None).endswith("tunebridge-ray")
     assert storage_root(RayOptions(), "postgresql://db/x").endswith("tunebridge-ray")
+
+
+# -- the objective rule ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["best_epoch", "last_epoch"])
+def test_a_lightning_objective_tells_ray_the_rule_it_trains_by(rule: str) -> None:
+    pytest.importorskip("lightning.pytorch")
+    from tunebridge.backends.ray._run import declared_rule
+    from tunebridge.lightning import LightningObjective, TrialSettings, builtin_builder
+
+    settings = TrialSettings(metric="val_acc", mode="max", max_epochs=2, objective=rule)
+    assert declared_rule(LightningObjective(builtin_builder("mlp", "digits", max_epochs=2, seed=0), settings)) == rule
+    assert declared_rule(lambda config, reporter: None) == "best_epoch"  # an objective that declares none
+
+
+def test_an_unknown_objective_rule_is_refused_before_ray_starts() -> None:
+    from tunebridge.backends.ray import run_ray
+
+    with pytest.raises(
+        SchemaError,
+        match=r"objective: `objective` must be one of best_epoch, last_epoch, but got 'last'\. Use e.g. objective: best_epoch",
+    ):
+        run_ray(_opts(), lambda config, reporter: None, n_trials=1, objective_rule="last")  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ from ray import cloudpickle
 
 from tunebridge._record import bookkeeping
 from tunebridge.api import run_study
-from tunebridge.backends._base import Reporter, Resume, TrialOutcome
+from tunebridge.backends._base import Reporter, Resume, TrialOutcome, objective_epoch
 from tunebridge.backends.optuna import StudyOptions, count_finished
 from tunebridge.backends.ray import run_ray
 from tunebridge.schema import Choice, EarlyStoppingSpec, Float, Int, PruningSpec, Space
@@ -42,8 +42,8 @@ SPACE = Space(n_layers=Int(1, 2), units=Int(8, 64, log=True, per_layer="n_layers
 class CurveObjective:
     """A learning curve from the config; resumable from the checkpoint it writes (a JSON 'epoch' file)."""
 
-    def __init__(self, max_epochs: int, *, sleep: float = 0.0, rising: bool = False) -> None:
-        self.max_epochs, self.sleep, self.rising = max_epochs, sleep, rising
+    def __init__(self, max_epochs: int, *, sleep: float = 0.0, rising: bool = False, rule: str = "best_epoch") -> None:
+        self.max_epochs, self.sleep, self.rising, self.rule = max_epochs, sleep, rising, rule
 
     def loss(self, config: dict[str, Any], epoch: int) -> float:
         base = abs(float(config.get("lr", 0.01)) - 0.01) * 10 + 0.01 * int(config.get("n_layers", 1))
@@ -67,7 +67,7 @@ class CurveObjective:
             if reporter.report(epoch, {"loss": seen[epoch]}, save):
                 pruned = True
                 break
-        best_epoch = min(seen, key=seen.__getitem__)
+        best_epoch = objective_epoch({e: {"loss": v} for e, v in seen.items()}, "loss", "min", self.rule) or epoch
         n_params = 10.0 * int(config.get("n_layers", 1))
         final, best = {"loss": seen[epoch], "n_params": n_params}, {"loss": seen[best_epoch], "n_params": n_params}
         return TrialOutcome(final, best, epoch, best_epoch, pruned=pruned, extra={"restored": restored, "start": start})
@@ -92,19 +92,23 @@ def _configs(study: optuna.Study) -> list[dict[str, Any]]:
     return [t.user_attrs["config"] for t in study.trials]
 
 
-def test_hyperband_pauses_and_resumes_trials_from_their_checkpoints(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rule", ["best_epoch", "last_epoch"])
+def test_hyperband_pauses_and_resumes_trials_from_their_checkpoints(tmp_path: Path, rule: str) -> None:
     # max_t=3, eta=3: a bracket of 2 trials run to 3, then one of 3 trials that all pause at epoch 1; the best
     # of those goes on from its checkpoint, the other two are stopped.
     opts = _opts(tmp_path, pruning=PruningSpec(policy="hyperband", reduction_factor=3), max_epochs=3)
-    objective = CurveObjective(3, rising=True)  # the best epoch is the first one
-    study = run_ray(opts, objective, n_trials=5, options={"storage_path": str(tmp_path)}, progress=True)
+    objective = CurveObjective(3, rising=True, rule=rule)  # the best epoch is the first one
+    study = run_ray(
+        opts, objective, n_trials=5, options={"storage_path": str(tmp_path)}, progress=True, objective_rule=rule
+    )
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 3 + ["PRUNED"] * 2
     resumed = [t for t in study.trials if t.user_attrs.get("start", 1) > 1]
     assert resumed and all(t.state == TrialState.COMPLETE for t in resumed)  # paused, then went on from its checkpoint
     for t in study.trials:
         assert list(t.intermediate_values) == list(range(1, t.user_attrs["epochs"] + 1))  # no gap, no repeat
-    for t in resumed:  # the best epoch is chosen over the epochs before the pause too
-        assert t.user_attrs["best_epoch"] == 1 and t.value == t.intermediate_values[1]
+    for t in resumed:  # the objective epoch is chosen by the run's rule over the epochs before the pause too
+        chosen = 1 if rule == "best_epoch" else t.user_attrs["epochs"]
+        assert t.user_attrs["best_epoch"] == chosen and t.value == t.intermediate_values[chosen]
 
 
 def test_pbt_mutates_training_params_inside_the_space(tmp_path: Path) -> None:

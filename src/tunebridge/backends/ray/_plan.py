@@ -69,6 +69,7 @@ def plan_run(
     done_configs: Collection[str] = (),
     warm_trials: Sequence[optuna.trial.FrozenTrial] = (),
     offset: int = 0,
+    rule: str = "best_epoch",
 ) -> RayPlan:
     """Plan one Ray experiment of ``n_trials`` trials.
 
@@ -81,6 +82,7 @@ def plan_run(
         warm_trials: Finished trials a model-based sampler learns from before its first suggestion.
         offset: Trials already run; a continuation seeds its random draws with ``seed + offset``
             so it does not repeat the first run's configs.
+        rule: ``best_epoch`` or ``last_epoch``: which epoch gives a trial its value (``TrialPlan.rule``).
 
     A user's own objects (``opts.sampler``, ``opts.scheduler``) are copied for each plan: a Ray
     searcher draws from Ray's domains (flat spaces only); an optuna sampler runs inside Ray's
@@ -160,6 +162,7 @@ def plan_run(
         objective=objective,
         sys_path=tuple(p for p in sys.path if p),
         cwd=os.getcwd(),
+        rule=rule,
     )
     single = n_obj == 1
     common = {

@@ -14,6 +14,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from tunebridge._setup import check_choice
+from tunebridge._vocab import OBJECTIVE_RULES
 from tunebridge.backends._base import Objective
 from tunebridge.backends._options import StudyLimits
 from tunebridge.backends.optuna import StudyOptions, count_finished, open_study, study_progress, trial_config
@@ -24,7 +26,7 @@ from tunebridge.backends.ray._options import RayOptions, storage_root
 from tunebridge.backends.ray._plan import RayPlan, plan_run
 from tunebridge.backends.ray._trainable import train_config
 
-__all__ = ["ensure_ray", "run_ray", "trial_dirname"]
+__all__ = ["declared_rule", "ensure_ray", "run_ray", "trial_dirname"]
 
 _QUIET = ("ray.tune", "ray.train", "ray.air", "ray.data")
 _STRICT = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
@@ -122,6 +124,16 @@ def _saved_trials(path: str) -> list[Any] | None:
         return list(ExperimentAnalysis(path).trials)
     except Exception:  # e.g. a Ray client run whose experiment folder lives on the cluster
         return None
+
+
+def declared_rule(objective: object) -> str:
+    """The rule ``objective`` trains by: a ``LightningObjective``'s ``settings.objective``, else ``best_epoch``.
+
+    The objective picks its value's epoch over the epochs it trained; a trial Ray resumed from a
+    checkpoint had epochs before that, and the same rule picks again over all of them.
+    """
+    rule = getattr(getattr(objective, "settings", None), "objective", None)
+    return rule if isinstance(rule, str) else "best_epoch"
 
 
 def _fit(tuner: Any, mirror: Mirror, path: str) -> None:
@@ -225,6 +237,7 @@ def run_ray(
     progress: bool = False,
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,
+    objective_rule: str | None = None,
 ) -> optuna.Study:
     """Run ``objective`` over ``opts.space`` with Ray Tune; every finished trial lands in the Optuna study.
 
@@ -246,12 +259,15 @@ def run_ray(
         limits: Stop before the budget (wall time, target, no improvement): checked after every
             result, and the whole experiment stops (running trials end at their next report).
         keep_checkpoints: Keep the weights of this many best trials (those the objective wrote).
+        objective_rule: ``best_epoch`` or ``last_epoch``: which epoch gives a trial resumed from a
+            checkpoint its value; None: the rule the objective trains by (:func:`declared_rule`).
 
     Returns:
         The Optuna study holding every trial of every run of this study.
 
     Raises:
         ConversionError: The space, search or scheduler cannot be expressed in Ray (before any trial).
+        SchemaError: ``objective_rule`` is not one of ``best_epoch``, ``last_epoch``.
         SpecMismatchError: The stored study was started from another spec.
         KeyboardInterrupt: The run was interrupted; its finished trials are in the study.
     """
@@ -259,6 +275,8 @@ def run_ray(
     from ray.tune import Tuner
 
     ray_options = RayOptions.from_dict(options)
+    rule = declared_rule(objective) if objective_rule is None else objective_rule
+    check_choice("objective", rule, OBJECTIVE_RULES)
     payload = cloudpickle.dumps(objective)  # type: ignore[no-untyped-call]
     plan_run(opts, ray_options, n_trials=n_trials)  # refuse what Ray cannot run before anything starts
     study = open_study(opts)  # no queue: the Ray searcher decides, trials are added as they finish
@@ -278,7 +296,7 @@ def run_ray(
             if Tuner.can_restore(path):
                 mirror.experiment = os.path.basename(path)
                 mirror.sync(_saved_trials(path) or [])  # e.g. an in-memory study: Ray still knows them
-                plan = plan_run(opts, ray_options, n_trials=n_trials - done, objective=payload)
+                plan = plan_run(opts, ray_options, n_trials=n_trials - done, objective=payload, rule=rule)
                 tuner = Tuner.restore(
                     path, trainable=_trainable(plan, ray_options), resume_unfinished=True, resume_errored=False
                 )
@@ -295,6 +313,7 @@ def run_ray(
                 offset=len(trials),
                 done_configs={config_key(trial_config(opts.space, t)) for t in trials},
                 warm_trials=warm,
+                rule=rule,
             )
             if plan.num_samples > 0:
                 path = _fresh_path(root, name)

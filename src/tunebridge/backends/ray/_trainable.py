@@ -25,9 +25,9 @@ from tunebridge.backends._base import (
     Objective,
     Resume,
     TrialOutcome,
-    best_epoch,
     finite_objective_values,
     may_prune,
+    objective_epoch,
 )
 from tunebridge.backends.ray._convert import ray_config_to_config
 from tunebridge.backends.ray._schedulers import TIME_ATTR
@@ -76,6 +76,8 @@ class TrialPlan:
         sys_path: The driver's import path; entries that exist on the trial's node are appended.
         cwd: The driver's working directory; trials run there when it exists on their node, so
             relative paths mean what they mean with the Optuna backend (Ray would chdir to the trial dir).
+        rule: ``best_epoch`` or ``last_epoch`` (the spec's ``objective:``): which epoch of a trial
+            resumed from a checkpoint gives its value, chosen over the epochs before the restore too.
     """
 
     metrics: tuple[str, ...]
@@ -88,6 +90,7 @@ class TrialPlan:
     objective: bytes = b""
     sys_path: tuple[str, ...] = ()
     cwd: str | None = None
+    rule: str = "best_epoch"
 
 
 class RayReporter:
@@ -122,15 +125,16 @@ class RayReporter:
             self.restored = self._send_curve = True
 
     def best(self, outcome: TrialOutcome) -> TrialOutcome:
-        """``outcome`` with its best epoch chosen over every epoch, including those before a restore.
+        """``outcome`` with its objective epoch chosen over every epoch, including those before a restore.
 
-        A resumed objective only sees the epochs it trained itself; the backends' one best-epoch
-        rule (:func:`~tunebridge.backends._base.best_epoch`) is applied to the whole history.
+        A resumed objective only sees the epochs it trained itself; the backends' one rule for the
+        epoch that gives a trial its value (:func:`~tunebridge.backends._base.objective_epoch`, with
+        the run's ``objective:`` rule) is applied to the whole history.
         """
         if not self.restored or not self.history:
             return outcome
         seen = {e: m for e, m in self.history.items() if e <= outcome.epochs}
-        chosen = best_epoch(seen, self.plan.metrics[0], self.plan.modes[0])
+        chosen = objective_epoch(seen, self.plan.metrics[0], self.plan.modes[0], self.plan.rule)
         if chosen is None:
             return outcome
         extra = {k: v for k, v in outcome.best.items() if k not in self.history[chosen]}  # e.g. n_params
