@@ -9,6 +9,9 @@ Each rule below has one home and every backend (and the Lightning runner) calls 
 - :func:`may_prune`: the budget's last epoch is never pruned;
 - :func:`is_better` / :func:`best_of`: the best value so far (progress bars, summaries);
 - :data:`CHECKPOINT_FILE`: the file a reporter's ``checkpoint(folder)`` writes.
+
+The end of a trial's epoch (check, record, keep, early-stop, prune) puts these rules together once,
+for Lightning trials and fused members alike: :class:`tunebridge.backends._epoch.TrialEpochs`.
 """
 
 from __future__ import annotations

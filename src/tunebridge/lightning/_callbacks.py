@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, cast
 
-from tunebridge.backends._base import CHECKPOINT_FILE, Reporter, check_epoch_metrics, may_prune, objective_epoch
+from tunebridge.backends._base import CHECKPOINT_FILE, Reporter
+from tunebridge.backends._epoch import EarlyStopRule, TrialEpochs
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
 __all__ = ["apply_config", "early_stopping", "reapply_config_callback", "report_callback", "scalars"]
@@ -44,8 +45,9 @@ def report_callback(
 ) -> Any:
     """A callback that reports the validation metrics once per epoch and stops the trial when pruned.
 
-    It keeps every epoch's metrics in ``history`` (epoch -> metrics; a second validation within an
-    epoch replaces the first) and sets ``pruned`` when the reporter asked to stop. With ``keep``, it
+    What to do is decided by its :class:`~tunebridge.backends._epoch.TrialEpochs` (the one a fused
+    member asks too); the callback does it. ``history`` (epoch -> metrics; a second validation within
+    an epoch replaces the first) and ``pruned`` (the reporter asked to stop) read it. With ``keep``, it
     saves a checkpoint there whenever this epoch becomes the trial's objective epoch (the best one,
     or the last one with ``rule="last_epoch"``), before reporting: the kept weights are always those
     of the reported value, even when the backend pauses the trial while it reports.
@@ -61,10 +63,18 @@ def report_callback(
         class ReportCallback(ns.Callback):  # type: ignore[misc,name-defined]
             def __init__(self, reporter: Reporter | None, metric: str, mode: str, rule: str, keep: str | None) -> None:
                 self.reporter = reporter
-                self.metric, self.mode, self.rule, self.keep = metric, mode, rule, keep
-                self.history: dict[int, dict[str, float]] = {}
-                self.pruned = False
+                self.keep = keep
+                # Early stopping is Lightning's own callback here (its state travels in the checkpoint).
+                self.trial_epochs = TrialEpochs(metric, mode, rule=rule)
                 self.pending: dict[str, Any] | None = None  # a checkpoint taken in memory, not yet written
+
+            @property
+            def history(self) -> dict[int, dict[str, float]]:
+                return self.trial_epochs.history
+
+            @property
+            def pruned(self) -> bool:
+                return self.trial_epochs.pruned
 
             def write_kept(self, trainer: Any) -> None:
                 """Write the checkpoint taken in memory (if any) to ``keep``."""
@@ -77,14 +87,14 @@ def report_callback(
                     return
                 metrics = scalars(trainer.callback_metrics)
                 epoch = int(trainer.current_epoch) + 1
-                check_epoch_metrics(epoch, metrics, self.metric)
-                self.history[epoch] = metrics
+                self.trial_epochs.budget = int(trainer.max_epochs or 0)
+                # Epochs before a resume count too (the reporter of a resumed trial knows them).
+                earlier = getattr(self.reporter, "history", None)
+                decision = self.trial_epochs.validated(epoch, metrics, earlier=earlier)
                 several = int(getattr(trainer, "world_size", 1)) > 1
                 kept_now = False
                 if self.keep is not None:
-                    # Epochs before a resume count too (the reporter of a resumed trial knows them).
-                    seen = {**getattr(self.reporter, "history", {}), **self.history}
-                    best_now = objective_epoch(seen, self.metric, self.mode, self.rule) == epoch
+                    best_now = decision.keep
                     if several:  # rank 0 decides; saving is collective, so every rank takes part
                         best_now = bool(trainer.strategy.broadcast(best_now, src=0))
                     defer = not several and not hasattr(self.reporter, "kept_checkpoint")
@@ -108,11 +118,10 @@ def report_callback(
                             return
                     trainer.save_checkpoint(target)
 
-                stop = self.reporter is not None and self.reporter.report(epoch, metrics, save)
+                asked = self.reporter is not None and self.reporter.report(epoch, metrics, save)
                 if several:  # only rank 0 reports to the study: its decision stops every rank at once
-                    stop = bool(trainer.strategy.broadcast(stop, src=0))
-                if stop and may_prune(epoch, int(trainer.max_epochs or 0)):
-                    self.pruned = True
+                    asked = bool(trainer.strategy.broadcast(asked, src=0))
+                if self.trial_epochs.reported(epoch, asked):
                     trainer.should_stop = True
 
         _REPORT[ns.__name__] = ReportCallback
@@ -175,14 +184,17 @@ def _into_place(trainer: Any, path: str, write: Callable[[str], object]) -> None
 
 
 def early_stopping(ns: ModuleType, spec: EarlyStoppingSpec, *, metric: str, mode: str) -> Any:
-    """Lightning's ``EarlyStopping`` for the spec (monitor and mode default to the run's metric and mode)."""
+    """Lightning's ``EarlyStopping`` for the spec: the :class:`~tunebridge.backends._epoch.EarlyStopRule`
+    that fused trials follow (``tests/backends/test_epoch.py`` holds the two equal); its state travels
+    in the trial's checkpoints, so a paused and resumed trial goes on counting."""
+    rule = EarlyStopRule.of(spec, metric=metric, mode=mode)
     return ns.callbacks.EarlyStopping(
-        monitor=spec.monitor or metric,
-        mode=spec.mode or mode,
-        patience=spec.patience,
-        min_delta=spec.min_delta,
+        monitor=rule.monitor,
+        mode=rule.mode,
+        patience=rule.patience,
+        min_delta=rule.min_delta,
         # The reporter, which runs right after it, raises MetricNotFoundError for the run's metric.
-        strict=bool(spec.monitor and spec.monitor != metric),
+        strict=rule.monitor != metric,
         check_finite=True,
         # Check after each validation (as EarlyStoppingSpec.patience counts them), not at the train
         # epoch's end: a trial resumed from a checkpoint taken at validation end (Ray's
