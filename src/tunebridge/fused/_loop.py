@@ -1,44 +1,31 @@
-"""The Optuna backend's trial loop with fused cohorts: claim many trials, train them as cohorts, settle each.
+"""Fused cohorts as an executor of the one trial loop (:func:`tunebridge.backends.optuna.run_loop`).
 
-Each member is an ordinary trial of the study, claimed from the same queue (so budgets, grids and
-workers behave as without fusion), started, reported per epoch and pruned by the study's pruner, and
-settled or failed on its own with :mod:`tunebridge.backends.optuna`'s steps. A member that finishes
-frees its slot, and the slot is refilled with the next claimed trial, so cohorts stay full until the
-queue is empty. An interrupt abandons every claimed trial (their configs go back in the queue).
+The loop claims and starts trials, fails, settles or re-queues each one, keeps checkpoints, checks limits
+and shows progress, as for any executor; :class:`FusedExecutor` builds each started trial's model, places
+the members in cohorts and trains every cohort one epoch per step. Each member is an ordinary trial of
+the study, reported per epoch and pruned by the study's pruner. A member that ends frees its slot, and
+the loop refills it with the next claimed trial, so cohorts stay full until the queue is empty.
 
 Cohorts train on the run's device (``settings.accelerator``: see :func:`fused_device`). A step that runs
-out of device memory halves its cohort: the members it stops are abandoned like an interrupt's (their
-configs go back in the queue, outside the budget), finished members are untouched, and the run's K halves.
+out of device memory halves its cohort: the members it stops go back in the queue (outside the budget),
+finished members are untouched, and the run's K halves. The members of a cohort report an epoch in one
+pass over the study (:func:`tunebridge.backends.optuna.one_read_per_pass`), and members that share data
+share its tensors.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import optuna
 import torch
-from optuna.trial import TrialState
 
 from tunebridge import _record
 from tunebridge.backends._base import checkpoint_path
 from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
-from tunebridge.backends.optuna._checkpoints import keep_best_checkpoints
-from tunebridge.backends.optuna._limits import limit_reached
-from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat
-from tunebridge.backends.optuna._queue import claim, ensure_budget, fail_stale
-from tunebridge.backends.optuna._study import (
-    OptunaReporter,
-    abandon_trial,
-    fail_trial,
-    settle_trial,
-    start_trial,
-    study_progress,
-)
+from tunebridge.backends.optuna import Finished, Slot, one_read_per_pass, run_loop
 from tunebridge.fused._cohort import Cohort, Member
 from tunebridge.fused._export import save_member_checkpoint
 from tunebridge.fused._memory import default_capacity, fused_device, member_bytes
@@ -47,7 +34,7 @@ from tunebridge.fused._user import UserCohort, UserMember, is_user_module
 from tunebridge.fused._vmap import VmapCohort, architecture
 from tunebridge.lightning._runner import TrialSettings, trial_seed
 
-__all__ = ["FuseStats", "auto_capacity", "default_capacity", "run_fused"]
+__all__ = ["FuseStats", "FusedExecutor", "auto_capacity", "default_capacity", "run_fused"]
 
 Builder = Callable[[dict[str, Any]], tuple[Any, Any]]
 
@@ -69,16 +56,149 @@ class FuseStats:
         return self.useful / self.paid if self.paid else float("nan")
 
 
-@dataclass
-class _Handle:
-    trial: optuna.Trial
-    heartbeat: Heartbeat
-
-
 def _seed_before_build(settings: TrialSettings, config: dict[str, Any]) -> None:
     """The per-config seed the unfused objective sets before ``build`` (the same initial weights)."""
     if settings.seed is not None:
         torch.manual_seed(trial_seed(settings.seed, config))
+
+
+class FusedExecutor:
+    """Trains the loop's trials in fused cohorts of at most ``capacity`` members in all.
+
+    Args:
+        capacity: K, or ``"auto"``: sized from the first member built (:func:`auto_capacity`).
+        device: Where the cohorts train.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        build: Builder,
+        settings: TrialSettings,
+        *,
+        capacity: int | str,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        self.study, self.build, self.settings = study, build, settings
+        self.dtype, self.device = dtype, device
+        self.auto = capacity == "auto"
+        self.limit = 1 if self.auto else int(capacity)  # "auto": one member, then as many as fit beside it
+        self.stats = FuseStats(capacity=0 if self.auto else self.limit)
+        self.cohorts: list[Any] = []  # Cohort (stacked MLPs), VmapCohort (one architecture), UserCohort
+        self.fresh: list[Member] = []  # members started since the last step, placed together
+
+    @property
+    def active(self) -> int:
+        return len(self.fresh) + sum(len(c.members) for c in self.cohorts)
+
+    def free(self) -> int:
+        return max(0, self.limit - self.active)
+
+    def held(self) -> list[Slot]:
+        return [m.handle for m in self.fresh] + [m.handle for c in self.cohorts for m in c.members]
+
+    def start(self, slot: Slot) -> None:
+        """Build the trial's model as the unfused trial would (same seed) and wait for the next step."""
+        from tunebridge.fused import check_fusable
+
+        settings, config = self.settings, dict(slot.config)
+        _seed_before_build(settings, config)
+        module, datamodule = self.build(config)
+        check_fusable(module, datamodule)
+        member = (UserMember if is_user_module(module) else Member)(
+            config=config,
+            module=module,
+            datamodule=datamodule,
+            reporter=slot.reporter,
+            epochs=min(int(config.get("epochs", settings.max_epochs)), settings.max_epochs),  # type: ignore[arg-type]
+            metric=settings.metric,
+            mode=settings.mode,
+            rule=settings.objective,
+            early_stopping=settings.early_stopping,
+            keep=settings.checkpoint_dir is not None,
+            handle=slot,
+        )
+        slot.attrs[_record.FUSED] = True
+        if self.auto and not self.stats.capacity:
+            self.limit = self.stats.capacity = auto_capacity(member, self.device, self.dtype)
+        self.fresh.append(member)
+
+    def step(self) -> list[Finished]:
+        """Place the members started since the last step, then one epoch of every cohort."""
+        _place_all(self.fresh, self.cohorts, self.limit, self.dtype, self.stats, device=self.device)
+        self.fresh.clear()
+        ended: list[Finished] = []
+        for cohort in list(self.cohorts):
+            training = sum(not m.done for m in cohort.members)
+            try:
+                # The members' reports and prune decisions: one read of the study per epoch, not one per member.
+                with one_read_per_pass(self.study, [m.handle.trial for m in cohort.members]):
+                    cohort.train_epoch()
+            except Exception as exc:
+                reason = _isolate(cohort, exc)
+            else:
+                reason = torch.OutOfMemoryError("out of device memory: K was halved")
+            if cohort.requeue:  # K halves, the stopped members go back in the queue
+                self.limit = max(1, min(self.limit, training) // 2)
+                self.stats.halvings += 1
+                ended += [Finished(m.handle, requeue=reason) for m in cohort.requeue]
+                cohort.requeue = []
+            for member in [m for m in cohort.members if m.done]:
+                cohort.remove(member)
+                self.stats.members += 1
+                ended.append(self._finished(member))
+            if not cohort.members:
+                self.stats.useful += cohort.useful
+                self.stats.paid += cohort.paid
+                self.cohorts.remove(cohort)
+        return ended
+
+    def _finished(self, member: Member) -> Finished:
+        """A member that ended: its outcome, with its kept weights written as its own module's checkpoint."""
+        if member.error is not None:
+            return Finished(member.handle, error=member.error)
+        try:
+            outcome = member.outcome()
+            checkpoint_dir = self.settings.checkpoint_dir
+            if member.kept is not None and checkpoint_dir is not None and not outcome.pruned:
+                path = checkpoint_path(checkpoint_dir, member.handle.reporter.label)
+                save_member_checkpoint(member.module, member.kept, path, epoch=outcome.best_epoch)
+                cls = type(member.module)
+                outcome.extra.update(
+                    {_record.CHECKPOINT: path, _record.MODULE_CLASS: f"{cls.__module__}:{cls.__qualname__}"}
+                )
+        except Exception as exc:
+            return Finished(member.handle, error=exc)
+        return Finished(member.handle, outcome=outcome)
+
+    def close(self) -> None:
+        """Record what fusion did on the study (the cohorts still open count too)."""
+        for cohort in self.cohorts:
+            self.stats.useful += cohort.useful
+            self.stats.paid += cohort.paid
+        self.cohorts = []
+        if self.stats.paid:
+            self.study.set_user_attr("fused_efficiency", round(self.stats.efficiency, 4))
+        if self.stats.capacity:
+            self.study.set_user_attr("fused_capacity", int(self.stats.capacity))  # K (what fuse: auto chose)
+
+
+def _isolate(cohort: Any, exc: Exception) -> Exception:
+    """A cohort's step raised: which member's error it is cannot be told (vmapped code runs once for all).
+
+    A member training alone fails with it (its reason and traceback). Members training together all go
+    back in the queue and K halves, as for an out-of-memory step: a member whose training raises ends up
+    alone and fails with its own error, the others train again and finish.
+    """
+    stopped = [m for m in cohort.members if not m.done]
+    if len(stopped) == 1:
+        stopped[0].error = exc
+        return exc
+    for member in stopped:
+        cohort.remove(member)
+    cohort.requeue += stopped
+    return exc
 
 
 def run_fused(
@@ -96,127 +216,33 @@ def run_fused(
     dtype: torch.dtype = torch.float32,
     device: torch.device | None = None,
 ) -> FuseStats:
-    """Run the study's queue in fused cohorts of at most ``capacity`` members in all.
+    """Run the study's queue in fused cohorts of at most ``capacity`` members in all (the one trial loop).
 
     Args:
         capacity: K, or ``"auto"``: sized from the first member built (:func:`auto_capacity`).
         device: Where the cohorts train; default: from ``settings.accelerator`` (:func:`fused_device`).
 
-    Raises:
-        NotFusableError: A config builds a model fusion cannot train (it is failed with the reason,
-            and the run goes on); see :func:`tunebridge.fused.check_fusable`.
+    A config whose model fusion cannot train (see :func:`tunebridge.fused.check_fusable`) fails with
+    the reason, and the run goes on.
     """
-    from tunebridge.fused import check_fusable
-
-    worker = worker or WorkerOptions()
-    if not worker.join:
-        ensure_budget(study, n_trials)
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
     device = device if device is not None else fused_device(settings.accelerator)
-    auto = capacity == "auto"
-    limit = 1 if auto else int(capacity)  # "auto": one member, then as many as fit beside it
-    stats = FuseStats(capacity=0 if auto else limit)
-    cohorts: list[Any] = []  # Cohort (stacked MLPs) or VmapCohort (one architecture)
-    started = time.monotonic()
-    mode = opts.modes[0] if len(opts.metrics) == 1 else None
-    budget = opts.pruning.budget(opts.max_epochs)
-    queue_empty = False
-    claimed: dict[int, _Handle] = {}  # trial number -> handle, until the trial is settled
-    fresh: list[Member] = []  # members claimed in this round, placed together
-    began = datetime.now()
-    if study.user_attrs.get("stopped_by") and not worker.join:
-        study.set_user_attr("stopped_by", None)  # a reason belongs to the run it stopped
-    with study_progress(study, opts, n_trials, enabled=progress) as bar, contextlib.ExitStack() as beats:
-        try:
-            while True:
-                active = sum(len(c.members) for c in cohorts)
-                reason = limit_reached(study, limits, started=started, mode=mode)
-                if reason is not None and study.user_attrs.get("stopped_by") != reason:
-                    study.set_user_attr("stopped_by", reason)
-                stopped = worker.stopped or reason is not None
-                while not stopped and not queue_empty and active < limit:
-                    trial = claim(study)
-                    if trial is None:
-                        queue_empty = True
-                        break
-                    handle = _Handle(trial, Heartbeat(study, trial, worker.heartbeat))
-                    beats.enter_context(handle.heartbeat)
-                    claimed[trial.number] = handle
-                    config = start_trial(study, trial, opts, worker)
-                    if config is None:
-                        claimed.pop(trial.number, None)
-                        bar.update("failed")
-                        continue
-                    try:
-                        _seed_before_build(settings, config)
-                        module, datamodule = build(dict(config))
-                        check_fusable(module, datamodule)
-                        member = (UserMember if is_user_module(module) else Member)(
-                            config=dict(config),
-                            module=module,
-                            datamodule=datamodule,
-                            reporter=OptunaReporter(trial, opts.metrics[0], len(opts.metrics), budget),
-                            epochs=min(int(config.get("epochs", settings.max_epochs)), settings.max_epochs),  # type: ignore[arg-type]
-                            metric=settings.metric,
-                            mode=settings.mode,
-                            rule=settings.objective,
-                            early_stopping=settings.early_stopping,
-                            keep=settings.checkpoint_dir is not None,
-                            handle=handle,
-                        )
-                    except Exception as exc:
-                        claimed.pop(trial.number, None)
-                        bar.update(*fail_trial(study, trial, exc))
-                        continue
-                    if auto and not stats.capacity:
-                        limit = stats.capacity = auto_capacity(member, device, dtype)
-                    fresh.append(member)
-                    active += 1
-                _place_all(fresh, cohorts, limit, dtype, stats, device=device)
-                fresh.clear()
-                if active == 0:
-                    if stopped or _queue_done(study, worker, None if worker.join else began):
-                        break
-                    queue_empty = False
-                    continue
-                for cohort in list(cohorts):
-                    training = sum(not m.done for m in cohort.members)
-                    cohort.train_epoch()
-                    if cohort.requeue:  # out of device memory: K halves, the stopped members go back
-                        limit = max(1, min(limit, training) // 2)
-                        stats.halvings += 1
-                        queue_empty = False
-                        for member in cohort.requeue:
-                            _requeue(study, member)
-                            claimed.pop(member.handle.trial.number, None)
-                        cohort.requeue = []
-                    for member in [m for m in cohort.members if m.done]:
-                        cohort.remove(member)
-                        state, value = _settle(study, opts, settings, member)
-                        claimed.pop(member.handle.trial.number, None)
-                        stats.members += 1
-                        if keep_checkpoints > 0:
-                            keep_best_checkpoints(study, keep_checkpoints)
-                        bar.update(state, value)
-                    if not cohort.members:
-                        stats.useful += cohort.useful
-                        stats.paid += cohort.paid
-                        cohorts.remove(cohort)
-        except (KeyboardInterrupt, SystemExit) as exc:
-            # Every claimed trial not yet settled (in a cohort, or still being started or built) goes back.
-            for handle in claimed.values():
-                with contextlib.suppress(Exception):
-                    abandon_trial(study, handle.trial, exc)
-            raise
-    for cohort in cohorts:
-        stats.useful += cohort.useful
-        stats.paid += cohort.paid
-    if stats.paid:
-        study.set_user_attr("fused_efficiency", round(stats.efficiency, 4))
-    if stats.capacity:
-        study.set_user_attr("fused_capacity", int(stats.capacity))  # K (what fuse: auto chose)
-    return stats
+    executor = FusedExecutor(study, build, settings, capacity=capacity, dtype=dtype, device=device)
+    try:
+        run_loop(
+            study,
+            opts,
+            executor,
+            n_trials=n_trials,
+            progress=progress,
+            worker=worker,
+            limits=limits,
+            keep_checkpoints=keep_checkpoints,
+        )
+    finally:
+        executor.close()
+    return executor.stats
 
 
 #: The least useful work over work paid that a stacked MLP cohort may have when it is formed (padding bound),
@@ -334,49 +360,6 @@ def _place(
 ) -> None:
     """Place one member (see :func:`_place_all`)."""
     _place_all([member], cohorts, capacity, dtype, stats, device=device)
-
-
-def _requeue(study: optuna.Study, member: Member) -> None:
-    """A member stopped by an out-of-memory step: its trial is abandoned as an interrupt's (config re-queued)."""
-    try:
-        with contextlib.suppress(Exception):
-            abandon_trial(study, member.handle.trial, torch.OutOfMemoryError("out of device memory: K was halved"))
-    finally:
-        member.handle.heartbeat.__exit__(None, None, None)
-
-
-def _settle(
-    study: optuna.Study, opts: StudyOptions, settings: TrialSettings, member: Member
-) -> tuple[str, float | None]:
-    trial = member.handle.trial
-    try:
-        if member.error is not None:
-            return fail_trial(study, trial, member.error)
-        outcome = member.outcome()
-        if member.kept is not None and settings.checkpoint_dir is not None and not outcome.pruned:
-            path = checkpoint_path(settings.checkpoint_dir, f"trial_{trial.number}")
-            save_member_checkpoint(member.module, member.kept, path, epoch=outcome.best_epoch)
-            cls = type(member.module)
-            outcome.extra.update(
-                {_record.CHECKPOINT: path, _record.MODULE_CLASS: f"{cls.__module__}:{cls.__qualname__}"}
-            )
-        outcome.extra["fused"] = True
-        return settle_trial(study, trial, outcome, opts)
-    except Exception as exc:
-        return fail_trial(study, trial, exc)
-    finally:
-        member.handle.heartbeat.__exit__(None, None, None)
-
-
-def _queue_done(study: optuna.Study, worker: WorkerOptions, orphaned_before: datetime | None) -> bool:
-    """Nothing claimed and nothing to claim: done, unless other workers hold trials that may come back."""
-    if fail_stale(study, worker.dead_after, worker.max_retry, orphaned_before=orphaned_before):
-        return False
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if not any(HEARTBEAT_ATTR in t.system_attrs for t in running):
-        return True
-    time.sleep(worker.poll)
-    return False
 
 
 def auto_capacity(member: Member, device: torch.device, dtype: torch.dtype) -> int:

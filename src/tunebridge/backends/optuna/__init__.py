@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
+from tunebridge.backends.optuna._checkpoints import keep_best_checkpoints
 from tunebridge.backends.optuna._compile import (
     base_name,
     check_convertible,
@@ -24,12 +25,15 @@ from tunebridge.backends.optuna._factories import (
     storage_kind,
 )
 from tunebridge.backends.optuna._limits import limit_reached
+from tunebridge.backends.optuna._loop import Executor, Finished, SingleExecutor, Slot, run_loop, run_trials
+from tunebridge.backends.optuna._ordered import with_order
 from tunebridge.backends.optuna._queue import claim, count_finished, ensure_budget, fail_stale, open_study, requeue
+from tunebridge.backends.optuna._reads import one_read_per_pass
+from tunebridge.backends.optuna._sample import sample_configs
 from tunebridge.backends.optuna._study import (
     OptunaReporter,
     abandon_trial,
     fail_trial,
-    run_trials,
     settle_trial,
     start_trial,
     study_progress,
@@ -37,6 +41,10 @@ from tunebridge.backends.optuna._study import (
 )
 
 __all__ = [
+    "Executor",
+    "Finished",
+    "SingleExecutor",
+    "Slot",
     "SEARCH_ALGORITHMS",
     "OptunaReporter",
     "StudyLimits",
@@ -56,19 +64,24 @@ __all__ = [
     "ensure_budget",
     "fail_stale",
     "fail_trial",
+    "keep_best_checkpoints",
     "limit_reached",
     "make_pruner",
     "make_sampler",
     "make_storage",
     "normalize_db_url",
+    "one_read_per_pass",
     "open_study",
     "params_and_distributions",
     "requeue",
+    "run_loop",
     "run_trials",
+    "sample_configs",
     "settle_trial",
     "start_trial",
     "storage_kind",
     "study_progress",
     "suggest",
     "trial_config",
+    "with_order",
 ]

@@ -1,7 +1,7 @@
 """Running trials with ask/tell: failures isolated, budget shared by all workers.
 
-One trial goes through three steps that any loop can reuse, one trial at a time
-(:func:`run_trials`) or many at once: :func:`start_trial` (sample the config),
+One trial goes through steps that the one trial loop (``_loop.py``) calls, whatever executes the
+trial: :func:`start_trial` (sample the config),
 then :func:`settle_trial` (the objective returned), :func:`fail_trial` (it raised) or
 :func:`abandon_trial` (the process is interrupted: the config goes back in the queue).
 
@@ -12,12 +12,9 @@ attribute when it is known cost a dozen.
 
 from __future__ import annotations
 
-import sys
-import time
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
 import optuna
@@ -25,22 +22,18 @@ from optuna.trial import TrialState
 
 from tunebridge import _record
 from tunebridge._progress import StudyProgress
-from tunebridge.backends._base import Objective, TrialOutcome, best_of, finite_objective_values, may_prune
-from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
+from tunebridge.backends._base import TrialOutcome, best_of, finite_objective_values, may_prune
+from tunebridge.backends._options import StudyOptions, WorkerOptions
 from tunebridge.backends.optuna._attrs import tell
-from tunebridge.backends.optuna._checkpoints import discard_checkpoint, keep_best_checkpoints
+from tunebridge.backends.optuna._checkpoints import discard_checkpoint
 from tunebridge.backends.optuna._compile import decode, suggest
-from tunebridge.backends.optuna._deadline import deadline
-from tunebridge.backends.optuna._limits import limit_reached
-from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat, waiting_for
-from tunebridge.backends.optuna._queue import claim, count_finished, ensure_budget, fail_stale, requeue
+from tunebridge.backends.optuna._queue import count_finished, requeue
 from tunebridge.schema import Scalar, Space
 
 __all__ = [
     "OptunaReporter",
     "abandon_trial",
     "fail_trial",
-    "run_trials",
     "settle_trial",
     "start_trial",
     "study_progress",
@@ -159,114 +152,13 @@ def fail_trial(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> 
 
 
 def abandon_trial(study: optuna.Study, trial: optuna.Trial, exc: BaseException) -> None:
-    """The process is interrupted mid-trial: fail the trial outside the budget and re-queue its config."""
+    """The trial stops without a result: fail it outside the budget and re-queue its config.
+
+    ``exc`` is why: an interrupt (Ctrl-C, SIGTERM), or an error the executor cannot pin on this trial (a
+    fused cohort's step that ran out of memory or raised while it trained several members).
+    """
     _PENDING[trial] = {**_PENDING.get(trial, {}), _record.REQUEUED: True}
-    fail_trial(study, trial, KeyboardInterrupt(f"interrupted ({type(exc).__name__}); the config was re-queued"))
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        exc = KeyboardInterrupt(f"interrupted ({type(exc).__name__}); the config was re-queued")
+    fail_trial(study, trial, exc)
     requeue(study, study._storage.get_trial(trial._trial_id), None)
-
-
-def run_trials(
-    study: optuna.Study,
-    opts: StudyOptions,
-    objective: Objective,
-    *,
-    n_trials: int,
-    progress: bool = True,
-    worker: WorkerOptions | None = None,
-    limits: StudyLimits | None = None,
-    keep_checkpoints: int = 1,
-) -> None:
-    """Claim and run waiting trials until ``n_trials`` have finished in the whole study.
-
-    Every worker of a study runs this loop. A trial whose objective raises is marked FAIL with its
-    reason and traceback as attributes, and the loop goes on. Ctrl-C (or SIGTERM turned into
-    KeyboardInterrupt) marks the running trial FAIL, re-queues its config, and re-raises.
-
-    Args:
-        worker: How this process runs its trials (heartbeats, timeouts, joining); see :class:`WorkerOptions`.
-        limits: Stop before the budget: wall time, a target value, no improvement (checked before
-            each trial is claimed, so every worker of the study stops).
-        keep_checkpoints: Keep the weights of this many best trials (the objective writes them; the
-            others' are deleted after each trial).
-    """
-    worker = worker or WorkerOptions()
-    if not worker.join:
-        ensure_budget(study, n_trials)  # a resume with a larger budget tops the queue up
-    began, started = datetime.now(), time.monotonic()
-    if study.user_attrs.get("stopped_by") and not worker.join:
-        study.set_user_attr("stopped_by", None)  # a reason belongs to the run it stopped
-    said: dict[str, float] = {}  # what this worker last said it waits for, and when
-    mode = opts.modes[0] if len(opts.metrics) == 1 else None
-    with study_progress(study, opts, n_trials, enabled=progress) as bar:
-        # The queue is the budget (see _queue.py), so the loop never has to count trials.
-        while not worker.stopped:
-            reason = limit_reached(study, limits, started=started, mode=mode)
-            if reason is not None:
-                bar.note(f"stopped before the budget: {reason}")
-                study.set_user_attr("stopped_by", reason)
-                return
-            trial = claim(study)
-            if trial is None:
-                if _queue_done(study, worker, began, said):
-                    return
-                continue
-            state, value, kept = _run_one(study, trial, opts, objective, worker, bar)
-            # Only a complete trial that kept weights can change which are the best (pruned and failed
-            # trials keep none): the bookkeeping reads the whole study, so it runs only then.
-            if keep_checkpoints > 0 and state == "complete" and kept:
-                keep_best_checkpoints(study, keep_checkpoints)
-            bar.update(state, value, number=trial.number)
-
-
-def _queue_done(study: optuna.Study, worker: WorkerOptions, began: datetime, said: dict[str, float]) -> bool:
-    """Nothing to claim: fail dead workers' trials (their configs come back), else wait or finish.
-
-    While it waits, it says for what (the trial, its worker, its last heartbeat) on stderr, when that
-    changes and at most every 10 s, so a worker never waits in silence.
-    """
-    # Trials left RUNNING by a dead process: stale heartbeats always; without any heartbeat only
-    # for the process that owns the budget (`tunebridge run`), and only trials that were running
-    # before it started.
-    if fail_stale(study, worker.dead_after, worker.max_retry, orphaned_before=None if worker.join else began):
-        return False
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    if not any(HEARTBEAT_ATTR in t.system_attrs for t in running):
-        return True  # nothing waiting and nothing alive to wait for: the queue is done
-    text = waiting_for(study, worker.dead_after)
-    key = (text or "").split(",", 1)[0]  # the trial and its worker, not the seconds that tick
-    now = time.monotonic()
-    if text is not None and (key not in said or now - said[key] >= 10.0):
-        said.clear()
-        said[key] = now
-        print(f"tunebridge: waiting for {text}", file=sys.stderr, flush=True)
-    time.sleep(worker.poll)  # others hold the remaining trials; one may die and be re-queued
-    return False
-
-
-def _run_one(
-    study: optuna.Study,
-    trial: optuna.Trial,
-    opts: StudyOptions,
-    objective: Objective,
-    worker: WorkerOptions,
-    bar: StudyProgress | None = None,
-) -> tuple[str, float | None, bool]:
-    """``(state, value, kept)``: how the trial ended, and whether it kept weights."""
-    # One try from the moment the trial is claimed: an interrupt anywhere re-queues its config.
-    try:
-        with Heartbeat(study, trial, worker.heartbeat):
-            config = start_trial(study, trial, opts, worker)
-            if config is None:
-                return "failed", None, False
-            reporter = OptunaReporter(trial, opts.metrics[0], len(opts.metrics), opts.pruning.budget(opts.max_epochs))
-            if bar is not None:
-                bar.running(trial.number, 0, opts.max_epochs)
-                reporter.watch = lambda epoch, value: bar.running(trial.number, epoch, opts.max_epochs, value)
-            with deadline(worker.trial_timeout):
-                outcome = objective(config, reporter)
-            return (*settle_trial(study, trial, outcome, opts), _record.CHECKPOINT in outcome.extra)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        abandon_trial(study, trial, exc)
-        raise
-    except Exception as exc:
-        return (*fail_trial(study, trial, exc), False)

@@ -1,0 +1,159 @@
+"""The one trial loop's contract, proved on every executor: one Lightning trial at a time, and fused cohorts.
+
+Each test runs ``tune()`` on a user's own LightningModule twice, unfused (``fuse=None``: one Trainer per
+trial) and fused (``fuse=2``: cohorts of two): a trial that raises fails alone with its reason and
+traceback while the others finish and none stays open; Ctrl-C re-queues every claimed trial's config;
+``timeout:``/``stop:`` stop both before the budget.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import lightning.pytorch as pl
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+import tunebridge
+from tunebridge import _record
+from tunebridge.lightning.data import DigitsDataModule
+
+EXECUTORS = [pytest.param(None, id="trial"), pytest.param(2, id="fused")]
+BAD_LR = 0.0123
+CONFIGS = [
+    {"lr": BAD_LR},  # enqueued first: in a fused cohort it is the module the vmapped hooks run on
+    {"lr": 0.05},
+    {"lr": 0.02},
+    {"lr": 0.01},
+]
+
+
+class Flaky(pl.LightningModule):
+    """A user's module whose training step raises from its third call on when its lr is ``BAD_LR``."""
+
+    def __init__(self, lr: float = 0.01) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        self.calls = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)  # type: ignore[no-any-return]
+
+    def fused_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        self.calls += 1
+        if self.hparams["lr"] == BAD_LR and self.calls >= 3:
+            raise RuntimeError("a member raised in its training step")
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+    def fused_metrics(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        x, y = batch
+        logits = self(x)
+        return {"val_loss": F.cross_entropy(logits, y), "val_acc": (logits.argmax(1) == y).to(logits.dtype).mean()}
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self.fused_loss(batch)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        for name, value in self.fused_metrics(batch).items():
+            self.log(name, value)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.hparams["lr"])
+
+
+def build(config: dict[str, Any]) -> tuple[Flaky, DigitsDataModule]:
+    return Flaky(**config), DigitsDataModule(batch_size=128, seed=0)
+
+
+SPACE = tunebridge.Space(lr=tunebridge.Float(1e-3, 1e-1, log=True))
+
+
+def _tune(fuse: int | None, tmp_path: Any, **kw: Any) -> optuna.Study:
+    options: dict[str, Any] = {
+        "metric": "val_loss",
+        "mode": "min",
+        "trials": len(CONFIGS),
+        "max_epochs": 2,
+        "search": "random",
+        "storage": f"sqlite:///{tmp_path}/loop.db",
+        "study": "loop",
+        "progress": False,
+        "accelerator": "cpu",
+        "checkpoint_dir": str(tmp_path / "ckpt"),
+        "enqueue": CONFIGS,
+        "fuse": fuse,
+        **kw,
+    }
+    tunebridge.tune(build, SPACE, **options)
+    return optuna.load_study(study_name="loop", storage=options["storage"])
+
+
+def _in_budget(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False) if not _record.outside_budget(t)]
+
+
+@pytest.mark.parametrize("fuse", EXECUTORS)
+def test_a_raising_trial_fails_alone_with_its_reason_and_the_others_finish(fuse: int | None, tmp_path: Any) -> None:
+    study = _tune(fuse, tmp_path)
+    trials = _in_budget(study)
+    states = sorted(t.state.name for t in trials)
+    assert states == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"], states
+    assert not [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    (failed,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed.params["lr"] == pytest.approx(BAD_LR)
+    assert failed.user_attrs[_record.FAIL_REASON] == "RuntimeError: a member raised in its training step"
+    assert "in fused_loss" in failed.user_attrs[_record.TRACEBACK]
+    assert sorted(t.params["lr"] for t in trials if t.state == TrialState.COMPLETE) == pytest.approx(
+        sorted(c["lr"] for c in CONFIGS[1:])
+    )
+
+
+@pytest.mark.parametrize("fuse", EXECUTORS)
+def test_ctrl_c_re_queues_every_claimed_trial(fuse: int | None, tmp_path: Any) -> None:
+    class Interrupting(pl.Callback):
+        def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
+            raise KeyboardInterrupt
+
+    interrupted = {"done": False}
+    real = DigitsDataModule.setup
+
+    def setup(self: DigitsDataModule, stage: str | None = None) -> None:
+        # Both executors set the data up before training: the first trial's set-up is the interrupt.
+        if not interrupted["done"]:
+            interrupted["done"] = True
+            raise KeyboardInterrupt
+        real(self, stage)
+
+    DigitsDataModule.setup = setup  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _tune(fuse, tmp_path)
+    finally:
+        DigitsDataModule.setup = real  # type: ignore[method-assign]
+    study = optuna.load_study(study_name="loop", storage=f"sqlite:///{tmp_path}/loop.db")
+    assert not [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    requeued = [t for t in study.get_trials(deepcopy=False) if _record.bookkeeping(t, _record.REQUEUED)]
+    assert requeued, "the interrupted trial's config went back in the queue"
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert len(waiting) == len(CONFIGS)  # the budget is whole again: nothing was lost
+
+
+@pytest.mark.parametrize("fuse", EXECUTORS)
+def test_limits_and_drain_stop_before_the_budget(fuse: int | None, tmp_path: Any) -> None:
+    study = _tune(fuse, tmp_path, target=10.0)  # any val_loss reaches it: stop after the first complete trial
+    assert "stop.target" in str(study.user_attrs.get("stopped_by"))
+    assert len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) >= 1
+
+    drained = threading.Event()
+    drained.set()
+    again = _tune(fuse, tmp_path, stop=drained, study="loop")  # --drain: nothing more is claimed
+    assert len(again.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == len(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    )
