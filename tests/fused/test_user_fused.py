@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ import torch
 from torch import Tensor, nn
 
 import tunebridge
+from tunebridge.errors import TrialOutOfMemoryError
 from tunebridge.fused import NotFusableError, check_fusable
 from tunebridge.fused._loop import FuseStats, _place_all, _seed_before_build
+from tunebridge.fused._optim import FusedOptimizer
 from tunebridge.fused._user import UserCohort, UserMember
 from tunebridge.lightning import LightningObjective, TrialSettings
 from tunebridge.lightning.data import DigitsDataModule
@@ -35,6 +38,10 @@ CONFIGS: list[dict[str, Any]] = [
     {"lr": 0.05, "weight_decay": 1e-3, "optimizer": "sgd", "momentum": 0.9},
     {"lr": 0.003, "weight_decay": 1e-6, "optimizer": "adamw"},
 ]
+FOUR = [*CONFIGS, {"lr": 0.02, "weight_decay": 1e-5, "optimizer": "sgd", "momentum": 0.5}]
+CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device: the CUDA user cohort is checked on a GPU"
+)
 
 
 class Recorder:
@@ -93,12 +100,12 @@ def test_members_that_differ_outside_the_optimizer_keys_get_cohorts_of_their_own
 
 
 class NoHooks(recipe.Net):  # type: ignore[misc,name-defined]
-    fused_loss = None  # type: ignore[assignment]
+    fused_loss = None
 
 
 class Branching(recipe.Net):  # type: ignore[misc,name-defined]
     def fused_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
-        loss = super().fused_loss(batch)
+        loss: Tensor = super().fused_loss(batch)
         return loss * 2 if loss > 1 else loss  # Python control flow on a tensor's value
 
 
@@ -155,3 +162,93 @@ def test_the_recipe_tunes_a_fused_user_module_end_to_end(tmp_path: Any) -> None:
     with torch.no_grad():
         acc = float((model(x).argmax(1) == y).float().mean())
     assert acc == pytest.approx(result.best_value, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- on a device, out of memory
+
+
+def _cohort(configs: list[dict[str, Any]], device: torch.device | None = None) -> tuple[list[UserMember], UserCohort]:
+    members = _members(configs)
+    cohorts: list[Any] = []
+    _place_all(members, cohorts, 8, torch.float64, FuseStats(), device=device or torch.device("cpu"))  # type: ignore[arg-type]
+    assert len(cohorts) == 1 and isinstance(cohorts[0], UserCohort)
+    return members, cohorts[0]
+
+
+def _trained(configs: list[dict[str, Any]], device: torch.device | None = None) -> tuple[list[UserMember], UserCohort]:
+    members, cohort = _cohort(configs, device)
+    for _ in range(EPOCHS):
+        cohort.train_epoch()
+    return members, cohort
+
+
+def _close(a: dict[int, dict[str, float]], b: dict[int, dict[str, float]], tolerance: float) -> None:
+    assert sorted(a) == sorted(b)
+    for epoch in a:
+        assert set(a[epoch]) == set(b[epoch])
+        for key in a[epoch]:
+            assert a[epoch][key] == pytest.approx(b[epoch][key], abs=tolerance), (epoch, key)
+
+
+@pytest.fixture(scope="module")
+def four_reference() -> list[UserMember]:
+    return _trained(FOUR)[0]
+
+
+@pytest.fixture
+def oom_once(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+    """The user cohort's training pass runs out of memory once: at a given call with more than `above` members."""
+    plan = {"above": 2, "at": 5, "calls": 0, "raised": 0}
+    run = UserCohort.run
+
+    def failing(self: UserCohort, hook: str, slots: list[int], batch: Any, *, train: bool) -> Any:
+        if train and len(slots) > plan["above"] and not plan["raised"]:
+            plan["calls"] += 1
+            if plan["calls"] >= plan["at"]:
+                plan["raised"] += 1
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return run(self, hook, slots, batch, train=train)
+
+    monkeypatch.setattr(UserCohort, "run", failing)
+    yield plan
+
+
+def test_an_out_of_memory_step_halves_a_user_cohort_and_the_rest_trains_on_exactly(
+    oom_once: dict[str, int], four_reference: list[UserMember]
+) -> None:
+    oom_once["at"] = 30  # in the second epoch (digits: 23 batches of 64 per epoch)
+    members, cohort = _trained(FOUR)
+    assert oom_once["raised"] == 1
+    kept = cohort.members
+    assert len(kept) == 2 and len(cohort.requeue) == 2 and not set(map(id, kept)) & set(map(id, cohort.requeue))
+    position = {id(m): j for j, m in enumerate(members)}
+    for member in kept:  # the kept half went on from the failed step: their curves are their own
+        _close(member.history, four_reference[position[id(member)]].history, 1e-12)
+    for member in cohort.requeue:  # stopped in their second epoch, with no result
+        assert member.epoch == 1 and member.error is None
+
+
+def test_a_user_member_alone_that_runs_out_of_memory_fails_with_the_reason(oom_once: dict[str, int]) -> None:
+    oom_once.update(above=0, at=1)
+    members, cohort = _cohort(CONFIGS[:1])
+    cohort.train_epoch()
+    assert members[0].done and not cohort.requeue
+    assert isinstance(members[0].error, TrialOutOfMemoryError) and "batch_size=64" in str(members[0].error)
+
+
+def test_out_of_memory_in_a_user_cohorts_update_stops_every_member(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(self: FusedOptimizer) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(FusedOptimizer, "step", failing)
+    _, cohort = _cohort(FOUR)
+    cohort.train_epoch()
+    assert not cohort.members and len(cohort.requeue) == 4
+
+
+@CUDA
+def test_a_cuda_user_cohort_trains_the_curves_of_the_cpu_cohort_in_float64(four_reference: list[UserMember]) -> None:
+    members, cohort = _trained(FOUR, torch.device("cuda"))
+    assert cohort.device.type == "cuda" and {p.device.type for p in cohort.params} == {"cuda"}
+    for member, reference in zip(members, four_reference):
+        _close(member.history, reference.history, 1e-9)

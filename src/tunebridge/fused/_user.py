@@ -25,7 +25,6 @@ not a parameter or buffer); a probe runs both hooks on one validation batch befo
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
-from tunebridge.fused._cohort import Member
+from tunebridge.fused._cohort import Member, run_epoch
 from tunebridge.fused._optim import FusedOptimizer
 from tunebridge.lightning._training import TrainingConfig
 
@@ -209,7 +208,11 @@ def check_user_module(module: Any, datamodule: Any) -> None:
 
 
 class UserCohort:
-    """Members of one user module class and key, trained with one vmapped step per batch."""
+    """Members of one user module class and key, trained with one vmapped step per batch.
+
+    Its epochs go through :func:`~tunebridge.fused._cohort.run_epoch`, as every cohort's do: a step that
+    runs out of device memory halves the members training (the others go to ``requeue``).
+    """
 
     def __init__(self, members: list[Member], *, dtype: torch.dtype, device: torch.device | None = None) -> None:
         self.signature = members[0].signature
@@ -225,7 +228,7 @@ class UserCohort:
         self.names = list(params)
         self.params = [params[n].detach().to(self.device, copy=True).requires_grad_(True) for n in self.names]
         self.buffers = {k: v.detach().to(self.device, copy=True) for k, v in buffers.items()}
-        self.requeue: list[Member] = []  # out-of-memory handling: see tunebridge.fused._loop
+        self.requeue: list[Member] = []  # members taken out by an out-of-memory step, for the queue
         self.optimizer = FusedOptimizer(self.params, len(members))
         for slot, m in enumerate(members):
             self.optimizer.set_member(slot, m.training, m.training.lr)
@@ -234,6 +237,7 @@ class UserCohort:
         # Made once and iterated every epoch, as Lightning does: a loader's generator goes on from epoch to epoch.
         self.train_loader, self.val_loader = dm.train_dataloader(), dm.val_dataloader()
         self.useful = self.paid = 0.0
+        self._index: tuple[list[int], Tensor] | None = None  # the last slots indexed, on the device
 
     @property
     def members(self) -> list[Member]:
@@ -247,18 +251,37 @@ class UserCohort:
         self.slots[slot] = None
         self.optimizer.clear(slot)
 
-    def _run(self, hook: str, slots: Tensor, batch: Any) -> Any:
-        every = len(slots) == len(self.slots)
-        state = {f"module.{n}": (p if every else p[slots]) for n, p in zip(self.names, self.params)}
-        buffers = {f"module.{k}": (b if every else b[slots]) for k, b in self.buffers.items()}
+    def _slots(self, slots: list[int]) -> Tensor | None:
+        """``slots`` as an index on the device (made once per set of slots), or None for every slot."""
+        if len(slots) == len(self.slots):
+            return None
+        if self._index is None or self._index[0] != slots:
+            self._index = (list(slots), torch.tensor(slots, device=self.device))
+        return self._index[1]
+
+    def run(self, hook: str, slots: list[int], batch: Any, *, train: bool) -> Any:
+        """The members in ``slots`` through the module's ``hook`` on one batch (their own parameters, vmapped)."""
+        index = self._slots(slots)
+        state = {f"module.{n}": (p if index is None else p[index]) for n, p in zip(self.names, self.params)}
+        # Batch norm updates its running statistics in place: in training, in copies (a gather is one)
+        # written back once the hook has run, so that a pass that runs out of memory changes none.
+        track = train and bool(self.buffers)
+        buffers = {
+            f"module.{k}": b[index] if index is not None else b.clone() if track else b for k, b in self.buffers.items()
+        }
+        self.hooks.train(train)
 
         def one(s: dict[str, Tensor], b: dict[str, Tensor], x: Any) -> Any:
             return functional_call(self.hooks, (s, b), (x, hook))
 
         out = vmap(one, in_dims=(0, 0, None), randomness="different")(state, buffers, batch)
-        if not every:  # a batch norm's running statistics, updated in the gathered copies
-            for k, b in self.buffers.items():
-                b[slots] = buffers[f"module.{k}"]
+        if track:
+            with torch.no_grad():
+                for k, b in self.buffers.items():
+                    if index is None:
+                        b.copy_(buffers[f"module.{k}"])
+                    else:
+                        b[index] = buffers[f"module.{k}"]
         return out
 
     def train_epoch(self) -> None:
@@ -266,52 +289,78 @@ class UserCohort:
         active = [(i, m) for i, m in enumerate(self.slots) if m is not None and not m.done]
         if not active:
             return
-        slots = torch.tensor([i for i, _ in active], device=self.device)
-        sums = torch.zeros(len(active), dtype=torch.float64, device=self.device)
-        seen = 0
-        self.hooks.train()
-        for batch in self.train_loader:
-            batch = _cast(batch, self.dtype, self.device)
-            losses = self._run("fused_loss", slots, batch)
-            for p in self.params:
-                p.grad = None
-            losses.sum().backward()
-            self.optimizer.step()
-            n = _batch_size(batch)
-            sums += losses.detach().to(torch.float64) * n
-            seen += n
-        self.useful += float(seen * len(active))
-        self.paid += float(seen * len(active))
-        totals: dict[str, Tensor] = {}
-        count = 0
-        self.hooks.eval()
-        with torch.no_grad():
-            for batch in self.val_loader:
-                batch = _cast(batch, self.dtype, self.device)
-                n = _batch_size(batch)
-                for key, value in self._run("fused_metrics", slots, batch).items():
-                    totals[key] = (
-                        totals.get(key, torch.zeros(len(active), dtype=torch.float64))
-                        + value.detach().to(torch.float64) * n
-                    )
-                count += n
-        host = {k: v.cpu() for k, v in totals.items()}  # one read-back per epoch
-        sums = sums.cpu()
-        for j, (slot, m) in enumerate(active):
-            m.epoch += 1
-            metrics = {k: float(v[j]) / count for k, v in host.items()}
-            if m.train_loss is not None:  # as for built-in members: Lightning reports the previous epoch's
-                metrics.setdefault("train_loss", m.train_loss)
-            m.train_loss = float(sums[j]) / max(seen, 1)
-            m.decide(metrics, functools.partial(self.member_state, slot))
+        steps = _SharedBatches(self)
+
+        def shrink(kept: list[tuple[int, Member]]) -> list[Tensor]:
+            for slot in {i for i, _ in active} - {i for i, _ in kept}:
+                self.optimizer.clear(slot)  # not updated from now on
+            return self.params
+
+        dropped = run_epoch(
+            active,
+            steps,
+            batch_size=None,  # the loader's: an out-of-memory message names the failing batch's size
+            params=self.params,
+            optimizer=self.optimizer,
+            snapshot=self.member_state,
+            shrink=shrink,
+        )
+        self.useful += float(steps.seen * len(active))  # one architecture: no padding
+        self.paid += float(steps.seen * len(active))
+        for member in dropped:
+            self.remove(member)
+        self.requeue += dropped
 
     @torch.no_grad()
-    def member_state(self, slot: int) -> dict[str, Tensor]:
-        """Member ``slot``'s weights as its module's own ``state_dict``."""
+    def member_state(self, slot: int, member: Member | None = None) -> dict[str, Tensor]:
+        """Member ``slot``'s weights as its module's own ``state_dict``, on the CPU."""
         module = self.hooks.module
-        state = {k: v.clone() for k, v in module.state_dict().items()}
+        state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
         for name, p in zip(self.names, self.params):
-            state[name] = p[slot].detach().cpu().clone()
+            state[name] = p[slot].detach().to("cpu", copy=True)
         for name, b in self.buffers.items():
-            state[name] = b[slot].cpu().clone()
+            state[name] = b[slot].to("cpu", copy=True)
         return state
+
+
+class _SharedBatches:
+    """A user cohort's epoch (:class:`~tunebridge.fused._cohort.EpochSteps`): every member on the batches of
+    the first member's loaders, its ``fused_loss`` per batch, its ``fused_metrics`` weighted by batch size."""
+
+    def __init__(self, cohort: UserCohort) -> None:
+        self.cohort = cohort
+        self.batches = iter(cohort.train_loader)
+        self.step, self.current = -1, None  # the last batch drawn: a step retried after out of memory reads it again
+        self.seen = 0  # samples drawn this epoch
+
+    def batch(self, step: int) -> tuple[Any, int] | None:
+        if step != self.step:
+            self.current = next(self.batches, None)
+            self.step = step
+            if self.current is not None:
+                self.seen += _batch_size(self.current)
+        if self.current is None:
+            return None
+        batch = _cast(self.current, self.cohort.dtype, self.cohort.device)
+        return batch, _batch_size(batch)
+
+    def loss(self, slots: list[int], batch: Any) -> Tensor:
+        losses: Tensor = self.cohort.run("fused_loss", slots, batch, train=True)
+        return losses
+
+    @torch.no_grad()
+    def metrics(self, slots: list[int]) -> dict[str, list[float]]:
+        cohort = self.cohort
+        totals: dict[str, Tensor] = {}
+        count = 0
+        for batch in cohort.val_loader:
+            batch = _cast(batch, cohort.dtype, cohort.device)
+            n = _batch_size(batch)
+            for key, value in cohort.run("fused_metrics", slots, batch, train=False).items():
+                zero = torch.zeros(len(slots), dtype=torch.float64, device=cohort.device)
+                totals[key] = totals.get(key, zero) + value.detach().to(torch.float64) * n
+            count += n
+        return {key: [v / count for v in total.tolist()] for key, total in totals.items()}  # one read-back per metric
+
+    def keep(self, n: int) -> None:
+        pass  # the members share every batch
