@@ -368,3 +368,24 @@ def test_an_unknown_objective_rule_is_refused_before_ray_starts() -> None:
         match=r"objective: `objective` must be one of best_epoch, last_epoch, but got 'last'\. Use e.g. objective: best_epoch",
     ):
         run_ray(_opts(), lambda config, reporter: None, n_trials=1, objective_rule="last")  # type: ignore[arg-type]
+
+
+# -- layout ----------------------------------------------------------------------------------------------
+
+
+def test_the_ray_backend_uses_only_the_optuna_backends_public_names() -> None:
+    import ast
+    from pathlib import Path
+
+    import tunebridge.backends.ray as ray_backend
+
+    private = "tunebridge.backends.optuna._"
+    found = []
+    for path in sorted(Path(ray_backend.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.append(node.value)  # importlib tables, docstrings
+            found += [f"{path.name}:{node.lineno}" for name in names if private in name]  # type: ignore[attr-defined]
+    assert not found, f"import these from tunebridge.backends.optuna (its __init__ re-exports them): {found}"

@@ -3,11 +3,12 @@
 A trial's objective writes the weights of its reported epoch (``_record.CHECKPOINT``); after each
 finished trial the backend keeps the files of the ``keep`` best complete trials, deletes the others,
 and names the best one on the study (``best_checkpoint``), so every worker converges on the same set.
+The Ray backend runs it on its mirror study too; files are deleted by :func:`discard_checkpoint`
+(``tunebridge.backends._checkpoints``), the one place that deletes one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import optuna
@@ -15,17 +16,11 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from tunebridge import _record
+from tunebridge.backends._checkpoints import discard_checkpoint  # the one delete, shared with Ray
 
 __all__ = ["BEST_CHECKPOINT_ATTR", "discard_checkpoint", "keep_best_checkpoints"]
 
 BEST_CHECKPOINT_ATTR = "best_checkpoint"
-
-
-def discard_checkpoint(path: object) -> None:
-    """Delete a trial's checkpoint file if there is one (a pruned, failed or superseded trial)."""
-    if isinstance(path, str) and path:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
 
 
 def keep_best_checkpoints(study: optuna.Study, keep: int) -> str | None:

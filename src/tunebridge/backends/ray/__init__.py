@@ -5,7 +5,7 @@ maps to Ray's schedulers with epochs as the time unit, Lightning trials report t
 ``ray.tune.report`` with checkpoints, and every finished trial is written into the run's Optuna
 study, so results, reports and ``tunebridge show`` are the same for both backends.
 
-``sample_configs`` here is the Optuna backend's random draw (:mod:`tunebridge.backends.optuna._sample`):
+``sample_configs`` here is the Optuna backend's random draw (:func:`tunebridge.backends.optuna.sample_configs`):
 the one :func:`plan_run` lists as PBT's first population, and what ``OptunaSearch`` draws at random
 for spaces Ray's domains cannot draw. What a Ray random search draws for every space (Ray's own
 domains for flat ones) is ``space.sample(n, seed=seed, backend="ray")`` (``backends/ray/_sample.py``).
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any  # noqa: E402
 # Names are imported on first use (a module-level __getattr__): a Ray trial process imports
 # tunebridge.backends.ray._trainable, which runs this file, and should not pay for optuna's import there.
 _HOMES = {
-    "sample_configs": "tunebridge.backends.optuna._sample",
+    "sample_configs": "tunebridge.backends.optuna",
     "CONFIG_KEY": "tunebridge.backends.ray._convert",
     "DefineByRun": "tunebridge.backends.ray._convert",
     "native_param_space": "tunebridge.backends.ray._convert",
@@ -52,7 +52,7 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from tunebridge.backends.optuna._sample import sample_configs
+    from tunebridge.backends.optuna import sample_configs
     from tunebridge.backends.ray._convert import (
         CONFIG_KEY,
         DefineByRun,

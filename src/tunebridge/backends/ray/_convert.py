@@ -161,7 +161,7 @@ def __getattr__(name: str) -> Any:
     """``sample_configs`` (PBT's first population, drawn by Optuna) stays importable from here, on first use:
     a Ray trial process imports this module and should not pay for optuna's import."""
     if name == "sample_configs":
-        from tunebridge.backends.optuna._sample import sample_configs
+        from tunebridge.backends.optuna import sample_configs
 
         return sample_configs
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,9 +24,9 @@ from optuna.trial import TrialState
 from tunebridge import _record
 from tunebridge._progress import StudyProgress
 from tunebridge.backends._base import TrialOutcome
+from tunebridge.backends._checkpoints import discard_checkpoint
 from tunebridge.backends._options import StudyLimits
-from tunebridge.backends.optuna import StudyOptions, params_and_distributions
-from tunebridge.backends.optuna._checkpoints import discard_checkpoint, keep_best_checkpoints
+from tunebridge.backends.optuna import StudyOptions, keep_best_checkpoints, params_and_distributions
 from tunebridge.backends.ray._convert import ray_config_to_config
 from tunebridge.backends.ray._schedulers import TIME_ATTR
 

@@ -15,9 +15,14 @@ from typing import Any
 import optuna
 
 from tunebridge._search import check_object, object_kind
-from tunebridge.backends.optuna import StudyOptions, check_convertible, encode, make_sampler
-from tunebridge.backends.optuna._ordered import with_order
-from tunebridge.backends.optuna._sample import sample_configs
+from tunebridge.backends.optuna import (
+    StudyOptions,
+    check_convertible,
+    encode,
+    make_sampler,
+    sample_configs,
+    with_order,
+)
 from tunebridge.backends.ray._convert import BACKEND, CONFIG_KEY, DefineByRun, config_key, native_param_space
 from tunebridge.backends.ray._options import RayOptions
 from tunebridge.backends.ray._sampler import SavableSampler

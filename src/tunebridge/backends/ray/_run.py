@@ -18,8 +18,14 @@ from tunebridge._setup import check_choice
 from tunebridge._vocab import OBJECTIVE_RULES
 from tunebridge.backends._base import Objective
 from tunebridge.backends._options import StudyLimits
-from tunebridge.backends.optuna import StudyOptions, count_finished, open_study, study_progress, trial_config
-from tunebridge.backends.optuna._limits import limit_reached
+from tunebridge.backends.optuna import (
+    StudyOptions,
+    count_finished,
+    limit_reached,
+    open_study,
+    study_progress,
+    trial_config,
+)
 from tunebridge.backends.ray._convert import config_key
 from tunebridge.backends.ray._mirror import MIRRORS, Mirror, MirrorCallback, finished
 from tunebridge.backends.ray._options import RayOptions, storage_root

@@ -13,7 +13,7 @@
   calls on ``{"config": param_space}`` give the configs of trials 0..n-1 of a real Tune run;
   ``tests/schema/test_sample.py`` checks them against one.
 - every other space goes through ``OptunaSearch`` with ``RandomSampler(seed)`` and tunebridge's
-  define-by-run, which draws what the Optuna backend draws (:mod:`tunebridge.backends.optuna._sample`).
+  define-by-run, which draws what the Optuna backend draws (:func:`tunebridge.backends.optuna.sample_configs`).
 
 PBT's first population is always Optuna's (``plan_run`` lists it), and a continuation reseeds with
 ``seed + trials so far``; neither is what this previews.
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunebridge.backends.optuna._compile import check_convertible
-from tunebridge.backends.optuna._sample import sample_configs as optuna_sample_configs
+from tunebridge.backends.optuna import check_convertible
+from tunebridge.backends.optuna import sample_configs as optuna_sample_configs
 from tunebridge.backends.ray._convert import native_param_space, ray_config_to_config
 from tunebridge.schema import Scalar, Space
 
