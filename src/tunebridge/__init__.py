@@ -18,9 +18,27 @@ from tunebridge.errors import (
     TunebridgeError,
 )
 from tunebridge.schema import Bool, Choice, EarlyStoppingSpec, Fixed, Float, Int, PruningSpec, Space
+from tunebridge.schema._sample import register_sampler
 
 if TYPE_CHECKING:
     from tunebridge.api import TuneResult, tune
+
+
+def _optuna_sampler() -> Any:
+    from tunebridge.backends.optuna import sample_configs
+
+    return sample_configs
+
+
+def _ray_sampler() -> Any:
+    from tunebridge.backends.ray._sample import sample_configs
+
+    return sample_configs
+
+
+# Space.sample(backend=...) draws with the backend's own code; the schema names no backend itself.
+register_sampler("optuna", _optuna_sampler)
+register_sampler("ray", _ray_sampler)
 
 __version__ = "0.1.0"
 

@@ -157,3 +157,36 @@ def test_limits_and_drain_stop_before_the_budget(fuse: int | None, tmp_path: Any
     assert len(again.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == len(
         study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     )
+
+
+def test_both_executors_seed_everything_before_build(tmp_path: Any) -> None:
+    """numpy and python randomness drawn while a module is built is the same fused and unfused."""
+    import random
+
+    import numpy as np
+
+    drawn: dict[str | None, dict[float, tuple[float, float]]] = {}
+
+    for fuse in (None, 2):
+        seen = drawn.setdefault(str(fuse), {})
+
+        def build_recording(config: dict[str, Any], seen: dict[float, tuple[float, float]] = seen) -> Any:
+            seen[float(config["lr"])] = (float(np.random.rand()), random.random())
+            return build(config)
+
+        tunebridge.tune(
+            build_recording,
+            SPACE,
+            metric="val_loss",
+            trials=3,
+            max_epochs=1,
+            search="random",
+            storage=None,
+            progress=False,
+            accelerator="cpu",
+            enqueue=CONFIGS[1:],
+            fuse=fuse,
+            checkpoint_dir=str(tmp_path / f"ckpt{fuse}"),
+        )
+    assert drawn["None"] == drawn["2"]
+    assert len(set(drawn["None"].values())) == 3  # each config its own seed

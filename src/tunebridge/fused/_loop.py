@@ -32,7 +32,8 @@ from tunebridge.fused._memory import default_capacity, fused_device, member_byte
 from tunebridge.fused._mlp import MemberShape, paid_work, stack_widths, work
 from tunebridge.fused._user import UserCohort, UserMember, is_user_module
 from tunebridge.fused._vmap import VmapCohort, architecture
-from tunebridge.lightning._runner import TrialSettings, trial_seed
+from tunebridge.lightning._runner import TrialSettings
+from tunebridge.lightning._seed import seed_trial
 
 __all__ = ["FuseStats", "FusedExecutor", "auto_capacity", "default_capacity", "run_fused"]
 
@@ -57,9 +58,8 @@ class FuseStats:
 
 
 def _seed_before_build(settings: TrialSettings, config: dict[str, Any]) -> None:
-    """The per-config seed the unfused objective sets before ``build`` (the same initial weights)."""
-    if settings.seed is not None:
-        torch.manual_seed(trial_seed(settings.seed, config))
+    """The seeding the unfused objective does before ``build`` (python, numpy, torch, Lightning's env)."""
+    seed_trial(settings.seed, config)
 
 
 class FusedExecutor:

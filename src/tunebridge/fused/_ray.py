@@ -47,7 +47,7 @@ def _worker(
     keep_checkpoints: int,
 ) -> int:
     """One cohort worker (a Ray task): join the study and train cohorts until its queue is done."""
-    from tunebridge.backends.optuna._queue import open_study
+    from tunebridge.backends.optuna import open_study
     from tunebridge.fused._loop import run_fused
 
     study = open_study(opts, n_trials=n_trials)
@@ -85,9 +85,8 @@ def run_fused_on_ray(
     """
     import ray as ray_module
 
-    from tunebridge.backends.optuna._queue import ensure_budget, open_study
-    from tunebridge.backends.ray._options import RayOptions
-    from tunebridge.backends.ray._run import ensure_ray
+    from tunebridge.backends.optuna import ensure_budget, open_study
+    from tunebridge.backends.ray import RayOptions, ensure_ray
 
     if is_memory(opts.storage):
         raise SchemaError(

@@ -1,19 +1,28 @@
-"""Which backend draws :meth:`Space.sample`'s configs: checked here, imported by name on call.
+"""Which backend draws :meth:`Space.sample`'s configs: checked here, loaded on call.
 
-The schema stays standard library only: ``tunebridge.backends.<backend>._sample`` is imported when
-a sample is asked for, never when the schema is.
+The schema stays standard library only and names no backend module: each backend's draw is registered
+with :func:`register_sampler` by the ``tunebridge`` package (a loader that imports it when a sample is
+asked for, never when the schema is).
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from typing import Any
 
 from tunebridge._vocab import BACKENDS
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema._hints import did_you_mean
 
-__all__ = ["backend_sampler"]
+__all__ = ["backend_sampler", "register_sampler"]
+
+#: backend name -> a loader returning its ``sample_configs(space, n, *, seed)``.
+_SAMPLERS: dict[str, Callable[[], Any]] = {}
+
+
+def register_sampler(backend: str, loader: Callable[[], Any]) -> None:
+    """Make ``loader()`` (which imports a backend's ``sample_configs``) draw ``Space.sample(backend=...)``."""
+    _SAMPLERS[backend] = loader
 
 
 def backend_sampler(n: object, seed: object, backend: object) -> Any:
@@ -35,4 +44,6 @@ def backend_sampler(n: object, seed: object, backend: object) -> Any:
             value=show(backend),
             fix=(hint + " " if hint else "") + f"Use one of: {', '.join(BACKENDS)}.",
         )
-    return importlib.import_module(f"tunebridge.backends.{backend}._sample").sample_configs
+    if backend not in _SAMPLERS:  # pragma: no cover - the tunebridge package registers every backend
+        raise SchemaError("no sampler is registered for this backend", path="backend", value=show(backend))
+    return _SAMPLERS[str(backend)]()

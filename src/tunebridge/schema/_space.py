@@ -287,7 +287,7 @@ class Space:
             >>> configs == space.sample(3, seed=0) and all(not space.errors(c) for c in configs)
             True
         """
-        # The schema stays standard library only: tunebridge.backends.<backend>._sample is imported now.
+        # The schema stays standard library only: the backend's draw is loaded now (see schema/_sample.py).
         configs: list[dict[str, Scalar]] = backend_sampler(n, seed, backend)(self, n, seed=seed)
         return configs
 
