@@ -25,7 +25,7 @@ from tunebridge.backends.optuna import (
 )
 from tunebridge.backends.ray._convert import BACKEND, CONFIG_KEY, DefineByRun, config_key, native_param_space
 from tunebridge.backends.ray._options import RayOptions
-from tunebridge.backends.ray._sampler import SavableSampler
+from tunebridge.backends.ray._sampler import savable
 from tunebridge.backends.ray._schedulers import make_scheduler, pbt_interval, user_copy, user_scheduler
 from tunebridge.backends.ray._trainable import TrialPlan
 from tunebridge.errors import ConversionError
@@ -232,7 +232,7 @@ def plan_run(
             warm.enqueue_trial(encode(opts.space, config))
     searcher = OptunaSearch(
         space=DefineByRun(opts.space),
-        sampler=SavableSampler(sampler),  # Ray pickles the searcher; some samplers hold a lock (NSGA-II)
+        sampler=savable(sampler),  # Ray pickles the searcher; some samplers hold a lock (NSGA-II)
         storage=storage,
         metric=opts.metrics[0] if single else list(opts.metrics),
         mode=opts.modes[0] if single else list(opts.modes),

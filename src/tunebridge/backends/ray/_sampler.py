@@ -23,7 +23,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 from ray import cloudpickle
 
-__all__ = ["SavableSampler", "dumps", "fresh_copy"]
+__all__ = ["SavableSampler", "dumps", "fresh_copy", "savable"]
 
 # The lock types of this Python, and how to make a new one (a free lock holds no state worth saving).
 _LOCKS: dict[type, Callable[[], Any]] = {
@@ -52,6 +52,19 @@ def dumps(obj: object) -> bytes:
 def fresh_copy(obj: Any) -> Any:
     """A deep copy of ``obj`` that also copies objects holding locks (each copy gets new ones)."""
     return pickle.loads(dumps(obj))
+
+
+def savable(sampler: BaseSampler) -> BaseSampler:
+    """``sampler`` itself when Ray can pickle it, else in a :class:`SavableSampler` (it holds a lock).
+
+    Most samplers pickle as they are and reach ``OptunaSearch`` unchanged; optuna 5.1's NSGA-II (also
+    inside ``OrderedChoices``) does not.
+    """
+    try:
+        cloudpickle.dumps(sampler)  # type: ignore[no-untyped-call]
+    except Exception:  # TypeError: cannot pickle '_thread.lock' object (or a pickling error of its own)
+        return SavableSampler(sampler)
+    return sampler
 
 
 class SavableSampler(BaseSampler):
