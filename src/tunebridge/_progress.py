@@ -14,9 +14,34 @@ import time
 from types import TracebackType
 from typing import Any
 
-from tunebridge.backends._base import is_better
+from tunebridge import _record
+from tunebridge.backends._base import best_of, is_better
 
-__all__ = ["StudyProgress"]
+__all__ = ["StudyProgress", "study_progress"]
+
+
+def study_progress(study: Any, opts: Any, n_trials: int) -> StudyProgress:
+    """The study's progress bar (a backend's ``progress=``), from the trials it already holds and their best value.
+
+    A resumed study starts where it was: its finished trials, their counts as the run's summary counts
+    them (re-queued trials are not failures), and its best value so far.
+    """
+    from optuna.trial import TrialState
+
+    from tunebridge.backends.optuna import count_finished
+
+    mode = opts.modes[0] if len(opts.metrics) == 1 else None
+    trials = study.get_trials(deepcopy=False)
+    counts = {
+        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "failed": sum(t.state == TrialState.FAIL and not _record.outside_budget(t) for t in trials),
+    }
+    done = min(count_finished(trials), n_trials)
+    bar = StudyProgress(n_trials, mode=mode, done=done, counts=counts, metric=opts.metrics[0])
+    if mode is not None:
+        bar.best = best_of((t.value for t in trials if t.state == TrialState.COMPLETE), mode)
+    return bar
 
 
 class StudyProgress:

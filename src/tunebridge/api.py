@@ -14,7 +14,7 @@ from tunebridge._compat import versions
 from tunebridge._setup import check_rules, early_stopping_spec, initial_configs, run_folder
 from tunebridge._storage_url import is_memory
 from tunebridge._vocab import BACKENDS
-from tunebridge.backends._base import Objective
+from tunebridge.backends._base import Objective, Progress, silent
 from tunebridge.backends._options import StudyLimits
 from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials
 from tunebridge.errors import SchemaError
@@ -318,7 +318,7 @@ def tune(
             settings,
             n_trials=trials,
             capacity=capacity,
-            progress=progress,
+            progress=_display(progress),
             worker=worker,
             limits=limits,
             keep_checkpoints=keep_checkpoints,
@@ -339,6 +339,15 @@ def tune(
     result = make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
     result.build = build
     return result
+
+
+def _display(progress: bool) -> Progress:
+    """The progress display a backend tells its events to: the study's bar, or nothing."""
+    if not progress:
+        return silent
+    from tunebridge._progress import study_progress
+
+    return study_progress
 
 
 def run_study(
@@ -372,7 +381,7 @@ def run_study(
             opts,
             objective,
             n_trials=n_trials,
-            progress=progress,
+            progress=_display(progress),
             worker=worker,
             limits=limits,
             keep_checkpoints=keep_checkpoints,
@@ -387,7 +396,7 @@ def run_study(
             n_trials=n_trials,
             options=dict(ray or {}),
             resume=resume,
-            progress=progress,
+            progress=_display(progress),
             limits=limits,
             keep_checkpoints=keep_checkpoints,
         )

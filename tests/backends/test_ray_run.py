@@ -26,6 +26,7 @@ pytest.importorskip("ray.tune")
 
 from ray import cloudpickle
 
+from tunebridge._progress import study_progress
 from tunebridge._record import bookkeeping
 from tunebridge.api import run_study
 from tunebridge.backends._base import Reporter, Resume, TrialOutcome, objective_epoch
@@ -99,7 +100,12 @@ def test_hyperband_pauses_and_resumes_trials_from_their_checkpoints(tmp_path: Pa
     opts = _opts(tmp_path, pruning=PruningSpec(policy="hyperband", reduction_factor=3), max_epochs=3)
     objective = CurveObjective(3, rising=True, rule=rule)  # the best epoch is the first one
     study = run_ray(
-        opts, objective, n_trials=5, options={"storage_path": str(tmp_path)}, progress=True, objective_rule=rule
+        opts,
+        objective,
+        n_trials=5,
+        options={"storage_path": str(tmp_path)},
+        progress=study_progress,
+        objective_rule=rule,
     )
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 3 + ["PRUNED"] * 2
     resumed = [t for t in study.trials if t.user_attrs.get("start", 1) > 1]

@@ -45,7 +45,7 @@ def main() -> None:
     print("ready", flush=True)
     dead_after = float(sys.argv[6]) if len(sys.argv) > 6 else 3.0
     worker = WorkerOptions(heartbeat=0.5, heartbeat_timeout=dead_after, join=True, poll=0.2)
-    run_trials(s, opts, objective, n_trials=n_trials, progress=False, worker=worker)
+    run_trials(s, opts, objective, n_trials=n_trials, worker=worker)
     print("done", flush=True)
 
 

@@ -162,5 +162,5 @@ def test_a_joining_worker_follows_the_study_queue_not_its_own_budget(tmp_path: P
     )
     open_study(opts, n_trials=6)  # the creator fills the queue with six trials
     joiner = open_study(opts, n_trials=2)  # a worker started with a smaller --trials
-    run_trials(joiner, opts, objective, n_trials=2, progress=False, worker=WorkerOptions(join=True))
+    run_trials(joiner, opts, objective, n_trials=2, worker=WorkerOptions(join=True))
     assert sum(t.state == TrialState.COMPLETE for t in joiner.get_trials(deepcopy=False)) == 6

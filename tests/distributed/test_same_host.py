@@ -93,7 +93,7 @@ def test_a_sigkilled_worker_on_this_host_is_failed_at_once_and_its_config_requeu
         study = open_study(opts, n_trials=3)
         started = time.monotonic()
         rerun = WorkerOptions(heartbeat=0.5, heartbeat_timeout=DEAD_AFTER, join=True, poll=0.2)
-        run_trials(study, opts, objective, n_trials=3, progress=False, worker=rerun)
+        run_trials(study, opts, objective, n_trials=3, worker=rerun)
         elapsed = time.monotonic() - started
     finally:
         worker.kill()

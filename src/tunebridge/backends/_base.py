@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,7 +30,9 @@ __all__ = [
     "CHECKPOINT_FILE",
     "Objective",
     "Reporter",
+    "Progress",
     "Resume",
+    "StudyEvents",
     "TrialOutcome",
     "best_epoch",
     "best_of",
@@ -37,6 +40,7 @@ __all__ = [
     "check_epoch_metrics",
     "finite_objective_values",
     "is_better",
+    "silent",
     "may_prune",
     "objective_epoch",
     "objective_values",
@@ -58,6 +62,55 @@ class Reporter(Protocol):
         (Ray's ASHA/HyperBand/PBT) calls it.
         """
         ...
+
+
+class StudyEvents(Protocol):
+    """What a backend tells about a study as it runs (``tunebridge._progress`` shows it; backends never import it)."""
+
+    def running(self, number: int, epoch: int, budget: int | None = None, value: float | None = None) -> None:
+        """Trial ``number`` is at ``epoch`` (0: starting) of ``budget``, its monitored metric at ``value``."""
+        ...
+
+    def update(
+        self, state: str, value: float | None = None, *, advance: bool = True, number: int | None = None
+    ) -> None:
+        """A trial finished as ``state`` (``complete``, ``pruned``, ``failed``) with ``value``."""
+        ...
+
+    def note(self, message: str) -> None:
+        """Something worth a line of its own (e.g. why the study stopped before its budget)."""
+        ...
+
+
+#: How a caller shows a study's progress: ``progress(study, opts, n_trials)`` is a context manager whose
+#: value receives the :class:`StudyEvents`, called by a backend once it has opened the study.
+Progress = Callable[[Any, Any, int], AbstractContextManager[StudyEvents]]
+
+
+class _Silent:
+    """Events nobody shows."""
+
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def running(self, number: int, epoch: int, budget: int | None = None, value: float | None = None) -> None:
+        return None
+
+    def update(
+        self, state: str, value: float | None = None, *, advance: bool = True, number: int | None = None
+    ) -> None:
+        return None
+
+    def note(self, message: str) -> None:
+        return None
+
+
+def silent(study: Any, opts: Any, n_trials: int) -> AbstractContextManager[StudyEvents]:
+    """The :data:`Progress` of a run that shows nothing."""
+    return _Silent()
 
 
 @dataclass(frozen=True)

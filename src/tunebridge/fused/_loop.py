@@ -23,7 +23,7 @@ import optuna
 import torch
 
 from tunebridge import _record
-from tunebridge.backends._base import checkpoint_path
+from tunebridge.backends._base import Progress, checkpoint_path, silent
 from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
 from tunebridge.backends.optuna import Finished, Slot, one_read_per_pass, run_loop
 from tunebridge.fused._cohort import Cohort, Member
@@ -209,7 +209,7 @@ def run_fused(
     *,
     n_trials: int,
     capacity: int | str,
-    progress: bool = True,
+    progress: Progress = silent,
     worker: WorkerOptions | None = None,
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,

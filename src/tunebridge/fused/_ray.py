@@ -58,7 +58,6 @@ def _worker(
         settings,
         n_trials=n_trials,
         capacity=capacity,
-        progress=False,
         worker=worker,
         limits=limits,
         keep_checkpoints=keep_checkpoints,

@@ -36,7 +36,6 @@ from tunebridge.backends.optuna._study import (
     fail_trial,
     settle_trial,
     start_trial,
-    study_progress,
     trial_config,
 )
 
@@ -80,7 +79,6 @@ __all__ = [
     "settle_trial",
     "start_trial",
     "storage_kind",
-    "study_progress",
     "suggest",
     "trial_config",
     "with_order",

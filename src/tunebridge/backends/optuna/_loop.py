@@ -25,8 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tunebridge import _record
-from tunebridge._progress import StudyProgress
-from tunebridge.backends._base import Objective, TrialOutcome
+from tunebridge.backends._base import Objective, Progress, StudyEvents, TrialOutcome, silent
 from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
 from tunebridge.backends.optuna._checkpoints import keep_best_checkpoints
 from tunebridge.backends.optuna._deadline import deadline
@@ -39,7 +38,6 @@ from tunebridge.backends.optuna._study import (
     fail_trial,
     settle_trial,
     start_trial,
-    study_progress,
 )
 from tunebridge.schema import Scalar
 
@@ -134,7 +132,7 @@ def run_loop(
     executor: Executor,
     *,
     n_trials: int,
-    progress: bool = True,
+    progress: Progress = silent,
     worker: WorkerOptions | None = None,
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,
@@ -143,6 +141,8 @@ def run_loop(
     """Claim and run waiting trials with ``executor`` until ``n_trials`` have finished in the whole study.
 
     Args:
+        progress: Shows the study's progress (``tunebridge._progress.study_progress``); told of every
+            running and finished trial through :class:`~tunebridge.backends._base.StudyEvents`.
         worker: How this process runs its trials (heartbeats, timeouts, joining); see :class:`WorkerOptions`.
         limits: Stop before the budget: wall time, a target value, no improvement (checked before
             each claim, so every worker of the study stops).
@@ -160,7 +160,7 @@ def run_loop(
     mode = opts.modes[0] if len(opts.metrics) == 1 else None
     budget = opts.pruning.budget(opts.max_epochs)
     claimed: dict[int, tuple[optuna.Trial, Heartbeat]] = {}  # trial number -> trial, heartbeat: until it ends
-    with study_progress(study, opts, n_trials, enabled=progress) as bar:
+    with progress(study, opts, n_trials) as bar:
 
         def finish(done: Finished) -> None:
             trial = done.slot.trial
@@ -231,7 +231,7 @@ def _start(
     opts: StudyOptions,
     worker: WorkerOptions,
     budget: int | None,
-    bar: StudyProgress,
+    bar: StudyEvents,
     claimed: dict[int, tuple[optuna.Trial, Heartbeat]],
 ) -> Slot | None:
     """Start a claimed trial (heartbeat, config); None when its config cannot be sampled (it failed)."""
@@ -301,7 +301,7 @@ def run_trials(
     objective: Objective,
     *,
     n_trials: int,
-    progress: bool = True,
+    progress: Progress = silent,
     worker: WorkerOptions | None = None,
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,

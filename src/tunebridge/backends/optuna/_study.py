@@ -21,13 +21,12 @@ import optuna
 from optuna.trial import TrialState
 
 from tunebridge import _record
-from tunebridge._progress import StudyProgress
-from tunebridge.backends._base import TrialOutcome, best_of, finite_objective_values, may_prune
+from tunebridge.backends._base import TrialOutcome, finite_objective_values, may_prune
 from tunebridge.backends._options import StudyOptions, WorkerOptions
 from tunebridge.backends.optuna._attrs import tell
 from tunebridge.backends.optuna._checkpoints import discard_checkpoint
 from tunebridge.backends.optuna._compile import decode, suggest
-from tunebridge.backends.optuna._queue import count_finished, requeue
+from tunebridge.backends.optuna._queue import requeue
 from tunebridge.schema import Scalar, Space
 
 __all__ = [
@@ -36,7 +35,6 @@ __all__ = [
     "fail_trial",
     "settle_trial",
     "start_trial",
-    "study_progress",
     "trial_config",
 ]
 
@@ -74,24 +72,6 @@ class OptunaReporter:
         self.last_epoch = epoch
         self.trial.report(float(metrics[self.metric]), step=epoch)
         return may_prune(epoch, self.budget) and bool(self.trial.should_prune())
-
-
-def study_progress(study: optuna.Study, opts: StudyOptions, n_trials: int, *, enabled: bool) -> StudyProgress:
-    """The study's progress bar, starting from the trials it already holds (a resume) and their best value."""
-    mode = opts.modes[0] if len(opts.metrics) == 1 else None
-    trials = study.get_trials(deepcopy=False)
-    done = count_finished(trials)
-    counts = {  # the whole study's, as the run's summary counts them (re-queued trials are not failures)
-        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
-        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
-        "failed": sum(t.state == TrialState.FAIL and not _record.outside_budget(t) for t in trials),
-    }
-    bar = StudyProgress(
-        n_trials, mode=mode, enabled=enabled, done=min(done, n_trials), counts=counts, metric=opts.metrics[0]
-    )
-    if mode is not None:
-        bar.best = best_of((t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), mode)
-    return bar
 
 
 def start_trial(

@@ -22,8 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tunebridge import _record
-from tunebridge._progress import StudyProgress
-from tunebridge.backends._base import TrialOutcome
+from tunebridge.backends._base import StudyEvents, TrialOutcome
 from tunebridge.backends._checkpoints import discard_checkpoint
 from tunebridge.backends._options import StudyLimits
 from tunebridge.backends.optuna import StudyOptions, keep_best_checkpoints, params_and_distributions
@@ -72,7 +71,7 @@ class Mirror:
     """Writes Ray trials into ``study`` and advances the progress bar."""
 
     def __init__(
-        self, study: optuna.Study, opts: StudyOptions, bar: StudyProgress | None = None, *, keep_checkpoints: int = 1
+        self, study: optuna.Study, opts: StudyOptions, bar: StudyEvents | None = None, *, keep_checkpoints: int = 1
     ) -> None:
         self.study, self.opts, self.bar = study, opts, bar
         self.keep_checkpoints = keep_checkpoints

@@ -16,14 +16,13 @@ from optuna.trial import TrialState
 
 from tunebridge._setup import check_choice
 from tunebridge._vocab import OBJECTIVE_RULES
-from tunebridge.backends._base import Objective
+from tunebridge.backends._base import Objective, Progress, silent
 from tunebridge.backends._options import StudyLimits
 from tunebridge.backends.optuna import (
     StudyOptions,
     count_finished,
     limit_reached,
     open_study,
-    study_progress,
     trial_config,
 )
 from tunebridge.backends.ray._convert import config_key
@@ -240,7 +239,7 @@ def run_ray(
     n_trials: int,
     options: Mapping[str, Any] | None = None,
     resume: bool = False,
-    progress: bool = False,
+    progress: Progress = silent,
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,
     objective_rule: str | None = None,
@@ -261,7 +260,7 @@ def run_ray(
         n_trials: The trial budget.
         options: Ray options, see :class:`RayOptions`.
         resume: Restore the interrupted Ray experiment of this study.
-        progress: Show one progress bar for the study.
+        progress: Shows the study's progress (``tunebridge._progress.study_progress``); default: nothing.
         limits: Stop before the budget (wall time, target, no improvement): checked after every
             result, and the whole experiment stops (running trials end at their next report).
         keep_checkpoints: Keep the weights of this many best trials (those the objective wrote).
@@ -291,7 +290,7 @@ def run_ray(
     root = storage_root(ray_options, opts.storage)
     name = ray_options.name or opts.study or "tunebridge"
     done = count_finished(study.get_trials(deepcopy=False))
-    with study_progress(study, opts, n_trials, enabled=progress) as bar:
+    with progress(study, opts, n_trials) as bar:
         if done >= n_trials:
             return study
         mirror = Mirror(study, opts, bar, keep_checkpoints=keep_checkpoints)
