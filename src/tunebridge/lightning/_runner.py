@@ -19,7 +19,8 @@ from typing import Any
 
 from tunebridge import _record
 from tunebridge._compat import lightning_namespace_of
-from tunebridge.backends._base import Reporter, Resume, TrialOutcome, checkpoint_path, objective_epoch, trial_label
+from tunebridge.backends._base import Reporter, Resume, TrialOutcome, checkpoint_path, trial_label
+from tunebridge.backends._epoch import TrialEpochs
 from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError, TrialOutOfMemoryError
 from tunebridge.lightning._callbacks import early_stopping, reapply_config_callback, report_callback, scalars
 from tunebridge.lightning._ddp import trial_environment
@@ -197,7 +198,7 @@ def _fit(
     try:
         with trial_environment(config, label):  # ranks that DDP launches learn which trial they follow
             _interruptible_fit(trainer, module, datamodule, None if resume is None else resume.checkpoint)
-        outcome = _outcome(reporting, stopper, module, trainer, settings)
+        outcome = _outcome(reporting, stopper, module, trainer)
         if keep is not None and not outcome.pruned:
             reporting.write_kept(trainer)  # the weights of the reported epoch, if taken in memory: one write
     except (Exception, KeyboardInterrupt):
@@ -294,23 +295,15 @@ def _interruptible_fit(trainer: Any, module: Any, datamodule: Any, ckpt_path: st
         raise
 
 
-def _outcome(reporting: Any, stopper: Any, module: Any, trainer: Any, settings: TrialSettings) -> TrialOutcome:
-    """The trial's outcome from the epochs it reported (the best epoch by the backends' one rule)."""
-    history: dict[int, dict[str, float]] = reporting.history
-    chosen = objective_epoch(history, settings.metric, settings.mode, settings.objective)
-    if chosen is None:
-        raise MetricNotFoundError(settings.metric, list(scalars(trainer.callback_metrics)))
-    last_epoch = max(history)
+def _outcome(reporting: Any, stopper: Any, module: Any, trainer: Any) -> TrialOutcome:
+    """The trial's outcome by the backends' one rule (:meth:`~tunebridge.backends._epoch.TrialEpochs.outcome`)."""
+    trial: TrialEpochs = reporting.trial_epochs
+    if not trial.history:
+        raise MetricNotFoundError(trial.metric, list(scalars(trainer.callback_metrics)))
+    # Early stopping is Lightning's own callback here: it says whether it stopped the trial.
+    trial.early_stopped = stopper is not None and int(getattr(stopper, "stopped_epoch", 0)) > 0
     n_params = float(sum(p.numel() for p in module.parameters() if p.requires_grad))
-    early = stopper is not None and int(getattr(stopper, "stopped_epoch", 0)) > 0 and not reporting.pruned
-    return TrialOutcome(
-        metrics={**history[last_epoch], "n_params": n_params},
-        best={**history[chosen], "n_params": n_params},
-        epochs=last_epoch,
-        best_epoch=chosen,
-        pruned=reporting.pruned,
-        early_stopped=early,
-    )
+    return trial.outcome({"n_params": n_params})
 
 
 @dataclass(frozen=True)
