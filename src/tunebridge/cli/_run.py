@@ -46,7 +46,7 @@ def _load(path: Path, *, fuse: str | None = None, **overrides: Any) -> tuple[Run
     if fuse is not None:  # --fuse auto|K overrides the spec's `fuse:`
         from dataclasses import replace
 
-        from tunebridge._spec_run import parse_run_options
+        from tunebridge.spec import parse_run_options
 
         value: int | str = fuse if fuse == "auto" else int(fuse) if fuse.isdigit() else fuse
         spec = replace(spec, run=replace(spec.run, fuse=parse_run_options({"fuse": value}).fuse))

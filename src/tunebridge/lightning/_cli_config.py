@@ -16,15 +16,17 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunebridge._compat import require
-from tunebridge._spec_cli import LightningCliSpec
 from tunebridge._vocab import OWNED_TRAINER_KEYS
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._runner import trial_seed
 from tunebridge.schema import Scalar, Space
 from tunebridge.schema._hints import did_you_mean
+
+if TYPE_CHECKING:  # the type only: importing the spec package would load presets and the spec parser
+    from tunebridge.spec import LightningCliSpec
 
 __all__ = ["CliConfigBuild", "cli_builder", "config_keys"]
 

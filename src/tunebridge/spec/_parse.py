@@ -1,4 +1,4 @@
-"""The run spec file: model builder, data, space (or presets + overrides), metric, budget, policies.
+"""Reading a spec document: its top-level keys checked, each section parsed, a :class:`RunSpec` made.
 
 Standard library (+ PyYAML) only, so ``tunebridge check`` never imports torch. Nothing in a spec is
 executed except importing the named ``module:function`` builder, and that only when a run starts.
@@ -6,28 +6,26 @@ executed except importing the named ``module:function`` builder, and that only w
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tunebridge._search import parse_search
-from tunebridge._spec_cli import LightningCliSpec, parse_lightning_cli
-from tunebridge._spec_run import RUN_KEYS, RunOptions, parse_run_options
-from tunebridge._spec_space import space_from_spec
-from tunebridge._vocab import BACKENDS, BUILTIN_DATA, BUILTIN_MODELS, MODES, RAY_OPTION_KEYS, SEARCH_ALGORITHMS
+from tunebridge._vocab import BACKENDS, BUILTIN_DATA, BUILTIN_MODELS, RAY_OPTION_KEYS
 from tunebridge.errors import SchemaError, show
-from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space, is_json_scalar
+from tunebridge.schema import EarlyStoppingSpec, PruningSpec, is_json_scalar
 from tunebridge.schema._codec import check_keys, load_yaml
 from tunebridge.schema._hints import did_you_mean
+from tunebridge.spec._cli import parse_lightning_cli
+from tunebridge.spec._objectives import NOTHING, objectives
+from tunebridge.spec._run import RUN_KEYS, parse_run_options
+from tunebridge.spec._runspec import RunSpec
+from tunebridge.spec._space import space_from_spec
 
-__all__ = ["BUILTIN_DATA", "BUILTIN_MODELS", "SEARCH", "RunSpec", "load_spec", "objectives", "space_from_spec"]
+__all__ = ["load_spec", "parse_spec"]
 
-SEARCH = SEARCH_ALGORITHMS  # the spec's name for it (tunebridge._vocab is the one definition)
 _BUILDER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _STUDY = re.compile(r"[\w.\-]{1,128}")
 _KEYS = (
@@ -53,146 +51,6 @@ _KEYS = (
     "description",
     *RUN_KEYS,
 )
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """A validated spec file: the same options as :func:`tunebridge.tune` takes."""
-
-    space: Space
-    metrics: tuple[str, ...]
-    modes: tuple[str, ...]
-    model: str | None = None
-    data: str | None = None
-    builder: str | None = None
-    study: str | None = None
-    max_epochs: int = 20
-    early_stopping: EarlyStoppingSpec | None = None
-    pruner: PruningSpec = field(default_factory=PruningSpec)
-    search: str = "tpe"
-    search_options: Mapping[str, Any] = field(default_factory=dict)
-    trials: int = 20
-    seed: int = 0
-    storage: str | None = None
-    backend: str = "optuna"
-    accelerator: str = "auto"
-    threads: int | None = None
-    ray: Mapping[str, Any] = field(default_factory=dict)
-    run: RunOptions = field(default_factory=RunOptions)
-    lightning_cli: LightningCliSpec | None = None
-    base_dir: str = "."
-
-    @property
-    def metric(self) -> str | list[str]:
-        return self.metrics[0] if len(self.metrics) == 1 else list(self.metrics)
-
-    @property
-    def mode(self) -> str | list[str]:
-        return self.modes[0] if len(self.modes) == 1 else list(self.modes)
-
-    def meaning(self) -> dict[str, Any]:
-        """What decides the results of a run (not how many trials, where or on what)."""
-        return {
-            "space": self.space.to_dict(),
-            "metrics": list(self.metrics),
-            "modes": list(self.modes),
-            "model": self.model,
-            "data": self.data,
-            "builder": self.builder,
-            "max_epochs": self.max_epochs,
-            "early_stopping": None if self.early_stopping is None else self.early_stopping.to_dict(),
-            "pruner": self.pruner.to_dict(),
-            "search": self.search,
-            "seed": self.seed,
-            **({"search_options": dict(self.search_options)} if self.search_options else {}),
-            **({"lightning_cli": self.lightning_cli.meaning()} if self.lightning_cli else {}),
-            # Only when it differs from the defaults, so that specs written before these sections keep their hash.
-            **({} if self.run.meaning() == RunOptions().meaning() else self.run.meaning()),
-        }
-
-    def hash(self) -> str:
-        """SHA-256 of :meth:`meaning` in canonical JSON; a resume with another hash is refused."""
-        return hashlib.sha256(json.dumps(self.meaning(), sort_keys=True).encode()).hexdigest()
-
-    def study_kwargs(self, storage: str | None) -> dict[str, Any]:
-        """The keyword arguments of :func:`tunebridge.api.study_options` this spec stands for."""
-        return {
-            "metric": list(self.metrics),
-            "mode": list(self.modes),
-            "backend": self.backend,
-            "search": {"name": self.search, **self.search_options} if self.search_options else self.search,
-            "pruner": self.pruner,
-            "max_epochs": self.max_epochs,
-            "storage": storage,
-            "study": self.study,
-            "seed": self.seed,
-            "spec_hash": self.hash(),
-        }
-
-    def tune_kwargs(self, storage: str | None) -> dict[str, Any]:
-        """The keyword arguments of :func:`tunebridge.tune` this spec stands for (all but the builder and space)."""
-        return {
-            **self.study_kwargs(storage),
-            "trials": self.trials,
-            "early_stopping": self.early_stopping,
-            "accelerator": self.accelerator,
-            "threads": self.threads,
-            **self.run.tune_kwargs(),
-            "callbacks": self.callback_factories(),
-        }
-
-    def callback_factories(self) -> tuple[Any, ...]:
-        """The spec's callbacks as factories, imported from the spec's folder (this imports their modules)."""
-        if not self.run.callbacks:
-            return ()
-        from tunebridge.lightning._trainer import callback_factories
-
-        return callback_factories(self.run.callbacks, base_dir=self.base_dir)
-
-    def with_overrides(self, **changes: Any) -> RunSpec:
-        """A copy with CLI overrides applied (None values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-
-_NOTHING = object()
-
-
-def objectives(metric: object, mode: object = "min") -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The one check of a run's objectives (spec files, :func:`tunebridge.tune` and workers alike).
-
-    Args:
-        metric: A metric name or a list of unique names (several make a multi-objective study).
-        mode: ``min`` or ``max``, one for all metrics or one per metric.
-
-    Returns:
-        ``(metrics, modes)``, one mode per metric.
-
-    Raises:
-        SchemaError: No metric, an empty or repeated name, or a mode that is not min/max per metric.
-
-    Example:
-        >>> objectives(["val_loss", "n_params"], "min")
-        (('val_loss', 'n_params'), ('min', 'min'))
-    """
-    metrics = [metric] if isinstance(metric, str) else metric
-    if not isinstance(metrics, (list, tuple)) or not metrics or not all(isinstance(m, str) and m for m in metrics):
-        raise SchemaError(
-            "`metric` must name the validation metric to optimise (or list several)",
-            path="metric",
-            value="nothing" if metric is _NOTHING else show(metric),
-            fix="Write e.g. metric: val_acc.",
-        )
-    modes = [mode] * len(metrics) if isinstance(mode, str) else mode
-    if not isinstance(modes, (list, tuple)) or len(modes) != len(metrics) or any(m not in MODES for m in modes):
-        raise SchemaError(
-            "`mode` must be min or max, one per metric",
-            path="mode",
-            value="nothing" if mode is _NOTHING else show(mode),
-            fix="Write e.g. mode: max, or [min, min] for two metrics.",
-        )
-    if len(set(metrics)) != len(metrics):
-        raise SchemaError("metrics must be unique", path="metric", value=show(metrics), fix="Remove the repeated name.")
-    return tuple(metrics), tuple(modes)
 
 
 def _int(data: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int | None:
@@ -332,7 +190,7 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
             fix="Write e.g. storage: sqlite:///runs/study.db.",
         )
     ray = _ray(data.get("ray"))
-    metrics, modes = objectives(data.get("metric", _NOTHING), data.get("mode", _NOTHING))
+    metrics, modes = objectives(data.get("metric", NOTHING), data.get("mode", NOTHING))
     max_epochs = _int(data, "max_epochs", 20, 1)
     threads = _int(data, "threads", None, 1)
     accelerator = data.get("accelerator", "auto")
