@@ -59,6 +59,33 @@ def test_modules_stay_small(path: Path) -> None:
     assert lines <= 410, f"{_rel(path)} has {lines} lines: it holds two ideas (CONTRIBUTING.md)"
 
 
+def _runtime_imports(path: Path) -> set[str]:
+    """Modules a module loads when run: its imports (``from a import b`` counted as ``a.b`` too), not those
+    under ``if TYPE_CHECKING:``."""
+    out: set[str] = set()
+    todo: list[ast.AST] = [ast.parse(path.read_text())]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            todo.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module)
+            out.update(f"{node.module}.{alias.name}" for alias in node.names)
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if _rel(p).startswith("lightning")], ids=_rel)
+def test_lightning_takes_its_vocabularies_from_vocab(path: Path) -> None:
+    upper = {
+        m for m in _runtime_imports(path) if m.split(".")[:2] in (["tunebridge", "spec"], ["tunebridge", "presets"])
+    }
+    assert not upper, f"{_rel(path)} imports {sorted(upper)}: read the lists from tunebridge._vocab"
+
+
 def test_ray_option_keys_are_the_fields_of_ray_options() -> None:
     pytest.importorskip("ray.tune")
     from tunebridge.backends.ray import RayOptions
@@ -67,13 +94,16 @@ def test_ray_option_keys_are_the_fields_of_ray_options() -> None:
 
 
 def test_lists_have_one_definition() -> None:
-    from tunebridge import spec
+    from tunebridge import presets, spec
     from tunebridge.backends.optuna import SEARCH_ALGORITHMS
-    from tunebridge.lightning import data
+    from tunebridge.lightning import _networks, _training, data
 
     assert spec.SEARCH is SEARCH_ALGORITHMS is _vocab.SEARCH_ALGORITHMS
     assert spec.BUILTIN_MODELS is data.MODEL_KINDS is _vocab.BUILTIN_MODELS
     assert spec.BUILTIN_DATA is _vocab.BUILTIN_DATA
+    assert presets.ACTIVATIONS is _networks.ACTIVATIONS is _vocab.ACTIVATIONS
+    assert presets.OPTIMIZERS is _training.OPTIMIZERS is _vocab.OPTIMIZERS
+    assert presets.SCHEDULES is _training.SCHEDULES is _vocab.SCHEDULES
 
 
 def test_did_you_mean_has_one_home() -> None:

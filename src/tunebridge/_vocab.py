@@ -7,14 +7,17 @@ none of them keeps a copy of its own.
 from __future__ import annotations
 
 __all__ = [
+    "ACTIVATIONS",
     "BACKENDS",
     "BUILTIN_DATA",
     "BUILTIN_MODELS",
     "LOGGERS",
     "MODES",
     "OBJECTIVE_RULES",
+    "OPTIMIZERS",
     "OWNED_TRAINER_KEYS",
     "RAY_OPTION_KEYS",
+    "SCHEDULES",
     "SEARCH_ALGORITHMS",
 ]
 
@@ -31,6 +34,10 @@ LOGGERS = ("tensorboard", "csv", "mlflow")
 #: Built-in models (``model:``) and the bundled datasets they train on (``data:``).
 BUILTIN_MODELS = ("mlp", "cnn")
 BUILTIN_DATA = ("digits", "breast_cancer", "wine")
+#: The choices the presets offer and the built-in models read (``activation``, ``optimizer``, ``lr_schedule``).
+ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu")
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
+SCHEDULES = ("none", "exponential", "cosine")
 #: The keys of a spec's ``ray:`` section: the fields of ``tunebridge.backends.ray.RayOptions``
 #: (a test holds the two equal).
 RAY_OPTION_KEYS = (

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tunebridge._vocab import ACTIVATIONS, OPTIMIZERS, SCHEDULES
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import Bool, Choice, Float, Int, Space
 from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["PRESETS", "cnn", "cnn_full", "get", "mlp", "mlp_full", "regularization", "training"]
-
-ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu")
-OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
-SCHEDULES = ("none", "exponential", "cosine")
 
 
 def mlp(*, max_layers: int = 3, min_units: int = 16, max_units: int = 256) -> Space:

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tunebridge._vocab import ACTIVATIONS
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._training import _read_choice, _read_flag, _read_float, _read_int
-from tunebridge.presets import ACTIVATIONS
 
 __all__ = ["ACTIVATION_LAYERS", "KERNEL_SIZES", "POOLING_LAYERS", "convnet_network", "l1_norm", "mlp_network"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
+from tunebridge._vocab import OPTIMIZERS, SCHEDULES
 from tunebridge.errors import SchemaError
-from tunebridge.presets import OPTIMIZERS, SCHEDULES
 
 __all__ = ["TrainingConfig", "build_optimizer", "build_scheduler"]
 

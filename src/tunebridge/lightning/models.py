@@ -4,7 +4,7 @@ A config is one sample of a search space: a flat mapping such as ``{"lr": 0.01, 
 "units/0": 128, "units/1": 32}``. Every key is optional (a space holding only ``lr`` works), unknown
 keys are ignored (the space may carry keys meant for something else), and an invalid value raises
 :class:`~tunebridge.errors.SchemaError` (a ``ValueError``) naming the key, the value and what is allowed.
-The vocabulary is the one of :mod:`tunebridge.presets`. The networks live in
+The vocabulary is the one of :mod:`tunebridge.presets` (both read it from ``tunebridge._vocab``). The networks live in
 :mod:`tunebridge.lightning._networks`, the optimisation settings in :mod:`tunebridge.lightning._training`;
 both are re-exported here.
 
