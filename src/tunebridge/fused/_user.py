@@ -24,7 +24,6 @@ not a parameter or buffer); a probe runs both hooks on one validation batch befo
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +32,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
-from tunebridge.fused._cohort import Member, run_epoch
-from tunebridge.fused._optim import FusedOptimizer
+from tunebridge.fused._cohort import Member
+from tunebridge.fused._vmap import StackedCohort, architecture
 from tunebridge.lightning._training import TrainingConfig
 
 __all__ = ["FUSED_VARIES", "UserCohort", "UserMember", "check_user_module", "is_user_module", "user_key"]
@@ -121,8 +120,6 @@ def optimizer_config(module: Any) -> TrainingConfig:
 
 def user_key(member: Member) -> tuple[Any, ...]:
     """What members of one user cohort share: the module class and architecture, and the config minus ``fused_varies``."""
-    from tunebridge.fused._vmap import architecture
-
     varies = set(getattr(member.module, "fused_varies", FUSED_VARIES))
     rest = tuple(sorted((k, repr(v)) for k, v in member.config.items() if k not in varies))
     return (type(member.module).__qualname__, architecture(member.module), rest)
@@ -207,7 +204,7 @@ def check_user_module(module: Any, datamodule: Any) -> None:
                 )
 
 
-class UserCohort:
+class UserCohort(StackedCohort):
     """Members of one user module class and key, trained with one vmapped step per batch.
 
     Its epochs go through :func:`~tunebridge.fused._cohort.run_epoch`, as every cohort's do: a step that
@@ -215,74 +212,18 @@ class UserCohort:
     """
 
     def __init__(self, members: list[Member], *, dtype: torch.dtype, device: torch.device | None = None) -> None:
-        self.signature = members[0].signature
-        self.dtype = dtype
-        self.device = device or torch.device("cpu")
-        self.slots: list[Member | None] = list(members)
-        modules = [m.module.to(dtype) for m in members]
-        # The module vmap runs (functional_call gives it each member's parameters and buffers); the
-        # members' own modules stay where they are.
-        base = copy.deepcopy(modules[0]).to(self.device, dtype) if self.device.type != "cpu" else modules[0]
-        self.hooks = _Hooks(base)
-        params, buffers = stack_module_state(modules)
-        self.names = list(params)
-        self.params = [params[n].detach().to(self.device, copy=True).requires_grad_(True) for n in self.names]
-        self.buffers = {k: v.detach().to(self.device, copy=True) for k, v in buffers.items()}
-        self.requeue: list[Member] = []  # members taken out by an out-of-memory step, for the queue
-        self.optimizer = FusedOptimizer(self.params, len(members))
+        super().__init__(members, dtype=dtype, device=device)
+        self.hooks = _Hooks(self.base)
         for slot, m in enumerate(members):
             self.optimizer.set_member(slot, m.training, m.training.lr)
         dm = members[0].datamodule
         dm.setup("fit")
         # Made once and iterated every epoch, as Lightning does: a loader's generator goes on from epoch to epoch.
         self.train_loader, self.val_loader = dm.train_dataloader(), dm.val_dataloader()
-        self.useful = self.paid = 0.0
-        self._index: tuple[list[int], Tensor] | None = None  # the last slots indexed, on the device
-
-    @property
-    def members(self) -> list[Member]:
-        return [m for m in self.slots if m is not None]
-
-    def accepts(self, member: Member) -> bool:
-        return False  # formed from one round of claims (one key)
-
-    def remove(self, member: Member) -> None:
-        slot = self.slots.index(member)
-        self.slots[slot] = None
-        self.optimizer.clear(slot)
-
-    def _slots(self, slots: list[int]) -> Tensor | None:
-        """``slots`` as an index on the device (made once per set of slots), or None for every slot."""
-        if len(slots) == len(self.slots):
-            return None
-        if self._index is None or self._index[0] != slots:
-            self._index = (list(slots), torch.tensor(slots, device=self.device))
-        return self._index[1]
 
     def run(self, hook: str, slots: list[int], batch: Any, *, train: bool) -> Any:
         """The members in ``slots`` through the module's ``hook`` on one batch (their own parameters, vmapped)."""
-        index = self._slots(slots)
-        state = {f"module.{n}": (p if index is None else p[index]) for n, p in zip(self.names, self.params)}
-        # Batch norm updates its running statistics in place: in training, in copies (a gather is one)
-        # written back once the hook has run, so that a pass that runs out of memory changes none.
-        track = train and bool(self.buffers)
-        buffers = {
-            f"module.{k}": b[index] if index is not None else b.clone() if track else b for k, b in self.buffers.items()
-        }
-        self.hooks.train(train)
-
-        def one(s: dict[str, Tensor], b: dict[str, Tensor], x: Any) -> Any:
-            return functional_call(self.hooks, (s, b), (x, hook))
-
-        out = vmap(one, in_dims=(0, 0, None), randomness="different")(state, buffers, batch)
-        if track:
-            with torch.no_grad():
-                for k, b in self.buffers.items():
-                    if index is None:
-                        b.copy_(buffers[f"module.{k}"])
-                    else:
-                        b[index] = buffers[f"module.{k}"]
-        return out
+        return self._vmapped(self.hooks, slots, (batch, hook), train=train, in_dims=(None, None), prefix="module.")
 
     def train_epoch(self) -> None:
         """One epoch of every member on the shared batches, validation, and each member's decisions."""
@@ -290,37 +231,13 @@ class UserCohort:
         if not active:
             return
         steps = _SharedBatches(self)
-
-        def shrink(kept: list[tuple[int, Member]]) -> list[Tensor]:
-            for slot in {i for i, _ in active} - {i for i, _ in kept}:
-                self.optimizer.clear(slot)  # not updated from now on
-            return self.params
-
-        dropped = run_epoch(
-            active,
-            steps,
-            batch_size=None,  # the loader's: an out-of-memory message names the failing batch's size
-            params=self.params,
-            optimizer=self.optimizer,
-            snapshot=self.member_state,
-            shrink=shrink,
-        )
+        # The loader's batch size: an out-of-memory message names the failing batch's size.
+        self._run_epoch(active, steps, batch_size=None)
         self.useful += float(steps.seen * len(active))  # one architecture: no padding
         self.paid += float(steps.seen * len(active))
-        for member in dropped:
-            self.remove(member)
-        self.requeue += dropped
 
-    @torch.no_grad()
-    def member_state(self, slot: int, member: Member | None = None) -> dict[str, Tensor]:
-        """Member ``slot``'s weights as its module's own ``state_dict``, on the CPU."""
-        module = self.hooks.module
-        state = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-        for name, p in zip(self.names, self.params):
-            state[name] = p[slot].detach().to("cpu", copy=True)
-        for name, b in self.buffers.items():
-            state[name] = b[slot].to("cpu", copy=True)
-        return state
+    def _module(self, member: Member) -> Any:
+        return self.hooks.module
 
 
 class _SharedBatches:
