@@ -52,7 +52,7 @@ def history(data: ReportData) -> Any:
     metric = data.metrics[0]
     trials = sorted(data.study.get_trials(deepcopy=False), key=lambda t: t.number)
     for state, symbol, label in (("COMPLETE", "circle", "complete"), ("PRUNED", "x", "pruned (last reported value)")):
-        pts = [(t.number, _shown_value(t)) for t in trials if t.state.name == state]
+        pts = [(t.number, shown_value(t)) for t in trials if t.state.name == state]
         pts = [(n, v) for n, v in pts if v is not None]
         if pts:
             fig.add_trace(
@@ -114,7 +114,7 @@ def best_so_far(data: ReportData) -> tuple[list[int], list[float]]:
     return xs, ys
 
 
-def _shown_value(t: Any) -> float | None:
+def shown_value(t: Any) -> float | None:
     """A trial's value, or a pruned one's last reported value."""
     if t.values is not None and len(t.values) == 1:
         return float(t.values[0])

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebridge.cli._report_data import IMPORTANCE_METHOD, ReportData
-from tunebridge.cli._report_plotly import COLORS, best_so_far
+from tunebridge.cli._report_plotly import COLORS, best_so_far, shown_value
 
 __all__ = ["write_pngs"]
 
@@ -54,7 +54,7 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
 def _history(ax: Any, data: ReportData, trials: list[Any]) -> None:
     metric = data.metrics[0]
     for state, marker, label in (("COMPLETE", "o", "complete"), ("PRUNED", "x", "pruned (last value)")):
-        pts = [(t.number, _last(t)) for t in trials if t.state.name == state]
+        pts = [(t.number, shown_value(t)) for t in trials if t.state.name == state]
         pts = [(n, v) for n, v in pts if v is not None]
         if pts:
             ax.scatter([n for n, _ in pts], [v for _, v in pts], s=18, marker=marker, color=COLORS[state], label=label)
@@ -95,11 +95,3 @@ def _curves(ax: Any, data: ReportData, trials: list[Any]) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel(data.metrics[0])
     ax.legend(fontsize=8)
-
-
-def _last(t: Any) -> float | None:
-    if t.values is not None and len(t.values) == 1:
-        return float(t.values[0])
-    if t.intermediate_values:
-        return float(t.intermediate_values[max(t.intermediate_values)])
-    return None
