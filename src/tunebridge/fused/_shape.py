@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from tunebridge.lightning._networks import ACTIVATION_LAYERS
+
 __all__ = ["MemberShape", "carried", "member_shape", "paid_work", "stack_widths", "work"]
 
 
@@ -24,7 +26,7 @@ def member_shape(module: Any) -> MemberShape:
     """The structure of a built-in ``MLPClassifier`` (its ``net``: Linear, BatchNorm?, act, Dropout?, ..., head)."""
     net = module.net
     linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-    acts = [name for m in net for name, cls in _LAYER_NAMES.items() if type(m) is cls]
+    acts = [name for m in net for name, cls in ACTIVATION_LAYERS.items() if type(m) is cls]
     drops = [m.p for m in net if isinstance(m, torch.nn.Dropout)]
     return MemberShape(
         widths=tuple(lin.out_features for lin in linears[:-1]),
@@ -32,14 +34,6 @@ def member_shape(module: Any) -> MemberShape:
         batch_norm=any(isinstance(m, torch.nn.BatchNorm1d) for m in net),
         dropout=float(drops[0]) if drops else 0.0,
     )
-
-
-_LAYER_NAMES = {
-    "relu": torch.nn.ReLU,
-    "tanh": torch.nn.Tanh,
-    "gelu": torch.nn.GELU,
-    "leaky_relu": torch.nn.LeakyReLU,
-}
 
 
 def carried(shape: MemberShape, depth: int) -> tuple[int, ...]:
@@ -55,8 +49,7 @@ def stack_widths(shapes: list[MemberShape]) -> tuple[int, ...]:
 
 def work(shape: MemberShape, n_features: int, n_classes: int) -> int:
     """Multiply-adds of one sample's forward pass through a member alone (its useful work)."""
-    ins = (n_features, *shape.widths)
-    return sum(a * b for a, b in zip(ins, shape.widths)) + shape.widths[-1] * n_classes
+    return paid_work(n_features, n_classes, shape.widths)
 
 
 def paid_work(n_features: int, n_classes: int, widths: tuple[int, ...]) -> int:
