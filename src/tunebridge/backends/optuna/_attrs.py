@@ -230,22 +230,12 @@ def _journal_append(
 
     worker = backend._replay_result.worker_id
     logs: list[dict[str, Any]] = [
-        {
-            "op_code": JournalOperation.SET_TRIAL_USER_ATTR,
-            "worker_id": worker,
-            "trial_id": trial_id,
-            "user_attr": {k: v},
-        }
-        for k, v in user.items()
-    ]
-    logs += [
-        {
-            "op_code": JournalOperation.SET_TRIAL_SYSTEM_ATTR,
-            "worker_id": worker,
-            "trial_id": trial_id,
-            "system_attr": {k: v},
-        }
-        for k, v in system.items()
+        {"op_code": op, "worker_id": worker, "trial_id": trial_id, field: {k: v}}
+        for op, field, attrs in (
+            (JournalOperation.SET_TRIAL_USER_ATTR, "user_attr", user),
+            (JournalOperation.SET_TRIAL_SYSTEM_ATTR, "system_attr", system),
+        )
+        for k, v in attrs.items()
     ]
     if state is not None:
         now = datetime.datetime.now(tz=datetime.timezone.utc).isoformat(timespec="microseconds")
