@@ -330,7 +330,7 @@ def run_epoch(
     params: list[Tensor],
     optimizer: FusedOptimizer,
     snapshot: Callable[[int, Member], dict[str, Tensor]],
-    shrink: Callable[[list[tuple[int, Member]]], list[Tensor]] | None = None,
+    shrink: Callable[[list[tuple[int, Member]]], list[Tensor]],
     dtype: torch.dtype | None = None,
     forward: Callable[[list[int], Tensor, bool], Tensor] | None = None,
     l1: Callable[[list[int]], Tensor] | None = None,
@@ -391,8 +391,6 @@ def run_epoch(
         dropped += [m for _, m in active[half:]]
         active, sums = active[:half], sums[:half]
         steps.keep(half)
-        if shrink is None:
-            return dropped + [m for _, m in active]
         params = shrink(active)
     for j, (slot, m) in enumerate(active):
         m.epoch += 1
