@@ -270,12 +270,7 @@ def _check_shape(data: Any, where: str) -> None:
                 size += 1
         done[key] = (height, size)
         if height > MAX_DEPTH:
-            raise SchemaError(
-                "the document is nested too deeply",
-                path=where,
-                value=f"more than {MAX_DEPTH} levels",
-                fix="Flatten it; a spec needs only a few levels.",
-            )
+            raise SchemaError(_TOO_DEEP[0], path=where, value=_TOO_DEEP[1], fix=_TOO_DEEP[2])
         if size > MAX_VALUES:
             raise SchemaError(
                 "the document expands to too many values through YAML aliases",
