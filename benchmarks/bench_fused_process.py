@@ -33,7 +33,7 @@ space:
   lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}
   optimizer: {type: choice, values: [sgd, momentum, adam, adamw]}
   momentum: {type: float, low: 0.5, high: 0.99, when: {optimizer: [momentum]}}
-  lr_schedule: {type: choice, values: [constant, cosine]}
+  lr_schedule: {type: choice, values: [none, cosine]}
   weight_decay: {type: float, low: 1.0e-6, high: 1.0e-2, log: true}
   dropout: {type: float, low: 0.0, high: 0.5}
 metric: val_acc

@@ -87,6 +87,7 @@ class FusedExecutor:
         self.stats = FuseStats(capacity=0 if self.auto else self.limit)
         self.cohorts: list[Any] = []  # Cohort (stacked MLPs), VmapCohort (one architecture), UserCohort
         self.fresh: list[Member] = []  # members started since the last step, placed together
+        self.datamodules: dict[Any, Any] = {}  # members of the same built-in data share its datamodule
 
     @property
     def active(self) -> int:
@@ -119,39 +120,53 @@ class FusedExecutor:
             keep=settings.checkpoint_dir is not None,
             handle=slot,
         )
+        if not isinstance(member, UserMember):  # built-in data: one datamodule (one split, one copy) per data
+            member.datamodule = self.datamodules.setdefault(
+                (member.signature.data, member.signature.batch_size), member.datamodule
+            )
         slot.attrs[_record.FUSED] = True
         if self.auto and not self.stats.capacity:
             self.limit = self.stats.capacity = auto_capacity(member, self.device, self.dtype)
         self.fresh.append(member)
 
     def step(self) -> list[Finished]:
-        """Place the members started since the last step, then one epoch of every cohort."""
+        """Place the members started since the last step, then one epoch of every cohort.
+
+        Every member's report and prune decision of the epoch is made in one pass over the study (one
+        read, not one per member or per cohort).
+        """
         _place_all(self.fresh, self.cohorts, self.limit, self.dtype, self.stats, device=self.device)
         self.fresh.clear()
         ended: list[Finished] = []
-        for cohort in list(self.cohorts):
-            training = sum(not m.done for m in cohort.members)
-            try:
-                # The members' reports and prune decisions: one read of the study per epoch, not one per member.
-                with one_read_per_pass(self.study, [m.handle.trial for m in cohort.members]):
-                    cohort.train_epoch()
-            except Exception as exc:
-                reason = _isolate(cohort, exc)
-            else:
-                reason = torch.OutOfMemoryError("out of device memory: K was halved")
-            if cohort.requeue:  # K halves, the stopped members go back in the queue
-                self.limit = max(1, min(self.limit, training) // 2)
-                self.stats.halvings += 1
-                ended += [Finished(m.handle, requeue=reason) for m in cohort.requeue]
-                cohort.requeue = []
-            for member in [m for m in cohort.members if m.done]:
-                cohort.remove(member)
-                self.stats.members += 1
-                ended.append(self._finished(member))
-            if not cohort.members:
-                self.stats.useful += cohort.useful
-                self.stats.paid += cohort.paid
-                self.cohorts.remove(cohort)
+        trials = [m.handle.trial for c in self.cohorts for m in c.members]
+        with one_read_per_pass(self.study, trials):
+            for cohort in list(self.cohorts):
+                ended += self._epoch(cohort)
+        return ended
+
+    def _epoch(self, cohort: Any) -> list[Finished]:
+        """One epoch of ``cohort``; the members that ended (or went back in the queue)."""
+        training = sum(not m.done for m in cohort.members)
+        ended: list[Finished] = []
+        try:
+            cohort.train_epoch()
+        except Exception as exc:
+            reason = _isolate(cohort, exc)
+        else:
+            reason = torch.OutOfMemoryError("out of device memory: K was halved")
+        if cohort.requeue:  # K halves, the stopped members go back in the queue
+            self.limit = max(1, min(self.limit, training) // 2)
+            self.stats.halvings += 1
+            ended += [Finished(m.handle, requeue=reason) for m in cohort.requeue]
+            cohort.requeue = []
+        for member in [m for m in cohort.members if m.done]:
+            cohort.remove(member)
+            self.stats.members += 1
+            ended.append(self._finished(member))
+        if not cohort.members:
+            self.stats.useful += cohort.useful
+            self.stats.paid += cohort.paid
+            self.cohorts.remove(cohort)
         return ended
 
     def _finished(self, member: Member) -> Finished:

@@ -7,7 +7,8 @@ trials once and then answers from that snapshot, kept up to date with every writ
 (intermediate values, the rungs a pruner records): each member's pruner sees what it would have seen
 reported alone, in the same order, except for what *other processes* write during the pass.
 
-Writes still go to the storage at once; only reads of the study's trials are served from the snapshot.
+The pass's intermediate values are written when it ends, in one transaction on a database storage
+(one per value elsewhere); everything else is written at once.
 This swaps ``Study._storage`` and ``Trial.storage`` for the pass (Optuna's pruners and trials reach the
 storage only through them): ``tests/backends/test_reads.py`` fails with a clear message if that changes.
 """
@@ -33,6 +34,7 @@ class _PassView(BaseStorage):
         self._inner, self._study_id = inner, study_id
         self._trials: list[FrozenTrial] | None = None
         self._by_id: dict[int, int] = {}
+        self._pending: list[tuple[int, int, float]] = []  # intermediate values written when the pass ends
         self.reads = 0
 
     def __getattr__(self, name: str) -> Any:  # a storage's own members (``_backend``, ``scoped_session``)
@@ -43,7 +45,33 @@ class _PassView(BaseStorage):
             self._trials = list(self._inner.get_all_trials(self._study_id, deepcopy=False))
             self._by_id = {t._trial_id: i for i, t in enumerate(self._trials)}
             self.reads += 1
+            for trial_id, step, value in self._pending:
+                self._update(trial_id, "intermediate", step, value)
         return self._trials
+
+    def flush(self) -> None:
+        """Write the pass's intermediate values: one transaction on a database, else one call each."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        from tunebridge.backends.optuna._attrs import _backend
+
+        backend, kind = _backend(self._inner)
+        if kind == "rdb" and hasattr(backend, "_set_trial_intermediate_value_without_commit"):
+            from optuna.storages._rdb.storage import _create_scoped_session
+
+            try:
+                with _create_scoped_session(backend.scoped_session, True) as session:
+                    for trial_id, step, value in pending:
+                        backend._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
+                return
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # a trial finished elsewhere (its worker looked dead): write the others one by one
+        for trial_id, step, value in pending:
+            try:
+                self._inner.set_trial_intermediate_value(trial_id, step, value)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # that trial's config runs again elsewhere; its curve here is void
 
     def _update(self, trial_id: int, change: str, key: Any, value: Any) -> None:
         if self._trials is None or trial_id not in self._by_id:
@@ -73,7 +101,7 @@ class _PassView(BaseStorage):
         return self._inner.get_trial(trial_id)
 
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
-        self._inner.set_trial_intermediate_value(trial_id, step, intermediate_value)
+        self._pending.append((trial_id, step, intermediate_value))
         self._update(trial_id, "intermediate", step, intermediate_value)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
@@ -85,6 +113,7 @@ class _PassView(BaseStorage):
         self._update(trial_id, "user", key, value)
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+        self.flush()
         self._trials = None  # a trial ended or started: read again
         return self._inner.set_trial_state_values(trial_id, state, values)
 
@@ -147,6 +176,9 @@ def one_read_per_pass(study: optuna.Study, trials: Iterable[optuna.Trial] = ()) 
     try:
         yield view
     finally:
-        study._storage = inner
-        for t in swapped:
-            t.storage = inner
+        try:
+            view.flush()
+        finally:
+            study._storage = inner
+            for t in swapped:
+                t.storage = inner
