@@ -128,6 +128,21 @@ BOOKKEEPING = frozenset(
 REASON_LIMIT = 2000
 TRACEBACK_LIMIT = 8000
 
+# The study's own record (study user attributes), next to the trials' keys above.
+#: Why the last run stopped before its budget (``timeout:``/``stop:``), None when it did not.
+STOPPED_BY = "stopped_by"
+#: The grid's size (``search: grid``): the budget a grid study cannot exceed.
+GRID_SIZE = "grid_size"
+#: Useful work over work paid by the fused cohorts of the last fused run, and its K.
+FUSED_EFFICIENCY = "fused_efficiency"
+FUSED_CAPACITY = "fused_capacity"
+#: The kept checkpoint of the best trial.
+BEST_CHECKPOINT = "best_checkpoint"
+#: The spec's hash (a resume with another spec is refused), the package versions and the backend.
+SPEC_HASH = "spec_hash"
+VERSIONS = "versions"
+BACKEND = "backend"
+
 
 def _json_number(value: Any) -> Any:
     return value if isinstance(value, (int, float)) and math.isfinite(value) else str(value)

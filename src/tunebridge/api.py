@@ -10,10 +10,10 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tunebridge import _record
 from tunebridge._compat import versions
 from tunebridge._setup import check_rules, early_stopping_spec, initial_configs, run_folder
 from tunebridge._storage_url import is_memory
-from tunebridge._vocab import BACKENDS
 from tunebridge.backends._base import Objective, Progress, silent
 from tunebridge.backends._options import StudyLimits
 from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials
@@ -23,6 +23,7 @@ from tunebridge.lightning._ddp import follower_trial
 from tunebridge.lightning._trainer import callback_factories, check_trainer_options
 from tunebridge.results import TuneResult, make_result
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
+from tunebridge.schema._rules import check_backend, check_int
 from tunebridge.spec import objectives
 
 __all__ = ["TuneResult", "make_result", "run_study", "study_options", "tune"]
@@ -72,15 +73,8 @@ def study_options(
             value=type(space).__name__,
             fix="Build it with Space(...), Space.from_yaml(...) or a preset.",
         )
-    if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 1:
-        raise SchemaError("`max_epochs` must be an integer >= 1", path="max_epochs", value=repr(max_epochs))
-    if backend not in BACKENDS:
-        raise SchemaError(
-            "`backend` must be optuna or ray",
-            path="backend",
-            value=repr(backend),
-            fix="Use backend='optuna' or backend='ray'.",
-        )
+    check_int(max_epochs, 1, path="max_epochs", fix="Pass the trial budget in epochs, e.g. max_epochs=20.")
+    check_backend(backend, rule="`backend` must be optuna or ray", fix="Use backend='optuna' or backend='ray'.")
     check_object("search", search, backend)
     check_object("pruner", pruner, backend)
     sampler = search if object_kind(search) is not None else None
@@ -105,7 +99,7 @@ def study_options(
         study=study,
         spec_hash=spec_hash,
         force=force,
-        attrs={"versions": versions(), "backend": backend},
+        attrs={_record.VERSIONS: versions(), _record.BACKEND: backend},
     )
 
 
@@ -239,8 +233,7 @@ def tune(
         spec_hash=spec_hash,
         force=force,
     )
-    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-        raise SchemaError("`trials` must be an integer >= 1", path="trials", value=repr(trials))
+    check_int(trials, 1, path="trials", fix="Pass how many trials to run, e.g. trials=20.")
     check_rules(objective=objective, logger=logger, keep_checkpoints=keep_checkpoints)
     limits = StudyLimits(timeout=timeout, target=target, patience_trials=patience_trials)
     if len(opts.metrics) > 1 and (target is not None or patience_trials is not None):

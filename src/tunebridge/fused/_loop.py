@@ -194,9 +194,9 @@ class FusedExecutor:
             self.stats.paid += cohort.paid
         self.cohorts = []
         if self.stats.paid:
-            self.study.set_user_attr("fused_efficiency", round(self.stats.efficiency, 4))
+            self.study.set_user_attr(_record.FUSED_EFFICIENCY, round(self.stats.efficiency, 4))
         if self.stats.capacity:
-            self.study.set_user_attr("fused_capacity", int(self.stats.capacity))  # K (what fuse: auto chose)
+            self.study.set_user_attr(_record.FUSED_CAPACITY, int(self.stats.capacity))  # K (what fuse: auto chose)
 
 
 def _isolate(cohort: Any, exc: Exception) -> Exception:

@@ -154,8 +154,8 @@ def run_loop(
     if not worker.join:
         ensure_budget(study, n_trials)  # a resume with a larger budget tops the queue up
     began, started = datetime.now(), time.monotonic()
-    if study.user_attrs.get("stopped_by") and not worker.join:
-        study.set_user_attr("stopped_by", None)  # a reason belongs to the run it stopped
+    if study.user_attrs.get(_record.STOPPED_BY) and not worker.join:
+        study.set_user_attr(_record.STOPPED_BY, None)  # a reason belongs to the run it stopped
     said: dict[str, float] = {}  # what this worker last said it waits for, and when
     mode = opts.modes[0] if len(opts.metrics) == 1 else None
     budget = opts.pruning.budget(opts.max_epochs)
@@ -182,9 +182,9 @@ def run_loop(
             while True:
                 # The queue is the budget (see _queue.py), so the loop never has to count trials.
                 reason = limit_reached(study, limits, started=started, mode=mode)
-                if reason is not None and study.user_attrs.get("stopped_by") != reason:
+                if reason is not None and study.user_attrs.get(_record.STOPPED_BY) != reason:
                     bar.note(f"stopped before the budget: {reason}")
-                    study.set_user_attr("stopped_by", reason)
+                    study.set_user_attr(_record.STOPPED_BY, reason)
                 stopped = worker.stopped or reason is not None
                 while not stopped and not queue_empty and executor.free() > 0:
                     trial = claim(study)

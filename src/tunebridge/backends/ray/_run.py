@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from tunebridge import _record
 from tunebridge._setup import check_choice
 from tunebridge._vocab import OBJECTIVE_RULES
 from tunebridge.backends._base import Objective, Progress, silent
@@ -184,8 +185,8 @@ class _LimitsStopper:
         mode = mirror.opts.modes[0] if len(mirror.opts.metrics) == 1 else None
         reason = limit_reached(mirror.study, mirror.limits, started=mirror.started, mode=mode)
         mirror.stopped = mirror.stopped or reason is not None
-        if reason is not None and mirror.study.user_attrs.get("stopped_by") != reason:
-            mirror.study.set_user_attr("stopped_by", reason)
+        if reason is not None and mirror.study.user_attrs.get(_record.STOPPED_BY) != reason:
+            mirror.study.set_user_attr(_record.STOPPED_BY, reason)
             if mirror.bar is not None:
                 mirror.bar.note(f"stopped before the budget: {reason}")
         return reason is not None
@@ -285,8 +286,8 @@ def run_ray(
     payload = cloudpickle.dumps(objective)  # type: ignore[no-untyped-call]
     plan_run(opts, ray_options, n_trials=n_trials)  # refuse what Ray cannot run before anything starts
     study = open_study(opts)  # no queue: the Ray searcher decides, trials are added as they finish
-    if opts.search == "grid" and "grid_size" not in study.user_attrs:
-        study.set_user_attr("grid_size", len(opts.space.grid()))
+    if opts.search == "grid" and _record.GRID_SIZE not in study.user_attrs:
+        study.set_user_attr(_record.GRID_SIZE, len(opts.space.grid()))
     root = storage_root(ray_options, opts.storage)
     name = ray_options.name or opts.study or "tunebridge"
     done = count_finished(study.get_trials(deepcopy=False))
