@@ -20,6 +20,7 @@ from typing import Any
 from tunebridge import _record
 from tunebridge._compat import lightning_namespace_of
 from tunebridge.backends._base import Reporter, Resume, TrialOutcome, checkpoint_path, trial_label
+from tunebridge.backends._checkpoints import discard_checkpoint
 from tunebridge.backends._epoch import TrialEpochs
 from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError, TrialOutOfMemoryError
 from tunebridge.lightning._callbacks import early_stopping, reapply_config_callback, report_callback, scalars
@@ -204,14 +205,14 @@ def _fit(
     except (Exception, KeyboardInterrupt):
         # A failed or interrupted trial keeps nothing (a retry starts afresh). A trial that its backend
         # pauses (Ray's TrialStopped, a BaseException) keeps its weights: it goes on from a checkpoint.
-        _discard(keep)
+        discard_checkpoint(keep)
         _stop_launched_ranks(trainer)
         raise
     if keep is not None and not outcome.pruned and os.path.exists(keep):
         cls = type(module)
         outcome.extra.update({_record.CHECKPOINT: keep, _record.MODULE_CLASS: f"{cls.__module__}:{cls.__qualname__}"})
     else:
-        _discard(keep)
+        discard_checkpoint(keep)
     return outcome
 
 
@@ -223,12 +224,6 @@ def _stop_launched_ranks(trainer: Any) -> None:
         with contextlib.suppress(Exception):
             if proc.poll() is None:
                 proc.kill()
-
-
-def _discard(path: str | None) -> None:
-    if path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
 
 
 def _logger(ns: ModuleType, settings: TrialSettings, label: str, config: Mapping[str, Scalar]) -> Any:
