@@ -134,6 +134,22 @@ def test_pbt_mutates_training_params_inside_the_space(tmp_path: Path) -> None:
     assert any(t.user_attrs["restored"] for t in study.trials)  # an exploit restarted a trial from a clone
 
 
+def test_pbt_restored_trials_report_the_last_epoch_under_last_epoch(tmp_path: Path) -> None:
+    # A rising curve: its best epoch is the first one it trains, so a restored trial that picked the best
+    # epoch (not the run's rule) would report epoch 3 (the first after the clone), not 4.
+    opts = _opts(tmp_path, max_epochs=4)
+    options = {"storage_path": str(tmp_path), "scheduler": "pbt", "pbt_interval": 2, "pbt_synch": True}
+    objective = CurveObjective(4, rising=True, rule="last_epoch")
+    study = run_ray(
+        opts, objective, n_trials=4, options={**options, "cpus_per_trial": 0.5}, objective_rule="last_epoch"
+    )
+    restored = [t for t in study.trials if t.user_attrs["restored"]]
+    assert restored  # an exploit restarted a trial from a clone's checkpoint
+    for t in study.trials:
+        assert t.user_attrs["best_epoch"] == t.user_attrs["epochs"] == 4
+        assert t.value == t.intermediate_values[4]
+
+
 def test_patience_policy_stops_a_plateaued_trial(tmp_path: Path) -> None:
     opts = _opts(tmp_path, pruning=PruningSpec(policy="patience", patience=2), max_epochs=8)
     study = run_ray(opts, CurveObjective(8, rising=True), n_trials=2, options={"storage_path": str(tmp_path)})
