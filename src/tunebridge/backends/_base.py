@@ -44,6 +44,7 @@ __all__ = [
     "may_prune",
     "objective_epoch",
     "objective_values",
+    "trial_epochs",
     "trial_label",
 ]
 
@@ -256,6 +257,16 @@ def check_epoch_metrics(epoch: int, metrics: Mapping[str, float], metric: str) -
     for key, value in metrics.items():
         if (key == metric or "loss" in key) and not math.isfinite(value):
             raise NonFiniteMetricError(f"metric {key!r} is {value} at epoch {epoch}")
+
+
+def trial_epochs(config: Mapping[str, Any], max_epochs: int) -> int:
+    """A trial's epoch budget: the run's ``max_epochs``, or fewer when the config has an ``epochs`` value.
+
+    Example:
+        >>> trial_epochs({"epochs": 5}, 20), trial_epochs({"epochs": 50}, 20), trial_epochs({}, 20)
+        (5, 20, 20)
+    """
+    return min(int(config.get("epochs", max_epochs)), max_epochs)
 
 
 def may_prune(epoch: int, budget: int | None) -> bool:

@@ -23,7 +23,7 @@ import optuna
 import torch
 
 from tunebridge import _record
-from tunebridge.backends._base import Progress, checkpoint_path, silent
+from tunebridge.backends._base import Progress, checkpoint_path, silent, trial_epochs
 from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
 from tunebridge.backends.optuna import Finished, Slot, one_read_per_pass, run_loop
 from tunebridge.fused._cohort import Cohort, Member
@@ -112,7 +112,7 @@ class FusedExecutor:
             module=module,
             datamodule=datamodule,
             reporter=slot.reporter,
-            epochs=min(int(config.get("epochs", settings.max_epochs)), settings.max_epochs),  # type: ignore[arg-type]
+            epochs=trial_epochs(config, settings.max_epochs),
             metric=settings.metric,
             mode=settings.mode,
             rule=settings.objective,
