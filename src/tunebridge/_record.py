@@ -76,6 +76,7 @@ __all__ = [
     "bookkeeping",
     "config_attrs",
     "config_of",
+    "checkpoint_attrs",
     "failure_attrs",
     "final_metrics",
     "outcome_attrs",
@@ -163,6 +164,12 @@ def outcome_attrs(outcome: TrialOutcome) -> dict[str, Any]:
     attrs.update({f"{FINAL_PREFIX}{k}": _json_number(v) for k, v in outcome.metrics.items()})
     attrs.update(outcome.extra)
     return attrs
+
+
+def checkpoint_attrs(path: str, module: object) -> dict[str, Any]:
+    """The attributes of a trial that kept weights: the checkpoint and the class that loads it (``module:Class``)."""
+    cls = type(module)
+    return {CHECKPOINT: path, MODULE_CLASS: f"{cls.__module__}:{cls.__qualname__}"}
 
 
 def failure_attrs(error: BaseException | str, *, traceback: str | None = None) -> dict[str, Any]:

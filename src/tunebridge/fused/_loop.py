@@ -179,10 +179,7 @@ class FusedExecutor:
             if member.kept is not None and checkpoint_dir is not None and not outcome.pruned:
                 path = checkpoint_path(checkpoint_dir, member.handle.reporter.label)
                 save_member_checkpoint(member.module, member.kept, path, epoch=outcome.best_epoch)
-                cls = type(member.module)
-                outcome.extra.update(
-                    {_record.CHECKPOINT: path, _record.MODULE_CLASS: f"{cls.__module__}:{cls.__qualname__}"}
-                )
+                outcome.extra.update(_record.checkpoint_attrs(path, member.module))
         except Exception as exc:
             return Finished(member.handle, error=exc)
         return Finished(member.handle, outcome=outcome)
