@@ -109,3 +109,15 @@ def test_lists_have_one_definition() -> None:
 def test_did_you_mean_has_one_home() -> None:
     users = [_rel(p) for p in MODULES if "difflib" in _imports(p)]
     assert users == ["schema/_hints.py"]
+
+
+def test_atomic_writes_have_one_home() -> None:
+    users = [_rel(p) for p in MODULES if "os.replace(" in p.read_text()]
+    assert users == ["_atomic.py"], "write through tunebridge._atomic.write_atomically"
+
+
+def test_sys_path_is_changed_in_one_place() -> None:
+    changes = ("sys.path.insert(", "sys.path.append(", "sys.path.remove(")
+    users = [_rel(p) for p in MODULES if any(c in p.read_text() for c in changes)]
+    # A Ray worker takes the driver's sys.path (appended, never first): the one other place.
+    assert users == ["_imports.py", "backends/ray/_trainable.py"], "use tunebridge._imports.search_first"

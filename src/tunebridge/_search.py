@@ -16,6 +16,7 @@ from typing import Any
 from tunebridge._vocab import SEARCH_ALGORITHMS
 from tunebridge.errors import ConversionError, SchemaError, show
 from tunebridge.schema._hints import did_you_mean
+from tunebridge.schema._rules import is_int_at_least
 
 __all__ = [
     "CUSTOM_PREFIX",
@@ -57,8 +58,7 @@ def _bool(value: object) -> object:
 
 def _int_at_least(minimum: int) -> Callable[[object], object]:
     def check(value: object) -> object:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-        return value if ok else None
+        return value if is_int_at_least(value, minimum) else None
 
     return check
 

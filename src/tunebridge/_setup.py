@@ -14,6 +14,7 @@ from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import EarlyStoppingSpec, Scalar, Space
 from tunebridge.schema._hints import did_you_mean
+from tunebridge.schema._rules import check_int
 
 __all__ = ["check_choice", "initial_configs", "run_folder"]
 
@@ -35,13 +36,8 @@ def check_rules(*, objective: str, logger: str | None, keep_checkpoints: object)
     """The run-wide choices of ``tune()`` and the spec file."""
     check_choice("objective", objective, OBJECTIVE_RULES)
     check_choice("logger", logger, LOGGERS, optional=True)
-    if isinstance(keep_checkpoints, bool) or not isinstance(keep_checkpoints, int) or keep_checkpoints < 0:
-        raise SchemaError(
-            "`keep_checkpoints` must be an integer >= 0",
-            path="keep_checkpoints",
-            value=show(keep_checkpoints),
-            fix="Keep the best trial's weights with 1 (the default), none with 0.",
-        )
+    fix = "Keep the best trial's weights with 1 (the default), none with 0."
+    check_int(keep_checkpoints, 0, path="keep_checkpoints", fix=fix)
 
 
 def run_folder(storage: str | None, study: str | None, what: str) -> str:

@@ -39,7 +39,7 @@ def load_checkpoint(
         ``model = tunebridge.results.load_checkpoint(best["checkpoint"], build=build, config=best["config"])``
         where ``best`` is the run's ``best.yaml``.
     """
-    import importlib
+    from tunebridge._imports import import_ref
 
     if build is not None:
         import torch
@@ -50,10 +50,7 @@ def load_checkpoint(
         return module
     if module_class is None:
         raise ValueError("load_checkpoint needs build= (and config=) or module_class='package.module:Class'")
-    module_name, _, qualname = module_class.partition(":")
-    cls: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
+    cls: Any = import_ref(module_class)
     return cls.load_from_checkpoint(path, map_location=map_location)
 
 

@@ -31,6 +31,7 @@ from typing import overload
 from tunebridge.backends._base import TrialOutcome, check_epoch_metrics, may_prune, objective_epoch
 from tunebridge.errors import MetricNotFoundError
 from tunebridge.schema import EarlyStoppingSpec
+from tunebridge.schema._rules import check_mode, is_int_at_least
 
 __all__ = ["EarlyStopRule", "EpochDecision", "TrialEpochs"]
 
@@ -58,9 +59,8 @@ class EarlyStopRule:
     min_delta: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.mode not in ("min", "max"):
-            raise ValueError(f"EarlyStopRule: `mode` must be 'min' or 'max', but got {self.mode!r}.")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
+        check_mode(self.mode, path="EarlyStopRule")
+        if not is_int_at_least(self.patience, 1):
             raise ValueError(f"EarlyStopRule: `patience >= 1` must hold, but got patience={self.patience!r}.")
         if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
             raise ValueError(f"EarlyStopRule: `min_delta >= 0` must hold, but got min_delta={self.min_delta!r}.")
@@ -153,8 +153,7 @@ class TrialEpochs:
         budget: int | None = None,
         early_stopping: EarlyStopRule | None = None,
     ) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"TrialEpochs: `mode` must be 'min' or 'max', but got {mode!r}.")
+        check_mode(mode, path="TrialEpochs")
         if rule not in ("best_epoch", "last_epoch"):
             raise ValueError(f"TrialEpochs: `rule` must be 'best_epoch' or 'last_epoch', but got {rule!r}.")
         self.metric, self.mode, self.rule = metric, mode, rule

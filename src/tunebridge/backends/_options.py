@@ -15,6 +15,7 @@ from typing import Any, Literal
 from tunebridge._search import CUSTOM_PREFIX, custom_name
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import PruningSpec, Space
+from tunebridge.schema._rules import check_int
 
 __all__ = ["StudyLimits", "StudyOptions", "WorkerOptions"]
 
@@ -140,16 +141,9 @@ class StudyLimits:
             isinstance(self.target, bool) or not isinstance(self.target, (int, float)) or not math.isfinite(self.target)
         ):
             raise SchemaError("`stop.target` must be a finite number", path="stop.target", value=show(self.target))
-        if self.patience_trials is not None and (
-            isinstance(self.patience_trials, bool)
-            or not isinstance(self.patience_trials, int)
-            or self.patience_trials < 1
-        ):
-            raise SchemaError(
-                "`stop.patience_trials` must be an integer >= 1",
-                path="stop.patience_trials",
-                value=show(self.patience_trials),
-            )
+        if self.patience_trials is not None:
+            fix = "Stop after this many finished trials without improvement, e.g. patience_trials=20."
+            check_int(self.patience_trials, 1, path="stop.patience_trials", fix=fix)
 
     @property
     def active(self) -> bool:

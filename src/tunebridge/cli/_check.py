@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import typer
 from rich.measure import Measurement
 from rich.table import Table
 
+from tunebridge._imports import can_find
 from tunebridge.cli._common import console, default_storage, esc, print_error, shown_url
 from tunebridge.cli._recipes import resolve_spec
 from tunebridge.errors import ConversionError, SchemaError
@@ -150,14 +149,7 @@ def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> No
     builder = spec.builder or f"built-in {spec.model} on {spec.data}"
     if spec.builder:
         module = spec.builder.split(":")[0]
-        sys.path.insert(0, spec.base_dir)
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        finally:
-            sys.path.remove(spec.base_dir)
-        if not found:
+        if not can_find(module, base_dir=spec.base_dir):
             problems.append(f"builder module {module!r} cannot be found from {spec.base_dir} or sys.path")
     summary = Table(show_header=False, title="run")
     summary.add_column(style="bold")

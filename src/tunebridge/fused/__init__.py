@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from tunebridge.errors import SchemaError, TunebridgeError
+from tunebridge.schema._rules import check_backend, is_int_at_least
 
 __all__ = ["NotFusableError", "check_fusable", "fuse_capacity", "resolve_capacity"]
 
@@ -84,17 +85,11 @@ def fuse_capacity(fuse: int | str, backend: str, **trainer_only: Any) -> int | L
         SchemaError: ``fuse`` is not ``auto`` or an integer >= 1, the backend is neither optuna nor ray, or a
             Trainer-only option is set.
     """
-    if not (fuse == "auto" or (isinstance(fuse, int) and not isinstance(fuse, bool) and fuse >= 1)):
+    if not (fuse == "auto" or is_int_at_least(fuse, 1)):
         raise SchemaError(
             "`fuse` must be auto or an integer >= 1", path="fuse", value=repr(fuse), fix="Write e.g. fuse: auto."
         )
-    if backend not in ("optuna", "ray"):
-        raise SchemaError(
-            "fused cohorts run on the Optuna backend, or as cohort workers on Ray",
-            path="fuse",
-            value=repr(fuse),
-            fix="Use backend: optuna or backend: ray with fuse:.",
-        )
+    check_backend(backend)  # fused cohorts run on either: on Optuna, or as cohort workers on Ray
     from tunebridge.fused._memory import fused_device
 
     fused_device(trainer_only.pop("accelerator", "auto"))  # cpu, gpu/cuda or auto; refused otherwise

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from tunebridge._atomic import write_atomically
 from tunebridge._compat import lightning_namespace_of
 
 __all__ = ["save_member_checkpoint"]
@@ -32,7 +32,4 @@ def save_member_checkpoint(module: Any, state: dict[str, Tensor], path: str, *, 
         "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in state.items()},  # loadable without a GPU
         "hyper_parameters": dict(module.hparams),
     }
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    partial = f"{path}.partial"
-    torch.save(checkpoint, partial)
-    os.replace(partial, path)
+    write_atomically(path, lambda partial: torch.save(checkpoint, partial))

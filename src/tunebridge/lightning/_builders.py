@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from tunebridge._imports import import_ref
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._runner import Builder
 from tunebridge.schema import Scalar
@@ -21,10 +20,8 @@ def import_builder(ref: str, *, base_dir: str | None = None) -> Builder:
     Importing the named module is the only code a spec can cause to run.
     """
     module_name, _, func_name = ref.partition(":")
-    if base_dir and base_dir not in sys.path:
-        sys.path.insert(0, base_dir)
     try:
-        module = importlib.import_module(module_name)
+        module = import_ref(module_name, base_dir=base_dir)
     except ImportError as e:
         raise SchemaError(
             "cannot import the builder's module",

@@ -9,10 +9,11 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any, cast
 
+from tunebridge._atomic import write_atomically
 from tunebridge.backends._base import CHECKPOINT_FILE, Reporter
 from tunebridge.backends._epoch import EarlyStopRule, TrialEpochs
 from tunebridge.schema import EarlyStoppingSpec, Scalar
@@ -166,21 +167,14 @@ def _detached(value: Any) -> Any:
 def _write_atomically(trainer: Any, checkpoint: dict[str, Any], path: str) -> None:
     """Write a checkpoint taken earlier to ``path`` atomically, through the Trainer's own checkpoint I/O
     (a user's ``CheckpointIO`` plugin included)."""
-    _into_place(trainer, path, lambda partial: trainer.strategy.save_checkpoint(checkpoint, partial))
+    save = trainer.strategy.save_checkpoint
+    write_atomically(path, lambda partial: save(checkpoint, partial), move=trainer.is_global_zero)
 
 
 def _save_atomically(trainer: Any, path: str) -> None:
     """Write the checkpoint of this moment to ``path`` atomically."""
-    _into_place(trainer, path, trainer.save_checkpoint)  # collective under DDP; only global rank 0 writes
-
-
-def _into_place(trainer: Any, path: str, write: Callable[[str], object]) -> None:
-    """``write`` a file next to ``path``, then move it into place: a reader never sees half a file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    partial = f"{path}.partial"
-    write(partial)
-    if trainer.is_global_zero:
-        os.replace(partial, path)
+    # Collective under DDP: every rank calls it, only global rank 0 writes and moves the file.
+    write_atomically(path, trainer.save_checkpoint, move=trainer.is_global_zero)
 
 
 def early_stopping(ns: ModuleType, spec: EarlyStoppingSpec, *, metric: str, mode: str) -> Any:

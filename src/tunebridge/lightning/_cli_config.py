@@ -10,7 +10,6 @@ tunebridge owns, :data:`tunebridge._vocab.OWNED_TRAINER_KEYS`, stay tunebridge's
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Iterable, Mapping
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunebridge._compat import require
+from tunebridge._imports import import_or_refuse, search_first
 from tunebridge._vocab import OWNED_TRAINER_KEYS
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._runner import trial_seed
@@ -36,19 +36,12 @@ _LAST: dict[str, Any] = {}
 
 
 def _import(ref: str, where: str) -> Any:
-    module_name, _, attr = ref.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as e:
-        raise SchemaError(
-            f"cannot import `lightning_cli.{where}`",
-            path=f"lightning_cli.{where}",
-            value=f"{ref!r} ({e})",
-            fix="Check the module and class names, and that the module is importable from the spec's folder.",
-        ) from None
-    return obj
+    return import_or_refuse(
+        ref,
+        path=f"lightning_cli.{where}",
+        rule=f"cannot import `lightning_cli.{where}`",
+        fix="Check the module and class names, and that the module is importable from the spec's folder.",
+    )
 
 
 def _arg_value(value: Scalar) -> str:
@@ -87,8 +80,7 @@ class CliConfigBuild:
     def _cli(self, config: Mapping[str, Scalar], *, instantiate: bool) -> Any:
         """The project's LightningCLI, parsed (and, if asked, its model and data made) without a Trainer."""
         require("jsonargparse", "lightning_cli (tuning a LightningCLI config)")
-        if self.base_dir and self.base_dir not in sys.path:
-            sys.path.insert(0, self.base_dir)
+        search_first(self.base_dir)
         target = _import(self.spec.cli, "cli")
         cli_class, given, options = (target, (), {}) if isinstance(target, type) else _captured(target, self.spec.cli)
         model = None if self.spec.model is None else _import(self.spec.model, "model")

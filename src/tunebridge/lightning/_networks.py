@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from tunebridge._vocab import ACTIVATIONS
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._training import _read_choice, _read_flag, _read_float, _read_int
+from tunebridge.schema._rules import is_int_at_least
 
 __all__ = ["ACTIVATION_LAYERS", "KERNEL_SIZES", "POOLING_LAYERS", "convnet_network", "l1_norm", "mlp_network"]
 
@@ -46,7 +47,7 @@ def _activation(config: Mapping[str, Any]) -> type[nn.Module]:
 
 def _check_positive(owner: str, **sizes: int) -> None:
     for name, size in sizes.items():
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        if not is_int_at_least(size, 1, kind=numbers.Integral):
             raise SchemaError(
                 "must be a positive integer",
                 path=f"{owner}.{name}",

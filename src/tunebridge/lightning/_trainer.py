@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from tunebridge._imports import import_or_refuse, search_first
 from tunebridge._vocab import LOGGERS, OWNED_TRAINER_KEYS
 from tunebridge.errors import MissingDependencyError, SchemaError, show
 from tunebridge.schema import Scalar
@@ -64,17 +65,8 @@ def check_trainer_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _import_object(ref: str, where: str) -> Any:
-    module_name, _, name = ref.partition(":")
-    try:
-        obj = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise SchemaError(
-            "cannot import the callback class",
-            path=where,
-            value=f"{ref!r} ({e})",
-            fix="Write module:Class, importable from the spec's folder or sys.path.",
-        ) from None
-    return obj
+    fix = "Write module:Class, importable from the spec's folder or sys.path."
+    return import_or_refuse(ref, path=where, rule="cannot import the callback class", fix=fix)
 
 
 def callback_factories(
@@ -89,10 +81,7 @@ def callback_factories(
     Raises:
         SchemaError: An item that is none of these, or a class that cannot be imported.
     """
-    import sys
-
-    if base_dir and base_dir not in sys.path:
-        sys.path.insert(0, base_dir)
+    search_first(base_dir)
     out: list[Callable[[], Any]] = []
     for i, item in enumerate(callbacks or ()):
         where = f"callbacks[{i}]"

@@ -34,6 +34,7 @@ from tunebridge._vocab import BUILTIN_DATA, BUILTIN_MODELS
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._packages import NAMESPACES, PackageClasses, lazy_attribute
 from tunebridge.schema._hints import did_you_mean
+from tunebridge.schema._rules import is_int_at_least
 
 __all__ = [
     "DATASETS",
@@ -129,7 +130,7 @@ def _check_dataset(name: str) -> str:
 
 
 def _check_int(owner: str, name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+    if not is_int_at_least(value, low, kind=numbers.Integral):
         raise SchemaError(
             f"must be an integer >= {low}",
             path=f"{owner}.{name}",

@@ -44,6 +44,7 @@ from tunebridge.lightning._networks import (
 )
 from tunebridge.lightning._packages import NAMESPACES, PackageClasses, lazy_attribute
 from tunebridge.lightning._training import TrainingConfig, build_optimizer, build_scheduler
+from tunebridge.schema._rules import is_int_at_least
 
 __all__ = [
     "ACTIVATION_LAYERS",
@@ -91,7 +92,7 @@ def _build(pl: ModuleType) -> dict[str, type]:
 
         def __init__(self, config: Mapping[str, Any], max_epochs: int, hparams: dict[str, Any]) -> None:
             super().__init__()
-            if isinstance(max_epochs, bool) or not isinstance(max_epochs, numbers.Integral) or max_epochs < 1:
+            if not is_int_at_least(max_epochs, 1, kind=numbers.Integral):
                 raise SchemaError(
                     "must be an integer >= 1",
                     path=f"{type(self).__name__}.max_epochs",

@@ -14,6 +14,7 @@ from tunebridge.errors import show
 from tunebridge.schema._base import Param, Scalar, When, _field_error, is_json_scalar, same_value
 from tunebridge.schema._base import _finite_float as _finite_float  # re-exported: _policies uses it
 from tunebridge.schema._numeric import Float, Int
+from tunebridge.schema._rules import is_int_at_least
 
 __all__ = ["Bool", "Choice", "Fixed", "Float", "Int", "Param", "Scalar", "is_json_scalar", "same_value"]
 
@@ -172,7 +173,7 @@ def count_bounds(param: Param) -> tuple[int, int] | None:
     if isinstance(param, Int):
         return (param.low, param.high) if param.low >= 0 else None
     if isinstance(param, (Choice, Fixed)):
-        ints = [v for v in param.enumerate() if isinstance(v, int) and not isinstance(v, bool) and v >= 0]
+        ints = [v for v in param.enumerate() if is_int_at_least(v, 0)]
         if len(ints) == len(param.enumerate()):
             return min(ints), max(ints)
     return None

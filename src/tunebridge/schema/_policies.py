@@ -10,6 +10,7 @@ from tunebridge.errors import SchemaError, show
 from tunebridge.schema._codec import check_keys
 from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._params import _finite_float
+from tunebridge.schema._rules import check_int, check_mode
 
 __all__ = ["PRUNING_POLICIES", "EarlyStoppingSpec", "PruningSpec"]
 
@@ -18,13 +19,7 @@ Policy = Literal["none", "median", "asha", "hyperband", "patience"]
 
 
 def _positive_int(where: str, name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SchemaError(
-            f"`{name}` must be an integer >= {minimum}",
-            path=f"{where}.{name}",
-            value=show(value),
-            fix=f"Use e.g. {name}: {max(minimum, 1)}.",
-        )
+    check_int(value, minimum, path=f"{where}.{name}", name=name, fix=f"Use e.g. {name}: {max(minimum, 1)}.")
 
 
 def _min_delta(where: str, value: object) -> None:
@@ -131,13 +126,9 @@ class EarlyStoppingSpec:
                 value=show(self.monitor),
                 fix="Write e.g. monitor: val_loss, or leave it out to watch the run's metric.",
             )
-        if self.mode is not None and self.mode not in ("min", "max"):
-            raise SchemaError(
-                "`mode` must be min or max",
-                path=f"{where}.mode",
-                value=show(self.mode),
-                fix="Write mode: min or mode: max, or leave it out to use the run's mode.",
-            )
+        if self.mode is not None:
+            fix = "Write mode: min or mode: max, or leave it out to use the run's mode."
+            check_mode(self.mode, path=f"{where}.mode", fix=fix)
         _positive_int(where, "patience", self.patience, 1)
         _min_delta(where, self.min_delta)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from tunebridge._vocab import BACKENDS
 from tunebridge.errors import SchemaError, show
-from tunebridge.schema._hints import did_you_mean
+from tunebridge.schema._rules import check_backend, is_int_at_least
 
 __all__ = ["backend_sampler", "register_sampler"]
 
@@ -27,23 +27,16 @@ def register_sampler(backend: str, loader: Callable[[], Any]) -> None:
 
 def backend_sampler(n: object, seed: object, backend: object) -> Any:
     """Check :meth:`Space.sample`'s arguments; the backend's ``sample_configs``, imported by name."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+    if not is_int_at_least(n, 0):
         raise SchemaError("`n` must be an int >= 0", path="n", value=show(n), fix="Pass how many configs, e.g. 5.")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+    if seed is not None and not (is_int_at_least(seed, 0) and seed < 2**32):
         raise SchemaError(
             "`seed` must be an int in [0, 2**32 - 1] or None",
             path="seed",
             value=show(seed),
             fix="Pass the run's seed (a spec's `seed:`), or None for fresh draws.",
         )
-    if backend not in BACKENDS:
-        hint = did_you_mean(backend, BACKENDS)
-        raise SchemaError(
-            "unknown backend",
-            path="backend",
-            value=show(backend),
-            fix=(hint + " " if hint else "") + f"Use one of: {', '.join(BACKENDS)}.",
-        )
+    check_backend(backend, rule="unknown backend", fix=f"Use one of: {', '.join(BACKENDS)}.")
     if backend not in _SAMPLERS:  # pragma: no cover - the tunebridge package registers every backend
         raise SchemaError("no sampler is registered for this backend", path="backend", value=show(backend))
     return _SAMPLERS[str(backend)]()

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from tunebridge._search import parse_search
-from tunebridge._vocab import BACKENDS, BUILTIN_DATA, BUILTIN_MODELS, RAY_OPTION_KEYS
+from tunebridge._vocab import BUILTIN_DATA, BUILTIN_MODELS, RAY_OPTION_KEYS
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, is_json_scalar
 from tunebridge.schema._codec import check_keys, load_yaml
 from tunebridge.schema._hints import did_you_mean
+from tunebridge.schema._rules import check_backend, check_int
 from tunebridge.spec._cli import parse_lightning_cli
 from tunebridge.spec._objectives import NOTHING, objectives
 from tunebridge.spec._run import RUN_KEYS, parse_run_options
@@ -55,16 +56,7 @@ _KEYS = (
 
 def _int(data: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int | None:
     value = data.get(key, default)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SchemaError(
-            f"`{key}` must be an integer >= {minimum}",
-            path=key,
-            value=show(value),
-            fix=f"Write e.g. {key}: {max(minimum, 1)}.",
-        )
-    return value
+    return None if value is None else check_int(value, minimum, path=key)
 
 
 def _choice(data: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
@@ -223,7 +215,7 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
         trials=_int(data, "trials", 20, 1) or 20,
         seed=_int(data, "seed", 0, 0) or 0,
         storage=storage,
-        backend=_choice(data, "backend", "optuna", BACKENDS),
+        backend=check_backend(data.get("backend", "optuna")),
         accelerator=accelerator,
         threads=threads,
         ray=ray,

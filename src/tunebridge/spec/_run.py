@@ -17,6 +17,7 @@ from tunebridge.errors import SchemaError, show
 from tunebridge.schema import is_json_scalar
 from tunebridge.schema._codec import check_keys
 from tunebridge.schema._hints import did_you_mean
+from tunebridge.schema._rules import check_int, is_int_at_least
 
 __all__ = ["RUN_KEYS", "RunOptions", "parse_run_options"]
 
@@ -154,15 +155,20 @@ def _callbacks(value: Any) -> tuple[Any, ...]:
     return tuple(value)
 
 
-def _number(value: Any, path: str, *, integer: bool, minimum: float, strict: bool) -> Any:
+def _count(value: Any, path: str, minimum: int, fix: str) -> int | None:
+    return None if value is None else check_int(value, minimum, path=path, fix=fix)
+
+
+def _timeout(value: Any) -> float | None:
     if value is None:
         return None
-    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (value > minimum if strict else value >= minimum)
-    if not ok:
-        rule = f"{'>' if strict else '>='} {minimum:g}"
-        kind = "an integer" if integer else "a number"
-        raise SchemaError(f"`{path}` must be {kind} {rule}", path=path, value=show(value))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise SchemaError(
+            "`timeout` must be a number > 0",
+            path="timeout",
+            value=show(value),
+            fix="Write e.g. timeout: 3600 (seconds).",
+        )
     return value
 
 
@@ -182,7 +188,9 @@ def _stop(value: Any) -> tuple[float | None, int | None]:
         isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target)
     ):
         raise SchemaError("`stop.target` must be a finite number", path="stop.target", value=show(target))
-    patience = _number(value.get("patience_trials"), "stop.patience_trials", integer=True, minimum=1, strict=False)
+    patience = _count(
+        value.get("patience_trials"), "stop.patience_trials", 1, "Write e.g. stop: {patience_trials: 20}."
+    )
     return (None if target is None else float(target)), patience
 
 
@@ -208,7 +216,7 @@ def _warm_start(value: Any) -> str | Mapping[str, Any] | None:
             raise SchemaError(
                 "`warm_start.study` must name a study", path="warm_start.study", value=show(value.get("study"))
             )
-        _number(value.get("top_k"), "warm_start.top_k", integer=True, minimum=1, strict=False)
+        _count(value.get("top_k"), "warm_start.top_k", 1, "Write e.g. warm_start: {study: NAME, top_k: 5}.")
         return dict(value)
     raise SchemaError(
         "`warm_start` must be a best.yaml path, a study name or {study, storage, top_k}",
@@ -225,10 +233,13 @@ def parse_run_options(data: Mapping[str, Any]) -> RunOptions:
         callbacks=_callbacks(data.get("callbacks")),
         logger=_name(data, "logger", LOGGERS, None),
         objective=_name(data, "objective", OBJECTIVE_RULES, "best_epoch") or "best_epoch",
-        keep_checkpoints=_number(
-            data.get("keep_checkpoints", 1), "keep_checkpoints", integer=True, minimum=0, strict=False
+        keep_checkpoints=check_int(
+            data.get("keep_checkpoints", 1),
+            0,
+            path="keep_checkpoints",
+            fix="Keep the best trial's weights with 1 (the default), none with 0.",
         ),
-        timeout=_number(data.get("timeout"), "timeout", integer=False, minimum=0, strict=True),
+        timeout=_timeout(data.get("timeout")),
         target=target,
         patience_trials=patience,
         enqueue=_enqueue(data.get("enqueue")),
@@ -238,7 +249,7 @@ def parse_run_options(data: Mapping[str, Any]) -> RunOptions:
 
 
 def _fuse(value: Any) -> int | str | None:
-    if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+    if value is None or value == "auto" or is_int_at_least(value, 1):
         return value  # type: ignore[no-any-return]
     raise SchemaError(
         "`fuse` must be auto or an integer >= 1", path="fuse", value=show(value), fix="Write e.g. fuse: auto."

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 
 from tunebridge import _record
 from tunebridge._search import check_object, object_kind
+from tunebridge._vocab import BACKENDS
 from tunebridge.backends._options import StudyOptions
 from tunebridge.backends.optuna._attrs import enqueue, enqueue_many, waiting_ids, write_attrs
 from tunebridge.backends.optuna._compile import check_convertible, encode
@@ -82,7 +83,7 @@ def _preflight(opts: StudyOptions, *, queue: bool) -> None:
     if opts.search == "grid":
         opts.space.grid()  # a grid that cannot be built fails here
     backend = "optuna" if queue else opts.attrs.get("backend")
-    if backend in ("optuna", "ray"):
+    if backend in BACKENDS:
         check_object("search", opts.sampler, backend)
         check_object("pruner", opts.scheduler, backend)
 

@@ -1,0 +1,84 @@
+"""Small rules that several layers check, written once: a count, a backend's name, a mode (standard library only).
+
+Each ``check_*`` returns the value it accepts and otherwise raises a :class:`SchemaError` that names
+where the value is, the rule, the value and the fix. A caller whose words a user already knows (a
+spec file's, ``tune()``'s) passes its own ``rule`` or ``fix``; the rule itself never changes.
+"""
+
+from __future__ import annotations
+
+from typing import TypeGuard
+
+from tunebridge._vocab import BACKENDS, MODES
+from tunebridge.errors import SchemaError, show
+from tunebridge.schema._hints import did_you_mean
+
+__all__ = ["check_backend", "check_int", "check_mode", "is_int_at_least"]
+
+
+def is_int_at_least(value: object, minimum: int, *, kind: type = int) -> TypeGuard[int]:
+    """Whether ``value`` is an integer ``>= minimum``; a bool never is (``True`` is not a count).
+
+    Args:
+        value: What to check.
+        minimum: The smallest allowed value (inclusive).
+        kind: ``int`` (the default), or ``numbers.Integral`` to accept numpy's integers too.
+
+    Example:
+        >>> is_int_at_least(3, 1), is_int_at_least(True, 0), is_int_at_least(2.0, 1)
+        (True, False, False)
+    """
+    return isinstance(value, kind) and not isinstance(value, bool) and value >= minimum  # type: ignore[operator]
+
+
+def check_int(value: object, minimum: int, *, path: str, name: str | None = None, fix: str | None = None) -> int:
+    """``value`` if it is an integer ``>= minimum`` (:func:`is_int_at_least`).
+
+    Args:
+        value: What to check.
+        minimum: The smallest allowed value (inclusive).
+        path: Where the value is (``early_stopping.patience``).
+        name: The name in the rule (default: ``path``).
+        fix: What to do instead (default: ``Write e.g. NAME: max(minimum, 1).``).
+
+    Raises:
+        SchemaError: ``value`` is a bool, not an int, or below ``minimum``.
+    """
+    if not is_int_at_least(value, minimum):
+        name = path if name is None else name
+        raise SchemaError(
+            f"`{name}` must be an integer >= {minimum}",
+            path=path,
+            value=show(value),
+            fix=f"Write e.g. {name}: {max(minimum, 1)}." if fix is None else fix,
+        )
+    return value
+
+
+def check_backend(
+    value: object,
+    *,
+    path: str = "backend",
+    rule: str = f"`backend` must be one of {', '.join(BACKENDS)}",
+    fix: str = "Use e.g. backend: optuna.",
+) -> str:
+    """``value`` if it names a backend (:data:`tunebridge._vocab.BACKENDS`).
+
+    Raises:
+        SchemaError: Any other value; the fix starts with the nearest name when there is one.
+    """
+    if not isinstance(value, str) or value not in BACKENDS:
+        hint = did_you_mean(value, BACKENDS)
+        raise SchemaError(rule, path=path, value=show(value), fix=(hint + " " if hint else "") + fix)
+    return value
+
+
+def check_mode(value: object, *, path: str = "mode", fix: str = "Pass mode='min' or mode='max'.") -> str:
+    """``value`` if it is an optimisation direction (:data:`tunebridge._vocab.MODES`: ``min`` or ``max``).
+
+    Raises:
+        SchemaError: Any other value (``minimize``, ``None``, ...).
+    """
+    if not isinstance(value, str) or value not in MODES:
+        raise SchemaError("`mode` must be 'min' or 'max'", path=path, value=show(value), fix=fix)
+    return value
