@@ -45,7 +45,7 @@ def _tb_worker(storage: str, name: str, n_trials: int, heartbeat: float | None) 
     study = open_study(opts, n_trials=n_trials)
     # Every process follows the queue its creator filled (``tunebridge worker``), polling like the others.
     worker = WorkerOptions(heartbeat=heartbeat, join=True, poll=0.05)
-    run_trials(study, opts, _tb_objective, n_trials=n_trials, progress=False, worker=worker)
+    run_trials(study, opts, _tb_objective, n_trials=n_trials, worker=worker)
 
 
 def _plain_worker(storage: str, name: str, n_trials: int, n_workers: int) -> None:

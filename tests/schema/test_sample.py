@@ -160,7 +160,7 @@ def test_optuna_sample_equals_a_real_random_study(name: str) -> None:
     space = SPACES[name]
     opts = StudyOptions(space=space, metrics=["val_loss"], modes=["min"], search="random", seed=11, max_epochs=1)
     study = open_study(opts, n_trials=6)  # what tunebridge.tune(..., backend='optuna') runs
-    run_trials(study, opts, objective, n_trials=6, progress=False)
+    run_trials(study, opts, objective, n_trials=6)
     ran = [t.user_attrs["config"] for t in sorted(study.trials, key=lambda t: t.number)]
     assert ran == space.sample(6, seed=11, backend="optuna")
 
