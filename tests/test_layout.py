@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 import sys
 from pathlib import Path
 
@@ -16,15 +17,51 @@ SRC = Path(tunebridge.__file__).parent
 MODULES = sorted(SRC.rglob("*.py"))
 
 
+_MODULE_PATH = re.compile(r"tunebridge(\.[A-Za-z_]\w*)+")
+
+
 def _imports(path: Path) -> set[str]:
-    """Absolute imports of a module (top-level and inside functions)."""
+    """Absolute imports of a module: top-level, inside functions, and by name in a string.
+
+    A string that is a dotted ``tunebridge.…`` module path (an ``importlib.import_module`` argument, a lazy
+    import table) counts as an import of it; an f-string counts by its constant start
+    (``f"tunebridge.backends.{name}._sample"`` imports ``tunebridge.backends``). A private submodule
+    imported from its package (``from tunebridge.x import _y``) counts as ``tunebridge.x._y``.
+    """
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _MODULE_PATH.fullmatch(node.value):
+            out.add(node.value)
+        elif isinstance(node, ast.JoinedStr) and node.values:
+            head = node.values[0]
+            if isinstance(head, ast.Constant) and isinstance(head.value, str) and head.value.startswith("tunebridge."):
+                out.add(head.value.rstrip("."))
     return out
+
+
+def test_imports_are_read_from_functions_and_strings(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import importlib\n"
+        "def f(name):\n"
+        "    from tunebridge.backends.optuna import _queue\n"
+        "    importlib.import_module('tunebridge.backends.ray._run')\n"
+        "    return importlib.import_module(f'tunebridge.backends.{name}._sample')\n"
+        "HOMES = {'x': 'tunebridge.lightning._seed', 'doc': 'see tunebridge.schema for more'}\n"
+    )
+    assert _imports(module) == {
+        "importlib",
+        "tunebridge.backends.optuna",
+        "tunebridge.backends.optuna._queue",
+        "tunebridge.backends.ray._run",
+        "tunebridge.backends",
+        "tunebridge.lightning._seed",
+    }
 
 
 def _rel(path: Path) -> str:
@@ -121,3 +158,15 @@ def test_sys_path_is_changed_in_one_place() -> None:
     users = [_rel(p) for p in MODULES if any(c in p.read_text() for c in changes)]
     # A Ray worker takes the driver's sys.path (appended, never first): the one other place.
     assert users == ["_imports.py", "backends/ray/_trainable.py"], "use tunebridge._imports.search_first"
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if _rel(p).startswith(("backends/ray", "fused"))], ids=_rel)
+def test_ray_and_fused_use_only_the_optuna_backends_public_names(path: Path) -> None:
+    private = {m for m in _imports(path) if m.startswith("tunebridge.backends.optuna._")}
+    assert not private, f"{_rel(path)} imports {sorted(private)}: import them from tunebridge.backends.optuna"
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if _rel(p).startswith(("backends", "fused"))], ids=_rel)
+def test_backends_announce_progress_without_importing_the_bar(path: Path) -> None:
+    bar = {m for m in _imports(path) if m.startswith("tunebridge._progress") or m.split(".")[0] == "rich"}
+    assert not bar, f"{_rel(path)} imports {sorted(bar)}: tell StudyEvents (backends/_base.py) instead"
