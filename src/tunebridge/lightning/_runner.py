@@ -19,7 +19,7 @@ from typing import Any
 
 from tunebridge import _record
 from tunebridge._compat import lightning_namespace_of
-from tunebridge.backends._base import Reporter, Resume, TrialOutcome, checkpoint_path, trial_label
+from tunebridge.backends._base import Reporter, Resume, TrialOutcome, checkpoint_path, trial_epochs, trial_label
 from tunebridge.backends._checkpoints import discard_checkpoint
 from tunebridge.backends._epoch import TrialEpochs
 from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError, TrialOutOfMemoryError
@@ -195,7 +195,9 @@ def _fit(
     trial_callbacks.extend(make_callbacks(ns, settings.callbacks))
     trial_callbacks.extend(callbacks)
     logger = _logger(ns, settings, label, config)
-    trainer = ns.Trainer(**_trainer_kwargs(settings, _epochs(config, settings), trial_callbacks, logger))
+    trainer = ns.Trainer(
+        **_trainer_kwargs(settings, trial_epochs(config, settings.max_epochs), trial_callbacks, logger)
+    )
     try:
         with trial_environment(config, label):  # ranks that DDP launches learn which trial they follow
             _interruptible_fit(trainer, module, datamodule, None if resume is None else resume.checkpoint)
@@ -209,8 +211,7 @@ def _fit(
         _stop_launched_ranks(trainer)
         raise
     if keep is not None and not outcome.pruned and os.path.exists(keep):
-        cls = type(module)
-        outcome.extra.update({_record.CHECKPOINT: keep, _record.MODULE_CLASS: f"{cls.__module__}:{cls.__qualname__}"})
+        outcome.extra.update(_record.checkpoint_attrs(keep, module))
     else:
         discard_checkpoint(keep)
     return outcome
@@ -251,11 +252,6 @@ def _build(build: Builder, config: dict[str, Scalar]) -> tuple[Any, Any, ModuleT
             "are separate class trees, so build both from the same package."
         )
     return module, datamodule, ns
-
-
-def _epochs(config: Mapping[str, Scalar], settings: TrialSettings) -> int:
-    """The trial's epochs: the budget, or less when the config has an ``epochs`` value."""
-    return min(int(config.get("epochs", settings.max_epochs)), settings.max_epochs)  # type: ignore[arg-type]
 
 
 def _trainer_kwargs(settings: TrialSettings, epochs: int, callbacks: list[Any], logger: Any) -> dict[str, Any]:
