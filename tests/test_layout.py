@@ -77,7 +77,7 @@ def test_backends_never_import_lightning(path: Path) -> None:
 
 @pytest.mark.parametrize("path", [p for p in MODULES if _rel(p).startswith("schema")], ids=_rel)
 def test_the_schema_is_standard_library_only(path: Path) -> None:
-    allowed = {"tunebridge.errors", "tunebridge._vocab"}
+    allowed = {"tunebridge.errors", "tunebridge._vocab", "tunebridge._rules", "tunebridge._hints"}
     outside = {
         m
         for m in _imports(path)
@@ -145,7 +145,7 @@ def test_lists_have_one_definition() -> None:
 
 def test_did_you_mean_has_one_home() -> None:
     users = [_rel(p) for p in MODULES if "difflib" in _imports(p)]
-    assert users == ["schema/_hints.py"]
+    assert users == ["_hints.py"]
 
 
 def test_atomic_writes_have_one_home() -> None:
@@ -170,3 +170,15 @@ def test_ray_and_fused_use_only_the_optuna_backends_public_names(path: Path) -> 
 def test_backends_announce_progress_without_importing_the_bar(path: Path) -> None:
     bar = {m for m in _imports(path) if m.startswith("tunebridge._progress") or m.split(".")[0] == "rich"}
     assert not bar, f"{_rel(path)} imports {sorted(bar)}: tell StudyEvents (backends/_base.py) instead"
+
+
+@pytest.mark.parametrize("name", ["_rules.py", "_hints.py", "_vocab.py"])
+def test_the_rules_every_layer_shares_are_standard_library_only(name: str) -> None:
+    outside = {
+        m
+        for m in _imports(SRC / name)
+        if m.split(".")[0] not in sys.stdlib_module_names
+        and m != "__future__"
+        and m not in {"tunebridge.errors", "tunebridge._vocab", "tunebridge._hints"}
+    }
+    assert not outside, f"{name} imports {sorted(outside)}"

@@ -161,7 +161,7 @@ def test_search_module_is_standard_library_only() -> None:
     modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     outside = {m for m in modules if m.split(".")[0] not in sys.stdlib_module_names and m != "__future__"}
     # schema modules are standard library only themselves (tests/test_layout.py)
-    assert outside <= {"tunebridge._vocab", "tunebridge.errors", "tunebridge.schema._hints", "tunebridge.schema._rules"}
+    assert outside <= {"tunebridge._vocab", "tunebridge.errors", "tunebridge._hints", "tunebridge._rules"}
     # and importing it imports neither optuna nor ray
     code = "import sys, tunebridge._search; print('optuna' in sys.modules, 'ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

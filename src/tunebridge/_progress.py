@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from tunebridge import _record
-from tunebridge.backends._base import best_of, is_better
+from tunebridge.backends import best_of, is_better
 
 __all__ = ["StudyProgress", "study_progress"]
 

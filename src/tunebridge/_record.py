@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from tunebridge.backends._base import TrialOutcome
+    from tunebridge.backends import TrialOutcome
 
 __all__ = [
     "BEST_EPOCH",

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tunebridge._hints import did_you_mean
+from tunebridge._rules import is_int_at_least
 from tunebridge._vocab import SEARCH_ALGORITHMS
 from tunebridge.errors import ConversionError, SchemaError, show
-from tunebridge.schema._hints import did_you_mean
-from tunebridge.schema._rules import is_int_at_least
 
 __all__ = [
     "CUSTOM_PREFIX",

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from tunebridge import _record
+from tunebridge._hints import did_you_mean
+from tunebridge._rules import check_int
 from tunebridge._storage_url import is_memory, local_file
 from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import EarlyStoppingSpec, Scalar, Space
-from tunebridge.schema._hints import did_you_mean
-from tunebridge.schema._rules import check_int
 
 __all__ = ["check_choice", "initial_configs", "run_folder"]
 

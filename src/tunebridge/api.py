@@ -12,18 +12,23 @@ from typing import Any
 
 from tunebridge import _record
 from tunebridge._compat import versions
+from tunebridge._rules import check_backend, check_int
 from tunebridge._setup import check_rules, early_stopping_spec, initial_configs, run_folder
 from tunebridge._storage_url import is_memory
-from tunebridge.backends._base import Objective, Progress, silent
-from tunebridge.backends._options import StudyLimits
+from tunebridge.backends import Objective, Progress, StudyLimits, silent
 from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials
 from tunebridge.errors import SchemaError
-from tunebridge.lightning import Builder, LightningObjective, TrialSettings, import_builder
-from tunebridge.lightning._ddp import follower_trial
-from tunebridge.lightning._trainer import callback_factories, check_trainer_options
+from tunebridge.lightning import (
+    Builder,
+    LightningObjective,
+    TrialSettings,
+    callback_factories,
+    check_trainer_options,
+    follower_trial,
+    import_builder,
+)
 from tunebridge.results import TuneResult, make_result
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
-from tunebridge.schema._rules import check_backend, check_int
 from tunebridge.spec import objectives
 
 __all__ = ["TuneResult", "make_result", "run_study", "study_options", "tune"]
@@ -287,7 +292,7 @@ def tune(
         trainer_only = {"trainer": trainer, "callbacks": callbacks, "logger": logger, "trial_timeout": trial_timeout}
         capacity = fuse_capacity(fuse, backend, accelerator=accelerator, **trainer_only)
     if capacity is not None and backend == "ray":  # fused cohort workers as Ray tasks, sharing the study
-        from tunebridge.fused._ray import run_fused_on_ray
+        from tunebridge.fused import run_fused_on_ray
 
         optuna_study = run_fused_on_ray(
             opts,
@@ -301,7 +306,7 @@ def tune(
             keep_checkpoints=keep_checkpoints,
         )
     elif capacity is not None:  # fused cohorts: an execution engine in front of the same study and queue
-        from tunebridge.fused._loop import run_fused
+        from tunebridge.fused import run_fused
 
         optuna_study = open_study(opts, n_trials=trials)
         run_fused(

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tunebridge._hints import did_you_mean
 from tunebridge._vocab import ACTIVATIONS, OPTIMIZERS, SCHEDULES
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import Bool, Choice, Float, Int, Space
-from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["PRESETS", "cnn", "cnn_full", "get", "mlp", "mlp_full", "regularization", "training"]
 

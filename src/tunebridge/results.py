@@ -58,7 +58,7 @@ def trials_table(study: optuna.Study, space: Space | None = None) -> pd.DataFram
     """One row per trial: number, state, value(s), epochs, duration, config values and final metrics."""
     import pandas as pd
 
-    from tunebridge.backends.optuna._study import trial_config
+    from tunebridge.backends.optuna import trial_config
 
     rows = []
     n_obj = len(study.directions)

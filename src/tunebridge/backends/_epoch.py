@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import overload
 
+from tunebridge._rules import check_mode, is_int_at_least
 from tunebridge.backends._base import TrialOutcome, check_epoch_metrics, may_prune, objective_epoch
 from tunebridge.errors import MetricNotFoundError
 from tunebridge.schema import EarlyStoppingSpec
-from tunebridge.schema._rules import check_mode, is_int_at_least
 
 __all__ = ["EarlyStopRule", "EpochDecision", "TrialEpochs"]
 

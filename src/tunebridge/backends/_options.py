@@ -12,10 +12,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tunebridge._rules import check_int
 from tunebridge._search import CUSTOM_PREFIX, custom_name
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import PruningSpec, Space
-from tunebridge.schema._rules import check_int
 
 __all__ = ["StudyLimits", "StudyOptions", "WorkerOptions"]
 

@@ -123,8 +123,7 @@ def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> No
     path = resolve_spec(path)
     spec = load_spec(path)
     space = spec.space
-    from tunebridge.backends.optuna._compile import distribution
-    from tunebridge.backends.optuna._factories import independent_params
+    from tunebridge.backends.optuna import distribution, independent_params
 
     table = Table(title=esc(f"space of {path.name} ({len(space)} parameters)"))
     for col in ("parameter", "kind", "reachable values", "active when", "per layer", "optuna"):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from rich.table import Table
 
+from tunebridge._hints import did_you_mean
 from tunebridge.cli._common import console, err_console, esc
 from tunebridge.errors import SchemaError
-from tunebridge.schema._hints import did_you_mean
 
 __all__ = [
     "BUNDLED",

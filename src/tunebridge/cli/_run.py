@@ -34,7 +34,7 @@ def build_for(spec: RunSpec) -> Any:
     if spec.builder is not None:
         return import_builder(spec.builder, base_dir=spec.base_dir)
     if spec.lightning_cli is not None:  # each trial is the project's config with its values applied
-        from tunebridge.lightning._cli_config import cli_builder
+        from tunebridge.lightning import cli_builder
 
         return cli_builder(spec.lightning_cli, spec.space, base_dir=spec.base_dir, max_epochs=spec.max_epochs)
     assert spec.model is not None and spec.data is not None
@@ -86,7 +86,7 @@ def run_command(
         accelerator=accelerator,
         fuse=fuse,
     )
-    from tunebridge.lightning._ddp import follower_trial
+    from tunebridge.lightning import follower_trial
 
     if follower_trial() is not None:  # a DDP rank Lightning launched by re-running this command: no workers
         jobs, gpus_per_job = "1", None
@@ -260,7 +260,7 @@ def worker_command(
 def _with_printer(kwargs: dict[str, Any], print_metrics: bool) -> dict[str, Any]:
     """``--print-metrics``: one more callback that prints every epoch's metrics for Katib's StdOut collector."""
     if print_metrics:
-        from tunebridge.lightning._print_metrics import metrics_printer
+        from tunebridge.lightning import metrics_printer
 
         kwargs["callbacks"] = (*kwargs["callbacks"], metrics_printer)
     return kwargs

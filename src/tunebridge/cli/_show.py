@@ -120,7 +120,7 @@ def _sorted(df: Any, sort: str | None, modes: list[str]) -> Any:
 
 def _column(df: Any, name: str, option: str) -> str:
     """The table column for a name a user typed (``lr`` or ``param.lr``)."""
-    from tunebridge.schema._hints import did_you_mean
+    from tunebridge._hints import did_you_mean
 
     for candidate in (name, f"param.{name}"):
         if candidate in df.columns:

@@ -15,12 +15,41 @@ are stacked buffers, one set per member), through ``vmap``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from tunebridge._rules import check_backend, is_int_at_least
 from tunebridge.errors import SchemaError, TunebridgeError
-from tunebridge.schema._rules import check_backend, is_int_at_least
 
-__all__ = ["NotFusableError", "check_fusable", "fuse_capacity", "resolve_capacity"]
+if TYPE_CHECKING:  # pragma: no cover - imported on first use below (they import torch)
+    from tunebridge.fused._loop import FusedExecutor, FuseStats, run_fused
+    from tunebridge.fused._ray import run_fused_on_ray
+
+__all__ = [
+    "FuseStats",
+    "FusedExecutor",
+    "NotFusableError",
+    "check_fusable",
+    "fuse_capacity",
+    "resolve_capacity",
+    "run_fused",
+    "run_fused_on_ray",
+]
+
+# The engine is loaded on first use: importing this package (fuse: checks, the CLI) does not import torch.
+_LAZY = {
+    "FuseStats": "tunebridge.fused._loop",
+    "FusedExecutor": "tunebridge.fused._loop",
+    "run_fused": "tunebridge.fused._loop",
+    "run_fused_on_ray": "tunebridge.fused._ray",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tunebridge.fused' has no attribute {name!r}")
 
 
 class NotFusableError(TunebridgeError, TypeError):

@@ -22,12 +22,11 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from tunebridge.backends._base import Reporter, TrialOutcome
-from tunebridge.backends._epoch import EarlyStopRule, TrialEpochs
+from tunebridge.backends import EarlyStopRule, Reporter, TrialEpochs, TrialOutcome
 from tunebridge.errors import TrialOutOfMemoryError
 from tunebridge.fused._mlp import FusedMLP, MemberShape, member_shape, paid_work, work
 from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
-from tunebridge.lightning._training import TrainingConfig
+from tunebridge.lightning import TrainingConfig
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
 __all__ = ["Cohort", "EpochSteps", "Member", "Signature", "epoch_order", "run_epoch", "signature_of"]

@@ -23,8 +23,15 @@ import optuna
 import torch
 
 from tunebridge import _record
-from tunebridge.backends._base import Progress, checkpoint_path, silent, trial_epochs
-from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
+from tunebridge.backends import (
+    Progress,
+    StudyLimits,
+    StudyOptions,
+    WorkerOptions,
+    checkpoint_path,
+    silent,
+    trial_epochs,
+)
 from tunebridge.backends.optuna import Finished, Slot, one_read_per_pass, run_loop
 from tunebridge.fused._cohort import Cohort, Member
 from tunebridge.fused._export import save_member_checkpoint
@@ -32,8 +39,7 @@ from tunebridge.fused._memory import default_capacity, fused_device, member_byte
 from tunebridge.fused._mlp import MemberShape, paid_work, stack_widths, work
 from tunebridge.fused._user import UserCohort, UserMember, is_user_module
 from tunebridge.fused._vmap import VmapCohort, architecture
-from tunebridge.lightning._runner import TrialSettings
-from tunebridge.lightning._seed import seed_trial
+from tunebridge.lightning import TrialSettings, seed_trial
 
 __all__ = ["FuseStats", "FusedExecutor", "auto_capacity", "default_capacity", "run_fused"]
 

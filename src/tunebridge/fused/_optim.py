@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from tunebridge.lightning._training import TrainingConfig
+from tunebridge.lightning import TrainingConfig
 
 __all__ = ["FusedOptimizer", "scheduled_lr"]
 

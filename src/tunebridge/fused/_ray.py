@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunebridge._storage_url import is_memory
-from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
+from tunebridge.backends import StudyLimits, StudyOptions, WorkerOptions
 from tunebridge.errors import SchemaError
 
 __all__ = ["cohort_workers", "run_fused_on_ray"]

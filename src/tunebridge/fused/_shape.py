@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from tunebridge.lightning._networks import ACTIVATION_LAYERS
+from tunebridge.lightning import ACTIVATION_LAYERS
 
 __all__ = ["MemberShape", "carried", "member_shape", "paid_work", "stack_widths", "work"]
 

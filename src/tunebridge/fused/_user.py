@@ -34,7 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from tunebridge.fused._cohort import Member
 from tunebridge.fused._vmap import StackedCohort, architecture
-from tunebridge.lightning._training import TrainingConfig
+from tunebridge.lightning import TrainingConfig
 
 __all__ = ["FUSED_VARIES", "UserCohort", "UserMember", "check_user_module", "is_user_module", "user_key"]
 

@@ -14,8 +14,7 @@ from types import ModuleType
 from typing import Any, cast
 
 from tunebridge._atomic import write_atomically
-from tunebridge.backends._base import CHECKPOINT_FILE, Reporter
-from tunebridge.backends._epoch import EarlyStopRule, TrialEpochs
+from tunebridge.backends import CHECKPOINT_FILE, EarlyStopRule, Reporter, TrialEpochs
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
 __all__ = ["apply_config", "early_stopping", "reapply_config_callback", "report_callback", "scalars"]

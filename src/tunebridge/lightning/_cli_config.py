@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunebridge._compat import require
+from tunebridge._hints import did_you_mean
 from tunebridge._imports import import_or_refuse, search_first
 from tunebridge._vocab import OWNED_TRAINER_KEYS
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._runner import trial_seed
 from tunebridge.schema import Scalar, Space
-from tunebridge.schema._hints import did_you_mean
 
 if TYPE_CHECKING:  # the type only: importing the spec package would load presets and the spec parser
     from tunebridge.spec import LightningCliSpec

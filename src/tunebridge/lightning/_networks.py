@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tunebridge._rules import is_int_at_least
 from tunebridge._vocab import ACTIVATIONS
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._training import _read_choice, _read_flag, _read_float, _read_int
-from tunebridge.schema._rules import is_int_at_least
 
 __all__ = ["ACTIVATION_LAYERS", "KERNEL_SIZES", "POOLING_LAYERS", "convnet_network", "l1_norm", "mlp_network"]
 

@@ -19,9 +19,16 @@ from typing import Any
 
 from tunebridge import _record
 from tunebridge._compat import lightning_namespace_of
-from tunebridge.backends._base import Reporter, Resume, TrialOutcome, checkpoint_path, trial_epochs, trial_label
-from tunebridge.backends._checkpoints import discard_checkpoint
-from tunebridge.backends._epoch import TrialEpochs
+from tunebridge.backends import (
+    Reporter,
+    Resume,
+    TrialEpochs,
+    TrialOutcome,
+    checkpoint_path,
+    discard_checkpoint,
+    trial_epochs,
+    trial_label,
+)
 from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError, TrialOutOfMemoryError
 from tunebridge.lightning._callbacks import early_stopping, reapply_config_callback, report_callback, scalars
 from tunebridge.lightning._ddp import trial_environment

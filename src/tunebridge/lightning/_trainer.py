@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
+from tunebridge._hints import did_you_mean
 from tunebridge._imports import import_or_refuse, search_first
 from tunebridge._vocab import LOGGERS, OWNED_TRAINER_KEYS
 from tunebridge.errors import MissingDependencyError, SchemaError, show
 from tunebridge.schema import Scalar
-from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["OWNED_TRAINER_KEYS", "callback_factories", "check_trainer_options", "make_callbacks", "make_logger"]
 

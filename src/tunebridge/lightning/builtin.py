@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
+from tunebridge._hints import did_you_mean
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._packages import resolve_namespace
 from tunebridge.lightning._training import _read_int
 from tunebridge.lightning.data import MODEL_KINDS, datamodule_classes, make_datamodule
 from tunebridge.lightning.models import model_classes
-from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["MODEL_KINDS", "build_builtin", "make_classes"]
 

@@ -30,11 +30,11 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from tunebridge._hints import did_you_mean
+from tunebridge._rules import is_int_at_least
 from tunebridge._vocab import BUILTIN_DATA, BUILTIN_MODELS
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._packages import NAMESPACES, PackageClasses, lazy_attribute
-from tunebridge.schema._hints import did_you_mean
-from tunebridge.schema._rules import is_int_at_least
 
 __all__ = [
     "DATASETS",

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from tunebridge._rules import is_int_at_least
 from tunebridge.errors import SchemaError
 from tunebridge.lightning._networks import (
     ACTIVATION_LAYERS,
@@ -44,7 +45,6 @@ from tunebridge.lightning._networks import (
 )
 from tunebridge.lightning._packages import NAMESPACES, PackageClasses, lazy_attribute
 from tunebridge.lightning._training import TrainingConfig, build_optimizer, build_scheduler
-from tunebridge.schema._rules import is_int_at_least
 
 __all__ = [
     "ACTIVATION_LAYERS",

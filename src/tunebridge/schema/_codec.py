@@ -7,8 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from tunebridge._hints import did_you_mean
 from tunebridge.errors import SchemaError, show
-from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._params import Bool, Choice, Fixed, Float, Int, Param, is_json_scalar
 
 __all__ = ["check_keys", "dump_yaml", "load_yaml", "param_from_dict"]

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tunebridge._rules import is_int_at_least
 from tunebridge.errors import show
 from tunebridge.schema._base import Param, Scalar, When, _field_error, is_json_scalar, same_value
 from tunebridge.schema._base import _finite_float as _finite_float  # re-exported: _policies uses it
 from tunebridge.schema._numeric import Float, Int
-from tunebridge.schema._rules import is_int_at_least
 
 __all__ = ["Bool", "Choice", "Fixed", "Float", "Int", "Param", "Scalar", "is_json_scalar", "same_value"]
 

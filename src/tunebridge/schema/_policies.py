@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from tunebridge._hints import did_you_mean
+from tunebridge._rules import check_int, check_mode
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema._codec import check_keys
-from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._params import _finite_float
-from tunebridge.schema._rules import check_int, check_mode
 
 __all__ = ["PRUNING_POLICIES", "EarlyStoppingSpec", "PruningSpec"]
 

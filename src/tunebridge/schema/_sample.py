@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tunebridge._rules import check_backend, is_int_at_least
 from tunebridge._vocab import BACKENDS
 from tunebridge.errors import SchemaError, show
-from tunebridge.schema._rules import check_backend, is_int_at_least
 
 __all__ = ["backend_sampler", "register_sampler"]
 

@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from tunebridge._hints import did_you_mean
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import _grid, _validate
 from tunebridge.schema._base import layer_keys, parent_names
 from tunebridge.schema._codec import dump_yaml, load_yaml, param_from_dict
 from tunebridge.schema._grid import DEFAULT_MAX_GRID
-from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._params import Fixed, Param, Scalar, count_bounds, same_value
 from tunebridge.schema._sample import backend_sampler
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from tunebridge._hints import did_you_mean
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema._base import Param, layer_keys, parent_names
-from tunebridge.schema._hints import did_you_mean
 from tunebridge.schema._params import Float, Int, count_bounds
 
 if TYPE_CHECKING:

@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tunebridge._hints import did_you_mean
+from tunebridge._rules import check_backend, check_int
 from tunebridge._search import parse_search
 from tunebridge._vocab import BUILTIN_DATA, BUILTIN_MODELS, RAY_OPTION_KEYS
 from tunebridge.errors import SchemaError, show
-from tunebridge.schema import EarlyStoppingSpec, PruningSpec, is_json_scalar
-from tunebridge.schema._codec import check_keys, load_yaml
-from tunebridge.schema._hints import did_you_mean
-from tunebridge.schema._rules import check_backend, check_int
+from tunebridge.schema import EarlyStoppingSpec, PruningSpec, is_json_scalar, load_yaml
+from tunebridge.schema._codec import check_keys
 from tunebridge.spec._cli import parse_lightning_cli
 from tunebridge.spec._objectives import NOTHING, objectives
 from tunebridge.spec._run import RUN_KEYS, parse_run_options

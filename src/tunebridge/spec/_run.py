@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunebridge._hints import did_you_mean
+from tunebridge._rules import check_int, is_int_at_least
 from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES, OWNED_TRAINER_KEYS
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import is_json_scalar
 from tunebridge.schema._codec import check_keys
-from tunebridge.schema._hints import did_you_mean
-from tunebridge.schema._rules import check_int, is_int_at_least
 
 __all__ = ["RUN_KEYS", "RunOptions", "parse_run_options"]
 

@@ -105,7 +105,7 @@ class RunSpec:
         """The spec's callbacks as factories, imported from the spec's folder (this imports their modules)."""
         if not self.run.callbacks:
             return ()
-        from tunebridge.lightning._trainer import callback_factories
+        from tunebridge.lightning import callback_factories
 
         return callback_factories(self.run.callbacks, base_dir=self.base_dir)
 

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunebridge import presets
+from tunebridge._hints import did_you_mean
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import Param, Space
 from tunebridge.schema._codec import check_keys, param_from_dict
-from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["space_from_spec"]
 

@@ -18,6 +18,7 @@ from tunebridge.backends.optuna._compile import (
 )
 from tunebridge.backends.optuna._factories import (
     SEARCH_ALGORITHMS,
+    independent_params,
     make_pruner,
     make_sampler,
     make_storage,
@@ -63,6 +64,7 @@ __all__ = [
     "ensure_budget",
     "fail_stale",
     "fail_trial",
+    "independent_params",
     "keep_best_checkpoints",
     "limit_reached",
     "make_pruner",

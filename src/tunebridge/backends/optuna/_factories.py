@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 
+from tunebridge._hints import did_you_mean
 from tunebridge._search import check_object, object_kind, parse_search
 from tunebridge._storage_url import journal_path, storage_kind
 from tunebridge._vocab import SEARCH_ALGORITHMS
@@ -22,7 +23,6 @@ from tunebridge.backends._options import StudyOptions
 from tunebridge.backends.optuna._ordered import with_order
 from tunebridge.errors import ConversionError, SchemaError
 from tunebridge.schema import PruningSpec, Space
-from tunebridge.schema._hints import did_you_mean
 
 __all__ = [
     "SEARCH_ALGORITHMS",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TypeGuard
 
+from tunebridge._hints import did_you_mean
 from tunebridge._vocab import BACKENDS, MODES
 from tunebridge.errors import SchemaError, show
-from tunebridge.schema._hints import did_you_mean
 
 __all__ = ["check_backend", "check_int", "check_mode", "is_int_at_least"]
 
