@@ -1,4 +1,5 @@
-"""Small rules that several layers check, written once: a count, a backend's name, a mode (standard library only).
+"""Small rules that several layers check, written once: a count, a finite number, a name among known ones
+(a backend's, a mode), fuse (standard library only).
 
 Each ``check_*`` returns the value it accepts and otherwise raises a :class:`SchemaError` that names
 where the value is, the rule, the value and the fix. A caller whose words a user already knows (a
@@ -7,13 +8,23 @@ spec file's, ``tune()``'s) passes its own ``rule`` or ``fix``; the rule itself n
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import TypeGuard
 
 from tunebridge._hints import did_you_mean
 from tunebridge._vocab import BACKENDS, MODES
 from tunebridge.errors import SchemaError, show
 
-__all__ = ["check_backend", "check_int", "check_mode", "is_int_at_least"]
+__all__ = [
+    "check_backend",
+    "check_choice",
+    "check_finite",
+    "check_fuse",
+    "check_int",
+    "check_mode",
+    "is_int_at_least",
+]
 
 
 def is_int_at_least(value: object, minimum: int, *, kind: type = int) -> TypeGuard[int]:
@@ -55,6 +66,61 @@ def check_int(value: object, minimum: int, *, path: str, name: str | None = None
     return value
 
 
+def check_finite(value: object, *, path: str) -> float:
+    """``value`` as a float if it is a finite number (never a bool).
+
+    Raises:
+        SchemaError: ``value`` is a bool, not an int or float, NaN or infinite.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SchemaError(f"`{path}` must be a finite number", path=path, value=show(value))
+    return float(value)
+
+
+def check_fuse(value: object) -> int | str:
+    """``value`` if it is a ``fuse:`` setting: ``"auto"`` or an integer >= 1 (members trained at once).
+
+    Raises:
+        SchemaError: Anything else (``0``, ``True``, ``"4"``).
+    """
+    if value == "auto" or is_int_at_least(value, 1):
+        return value
+    raise SchemaError(
+        "`fuse` must be auto or an integer >= 1", path="fuse", value=show(value), fix="Write e.g. fuse: auto."
+    )
+
+
+def check_choice(
+    value: object,
+    choices: Sequence[str],
+    *,
+    path: str,
+    rule: str | None = None,
+    fix: str | None = None,
+) -> str:
+    """``value`` if it is one of the names ``choices``; otherwise an error that suggests the nearest name.
+
+    The rule defaults to ``` `PATH` must be one of A, B ```, the fix (after the "did you mean") to
+    ``Use e.g. PATH: A.``.
+
+    Raises:
+        SchemaError: Any other value; the fix starts with the nearest name when there is one.
+
+    Example:
+        >>> check_choice("csv", ("csv", "mlflow"), path="logger")
+        'csv'
+    """
+    if not isinstance(value, str) or value not in choices:
+        hint = did_you_mean(value, choices)
+        raise SchemaError(
+            f"`{path}` must be one of {', '.join(choices)}" if rule is None else rule,
+            path=path,
+            value=show(value),
+            fix=(hint + " " if hint else "") + (f"Use e.g. {path}: {choices[0]}." if fix is None else fix),
+        )
+    return value
+
+
 def check_backend(
     value: object,
     *,
@@ -67,10 +133,7 @@ def check_backend(
     Raises:
         SchemaError: Any other value; the fix starts with the nearest name when there is one.
     """
-    if not isinstance(value, str) or value not in BACKENDS:
-        hint = did_you_mean(value, BACKENDS)
-        raise SchemaError(rule, path=path, value=show(value), fix=(hint + " " if hint else "") + fix)
-    return value
+    return check_choice(value, BACKENDS, path=path, rule=rule, fix=fix)
 
 
 def check_mode(value: object, *, path: str = "mode", fix: str = "Pass mode='min' or mode='max'.") -> str:

@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tunebridge import _record
-from tunebridge._hints import did_you_mean
+from tunebridge import _record, _rules
 from tunebridge._rules import check_int
 from tunebridge._storage_url import is_memory, local_file
 from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES
@@ -20,16 +19,9 @@ __all__ = ["check_choice", "initial_configs", "run_folder"]
 
 
 def check_choice(name: str, value: object, allowed: tuple[str, ...], *, optional: bool = False) -> None:
-    """Refuse a name outside ``allowed`` with the nearest one."""
-    if (optional and value is None) or value in allowed:
-        return
-    hint = did_you_mean(value, allowed)
-    raise SchemaError(
-        f"`{name}` must be one of {', '.join(allowed)}",
-        path=name,
-        value=show(value),
-        fix=(hint + " " if hint else "") + f"Use e.g. {name}: {allowed[0]}.",
-    )
+    """:func:`tunebridge._rules.check_choice` at ``name``; None passes when ``optional``."""
+    if not (optional and value is None):
+        _rules.check_choice(value, allowed, path=name)
 
 
 def check_rules(*, objective: str, logger: str | None, keep_checkpoints: object) -> None:

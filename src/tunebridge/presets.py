@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tunebridge._hints import did_you_mean
+from tunebridge._rules import check_choice
 from tunebridge._vocab import ACTIVATIONS, OPTIMIZERS, SCHEDULES
-from tunebridge.errors import SchemaError, show
 from tunebridge.schema import Bool, Choice, Float, Int, Space
 
 __all__ = ["PRESETS", "cnn", "cnn_full", "get", "mlp", "mlp_full", "regularization", "training"]
@@ -101,12 +100,7 @@ def get(name: str) -> Space:
     Raises:
         SchemaError: No preset has that name; the message suggests the nearest one.
     """
-    if not isinstance(name, str) or name not in PRESETS:
-        hint = did_you_mean(name, PRESETS)
-        raise SchemaError(
-            "unknown preset",
-            path="space.presets",
-            value=show(name),
-            fix=(hint + " " if hint else "") + f"Known presets: {', '.join(PRESETS)}.",
-        )
+    check_choice(
+        name, tuple(PRESETS), path="space.presets", rule="unknown preset", fix=f"Known presets: {', '.join(PRESETS)}."
+    )
     return PRESETS[name]()

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import overload
 
 from tunebridge._rules import check_mode, is_int_at_least
+from tunebridge._vocab import OBJECTIVE_RULES
 from tunebridge.backends._base import TrialOutcome, check_epoch_metrics, may_prune, objective_epoch
 from tunebridge.errors import MetricNotFoundError
 from tunebridge.schema import EarlyStoppingSpec
@@ -154,8 +155,10 @@ class TrialEpochs:
         early_stopping: EarlyStopRule | None = None,
     ) -> None:
         check_mode(mode, path="TrialEpochs")
-        if rule not in ("best_epoch", "last_epoch"):
-            raise ValueError(f"TrialEpochs: `rule` must be 'best_epoch' or 'last_epoch', but got {rule!r}.")
+        if rule not in OBJECTIVE_RULES:
+            raise ValueError(
+                f"TrialEpochs: `rule` must be {' or '.join(map(repr, OBJECTIVE_RULES))}, but got {rule!r}."
+            )
         self.metric, self.mode, self.rule = metric, mode, rule
         self.budget = budget
         self.early_stopping = early_stopping

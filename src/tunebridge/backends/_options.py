@@ -7,12 +7,11 @@ backend translates these at its boundary.
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tunebridge._rules import check_int
+from tunebridge._rules import check_finite, check_int
 from tunebridge._search import CUSTOM_PREFIX, custom_name
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import PruningSpec, Space
@@ -137,10 +136,8 @@ class StudyLimits:
             isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0
         ):
             raise SchemaError("`timeout` must be a number of seconds > 0", path="timeout", value=show(self.timeout))
-        if self.target is not None and (
-            isinstance(self.target, bool) or not isinstance(self.target, (int, float)) or not math.isfinite(self.target)
-        ):
-            raise SchemaError("`stop.target` must be a finite number", path="stop.target", value=show(self.target))
+        if self.target is not None:
+            check_finite(self.target, path="stop.target")
         if self.patience_trials is not None:
             fix = "Stop after this many finished trials without improvement, e.g. patience_trials=20."
             check_int(self.patience_trials, 1, path="stop.patience_trials", fix=fix)

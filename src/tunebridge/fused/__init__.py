@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from tunebridge._rules import check_backend, is_int_at_least
+from tunebridge._rules import check_backend, check_fuse
 from tunebridge.errors import SchemaError, TunebridgeError
 
 if TYPE_CHECKING:  # pragma: no cover - imported on first use below (they import torch)
@@ -114,10 +114,7 @@ def fuse_capacity(fuse: int | str, backend: str, **trainer_only: Any) -> int | L
         SchemaError: ``fuse`` is not ``auto`` or an integer >= 1, the backend is neither optuna nor ray, or a
             Trainer-only option is set.
     """
-    if not (fuse == "auto" or is_int_at_least(fuse, 1)):
-        raise SchemaError(
-            "`fuse` must be auto or an integer >= 1", path="fuse", value=repr(fuse), fix="Write e.g. fuse: auto."
-        )
+    check_fuse(fuse)
     check_backend(backend)  # fused cohorts run on either: on Optuna, or as cohort workers on Ray
     from tunebridge.fused._memory import fused_device
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib
 import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from tunebridge._hints import did_you_mean
+from tunebridge._compat import require
 from tunebridge._imports import import_or_refuse, search_first
+from tunebridge._rules import check_choice
 from tunebridge._vocab import LOGGERS, OWNED_TRAINER_KEYS
 from tunebridge.errors import MissingDependencyError, SchemaError, show
 from tunebridge.schema import Scalar
@@ -53,14 +53,8 @@ def check_trainer_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
                 fix=OWNED_TRAINER_KEYS[key][0].upper() + OWNED_TRAINER_KEYS[key][1:] + ".",
             )
         known = _trainer_parameters() if known is None else known
-        if key not in known:
-            hint = did_you_mean(key, known)
-            raise SchemaError(
-                "not an argument of Lightning's Trainer",
-                path=f"trainer.{key}",
-                value=show(key),
-                fix=(hint + " " if hint else "") + "See the Trainer's documentation for its arguments.",
-            )
+        fix = "See the Trainer's documentation for its arguments."
+        check_choice(key, known, path=f"trainer.{key}", rule="not an argument of Lightning's Trainer", fix=fix)
     return dict(options)
 
 
@@ -134,14 +128,7 @@ def make_logger(
     """
     if kind is None:
         return False
-    if kind not in LOGGERS:
-        hint = did_you_mean(kind, LOGGERS)
-        raise SchemaError(
-            "unknown logger",
-            path="logger",
-            value=show(kind),
-            fix=(hint + " " if hint else "") + f"Use {', '.join(LOGGERS)}.",
-        )
+    check_choice(kind, LOGGERS, path="logger", rule="unknown logger", fix=f"Use {', '.join(LOGGERS)}.")
     loggers = ns.loggers
     if kind == "csv":
         logger = loggers.CSVLogger(save_dir=save_dir, name=study, version=label)
@@ -151,10 +138,7 @@ def make_logger(
         except ModuleNotFoundError:
             raise MissingDependencyError("logger: tensorboard", "tensorboard", "tensorboard") from None
     else:
-        try:
-            importlib.import_module("mlflow")
-        except ImportError:
-            raise MissingDependencyError("logger: mlflow", "mlflow", "mlflow") from None
+        require("mlflow", "logger: mlflow")
         uri = "file:" + os.path.abspath(os.path.join(save_dir, "mlruns"))
         logger = loggers.MLFlowLogger(experiment_name=study, run_name=label, tracking_uri=uri)
     logger.log_hyperparams(dict(config))

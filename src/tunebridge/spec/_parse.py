@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunebridge._hints import did_you_mean
-from tunebridge._rules import check_backend, check_int
+from tunebridge._rules import check_backend, check_choice, check_int
 from tunebridge._search import parse_search
 from tunebridge._vocab import BUILTIN_DATA, BUILTIN_MODELS, RAY_OPTION_KEYS
 from tunebridge.errors import SchemaError, show
@@ -57,19 +56,6 @@ _KEYS = (
 def _int(data: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int | None:
     value = data.get(key, default)
     return None if value is None else check_int(value, minimum, path=key)
-
-
-def _choice(data: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = data.get(key, default)
-    if not isinstance(value, str) or value not in allowed:
-        hint = did_you_mean(value, allowed)
-        raise SchemaError(
-            f"`{key}` must be one of {', '.join(allowed)}",
-            path=key,
-            value=show(value),
-            fix=hint or f"Use e.g. {key}: {default}.",
-        )
-    return value
 
 
 def _ray(data: Any) -> dict[str, Any]:
@@ -156,8 +142,8 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
                 value="nothing",
                 fix="Write e.g. model: mlp and data: digits.",
             )
-        model = _choice(data, "model", "mlp", BUILTIN_MODELS)
-        dataset = _choice(data, "data", "digits", BUILTIN_DATA)
+        model = check_choice(data.get("model", "mlp"), BUILTIN_MODELS, path="model")
+        dataset = check_choice(data.get("data", "digits"), BUILTIN_DATA, path="data")
         if model == "cnn" and dataset != "digits":
             raise SchemaError(
                 "the built-in CNN needs image data",

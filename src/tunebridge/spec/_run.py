@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunebridge._hints import did_you_mean
-from tunebridge._rules import check_int, is_int_at_least
+from tunebridge._rules import check_choice, check_finite, check_fuse, check_int
 from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES, OWNED_TRAINER_KEYS
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import is_json_scalar
@@ -80,21 +79,6 @@ def _plain(value: Any) -> bool:
     if isinstance(value, Mapping):
         return all(isinstance(k, str) and _plain(v) for k, v in value.items())
     return False
-
-
-def _name(data: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str | None) -> str | None:
-    value = data.get(key, default)
-    if value is None and default is None:
-        return None
-    if value not in allowed:
-        hint = did_you_mean(value, allowed)
-        raise SchemaError(
-            f"`{key}` must be one of {', '.join(allowed)}",
-            path=key,
-            value=show(value),
-            fix=(hint + " " if hint else "") + f"Write e.g. {key}: {allowed[0]}.",
-        )
-    return str(value)
 
 
 def _trainer(value: Any) -> dict[str, Any]:
@@ -184,14 +168,10 @@ def _stop(value: Any) -> tuple[float | None, int | None]:
         )
     check_keys("stop", value, ("target", "patience_trials"))
     target = value.get("target")
-    if target is not None and (
-        isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target)
-    ):
-        raise SchemaError("`stop.target` must be a finite number", path="stop.target", value=show(target))
     patience = _count(
         value.get("patience_trials"), "stop.patience_trials", 1, "Write e.g. stop: {patience_trials: 20}."
     )
-    return (None if target is None else float(target)), patience
+    return (None if target is None else check_finite(target, path="stop.target")), patience
 
 
 def _enqueue(value: Any) -> tuple[Mapping[str, Any], ...]:
@@ -231,8 +211,8 @@ def parse_run_options(data: Mapping[str, Any]) -> RunOptions:
     return RunOptions(
         trainer=_trainer(data.get("trainer")),
         callbacks=_callbacks(data.get("callbacks")),
-        logger=_name(data, "logger", LOGGERS, None),
-        objective=_name(data, "objective", OBJECTIVE_RULES, "best_epoch") or "best_epoch",
+        logger=None if data.get("logger") is None else check_choice(data["logger"], LOGGERS, path="logger"),
+        objective=check_choice(data.get("objective", "best_epoch"), OBJECTIVE_RULES, path="objective"),
         keep_checkpoints=check_int(
             data.get("keep_checkpoints", 1),
             0,
@@ -244,13 +224,5 @@ def parse_run_options(data: Mapping[str, Any]) -> RunOptions:
         patience_trials=patience,
         enqueue=_enqueue(data.get("enqueue")),
         warm_start=_warm_start(data.get("warm_start")),
-        fuse=_fuse(data.get("fuse")),
-    )
-
-
-def _fuse(value: Any) -> int | str | None:
-    if value is None or value == "auto" or is_int_at_least(value, 1):
-        return value  # type: ignore[no-any-return]
-    raise SchemaError(
-        "`fuse` must be auto or an integer >= 1", path="fuse", value=show(value), fix="Write e.g. fuse: auto."
+        fuse=None if data.get("fuse") is None else check_fuse(data["fuse"]),
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from tunebridge._hints import did_you_mean
+from tunebridge._rules import check_choice
 from tunebridge._search import check_object, object_kind, parse_search
 from tunebridge._storage_url import journal_path, storage_kind
 from tunebridge._vocab import SEARCH_ALGORITHMS
@@ -65,14 +65,13 @@ def make_sampler(
         SchemaError: An unknown algorithm or option, or an option value of the wrong type.
         MissingDependencyError: ``cmaes`` without the ``cmaes`` package (before any trial runs).
     """
-    if search not in SEARCH_ALGORITHMS:
-        hint = did_you_mean(search, SEARCH_ALGORITHMS)
-        raise SchemaError(
-            "unknown search algorithm",
-            path="search",
-            value=repr(search),
-            fix=(hint + " " if hint else "") + f"Known: {', '.join(SEARCH_ALGORITHMS)}.",
-        )
+    check_choice(
+        search,
+        SEARCH_ALGORITHMS,
+        path="search",
+        rule="unknown search algorithm",
+        fix=f"Known: {', '.join(SEARCH_ALGORITHMS)}.",
+    )
     # Validated here too: StudyOptions may be built without study_options().
     _, kw = parse_search({"name": search, **(options or {})})
     if n_objectives > 1 and search == "cmaes":

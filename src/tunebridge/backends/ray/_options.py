@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tunebridge._rules import check_int
 from tunebridge._storage_url import local_file
 from tunebridge._vocab import RAY_OPTION_KEYS
 from tunebridge.errors import SchemaError
@@ -21,14 +22,15 @@ DEFAULT_STORAGE = "~/tunebridge-ray"
 CLUSTER_RETRIES = 3  # a lost node's trials run again (the Optuna workers' max_retry default, too)
 
 
-def _number(name: str, value: object, *, minimum: float, integer: bool, strict: bool = False) -> None:
-    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    if ok and (value < minimum or (strict and value == minimum)):  # type: ignore[operator]
-        ok = False
-    if not ok:
-        kind = "an integer" if integer else "a number"
+def _number(name: str, value: object, *, minimum: float, strict: bool = False) -> None:
+    wrong = isinstance(value, bool) or not isinstance(value, (int, float))
+    if wrong or value < minimum or (strict and value == minimum):  # type: ignore[operator]
         rule = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise SchemaError(f"`{name}` must be {kind} {rule}", path=f"ray.{name}", value=repr(value))
+        raise SchemaError(f"`{name}` must be a number {rule}", path=f"ray.{name}", value=repr(value))
+
+
+def _count(name: str, value: object, minimum: int) -> None:
+    check_int(value, minimum, path=f"ray.{name}", name=name, fix="")
 
 
 @dataclass(frozen=True)
@@ -83,17 +85,17 @@ class RayOptions:
                 path="ray.address",
                 value=repr(self.address),
             )
-        _number("cpus_per_trial", self.cpus_per_trial, minimum=0, integer=False, strict=True)
-        _number("gpus_per_trial", self.gpus_per_trial, minimum=0, integer=False)
+        _number("cpus_per_trial", self.cpus_per_trial, minimum=0, strict=True)
+        _number("gpus_per_trial", self.gpus_per_trial, minimum=0)
         if self.max_concurrent is not None:
-            _number("max_concurrent", self.max_concurrent, minimum=1, integer=True)
+            _count("max_concurrent", self.max_concurrent, 1)
         if self.checkpoint_frequency is not None:
-            _number("checkpoint_frequency", self.checkpoint_frequency, minimum=0, integer=True)
-        _number("checkpoint_keep", self.checkpoint_keep, minimum=1, integer=True)
+            _count("checkpoint_frequency", self.checkpoint_frequency, 0)
+        _count("checkpoint_keep", self.checkpoint_keep, 1)
         if self.max_failures is not None:
-            _number("max_failures", self.max_failures, minimum=-1, integer=True)  # -1: Ray's "retry forever"
+            _count("max_failures", self.max_failures, -1)  # -1: Ray's "retry forever"
         if self.pbt_interval is not None:
-            _number("pbt_interval", self.pbt_interval, minimum=1, integer=True)
+            _count("pbt_interval", self.pbt_interval, 1)
         for flag in ("reuse_actors", "pbt_synch"):
             if not isinstance(getattr(self, flag), bool):
                 raise SchemaError(
