@@ -65,7 +65,9 @@ def one(which: str, trials: int, fuse: str | None, seed: int) -> float:
             cmd += ["--fuse", fuse]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         started = time.perf_counter()
-        subprocess.run(cmd, cwd=tmp, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        done = subprocess.run(cmd, cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         return time.perf_counter() - started
 
 
@@ -83,7 +85,10 @@ def main() -> None:
             unfused = one(which, args.trials, None, args.seed)
             fused = one(which, args.trials, args.fuse, args.seed)
             ratios.append(unfused / fused)
-            print(f"{which} pair {pair}: unfused {unfused:6.1f} s   fused {fused:6.1f} s   {unfused / fused:.2f}x", flush=True)
+            print(
+                f"{which} pair {pair}: unfused {unfused:6.1f} s   fused {fused:6.1f} s   {unfused / fused:.2f}x",
+                flush=True,
+            )
         print(f"{which}: median unfused/fused over {args.pairs} pairs: {statistics.median(ratios):.2f}x", flush=True)
 
 
