@@ -9,8 +9,8 @@ spec file's, ``tune()``'s) passes its own ``rule`` or ``fix``; the rule itself n
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TypeGuard
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeGuard
 
 from tunebridge._hints import did_you_mean
 from tunebridge._vocab import BACKENDS, MODES
@@ -21,6 +21,7 @@ __all__ = [
     "check_choice",
     "check_finite",
     "check_fuse",
+    "check_mapping",
     "check_int",
     "check_mode",
     "is_int_at_least",
@@ -75,6 +76,19 @@ def check_finite(value: object, *, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise SchemaError(f"`{path}` must be a finite number", path=path, value=show(value))
     return float(value)
+
+
+def check_mapping(value: object, *, path: str, fix: str, rule: str | None = None) -> Mapping[str, Any]:
+    """``value`` if it is a mapping (a section such as ``ray:``); the rule defaults to ``` `PATH` must be a mapping ```.
+
+    Raises:
+        SchemaError: Anything else (a list, a string, ``None``).
+    """
+    if not isinstance(value, Mapping):
+        raise SchemaError(
+            f"`{path}` must be a mapping" if rule is None else rule, path=path, value=show(value), fix=fix
+        )
+    return value
 
 
 def check_fuse(value: object) -> int | str:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tunebridge._rules import check_mapping
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema._codec import check_keys
 
@@ -80,13 +81,8 @@ def parse_lightning_cli(data: Any, *, base_dir: str) -> LightningCliSpec:
         SchemaError: Not a mapping, an unknown key, a reference that is not ``module:Class``, no config
             file or one that does not exist.
     """
-    if not isinstance(data, Mapping):
-        raise SchemaError(
-            "`lightning_cli` must be a mapping",
-            path="lightning_cli",
-            value=show(data),
-            fix="Write e.g. lightning_cli: {model: pkg.models:Net, datamodule: pkg.data:Data, config: [base.yaml]}.",
-        )
+    fix = "Write e.g. lightning_cli: {model: pkg.models:Net, datamodule: pkg.data:Data, config: [base.yaml]}."
+    check_mapping(data, path="lightning_cli", fix=fix)
     check_keys("lightning_cli", data, CLI_KEYS)
     files = data.get("config")
     files = [files] if isinstance(files, str) else files

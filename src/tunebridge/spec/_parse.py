@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunebridge._rules import check_backend, check_choice, check_int
+from tunebridge._rules import check_backend, check_choice, check_int, check_mapping
 from tunebridge._search import parse_search
 from tunebridge._vocab import BUILTIN_DATA, BUILTIN_MODELS, RAY_OPTION_KEYS
 from tunebridge.errors import SchemaError, show
@@ -61,13 +61,7 @@ def _int(data: Mapping[str, Any], key: str, default: int | None, minimum: int) -
 def _ray(data: Any) -> dict[str, Any]:
     """The ``ray:`` section: known keys with plain values (the Ray backend checks their meaning)."""
     ray = {} if data is None else data
-    if not isinstance(ray, Mapping):
-        raise SchemaError(
-            "`ray` must be a mapping",
-            path="ray",
-            value=show(ray),
-            fix="Write e.g. ray: {cpus_per_trial: 1, max_concurrent: 2}.",
-        )
+    check_mapping(ray, path="ray", fix="Write e.g. ray: {cpus_per_trial: 1, max_concurrent: 2}.")
     check_keys("ray", ray, RAY_OPTION_KEYS)
     for key, value in ray.items():
         names = isinstance(value, list) and all(isinstance(v, str) for v in value)

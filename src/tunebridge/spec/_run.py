@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunebridge._rules import check_choice, check_finite, check_fuse, check_int
+from tunebridge._rules import check_choice, check_finite, check_fuse, check_int, check_mapping
 from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES, OWNED_TRAINER_KEYS
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import is_json_scalar
@@ -84,13 +84,9 @@ def _plain(value: Any) -> bool:
 def _trainer(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
-        raise SchemaError(
-            "`trainer` must be a mapping of Trainer keyword arguments",
-            path="trainer",
-            value=show(value),
-            fix="Write e.g. trainer: {precision: bf16-mixed, gradient_clip_val: 1.0}.",
-        )
+    rule = "`trainer` must be a mapping of Trainer keyword arguments"
+    fix = "Write e.g. trainer: {precision: bf16-mixed, gradient_clip_val: 1.0}."
+    check_mapping(value, path="trainer", rule=rule, fix=fix)
     for key, item in value.items():
         if key in OWNED_TRAINER_KEYS:
             reason = OWNED_TRAINER_KEYS[key]
@@ -159,13 +155,7 @@ def _timeout(value: Any) -> float | None:
 def _stop(value: Any) -> tuple[float | None, int | None]:
     if value is None:
         return None, None
-    if not isinstance(value, Mapping):
-        raise SchemaError(
-            "`stop` must be a mapping",
-            path="stop",
-            value=show(value),
-            fix="Write e.g. stop: {target: 0.98, patience_trials: 20}.",
-        )
+    check_mapping(value, path="stop", fix="Write e.g. stop: {target: 0.98, patience_trials: 20}.")
     check_keys("stop", value, ("target", "patience_trials"))
     target = value.get("target")
     patience = _count(

@@ -10,6 +10,7 @@ from typing import Any
 
 from tunebridge import presets
 from tunebridge._hints import did_you_mean
+from tunebridge._rules import check_mapping
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import Param, Space
 from tunebridge.schema._codec import check_keys, param_from_dict
@@ -80,13 +81,9 @@ def space_from_spec(data: Any) -> Space:
 def _extend(space: Space, section: str, extra: Any) -> Space:
     """Apply ``override:`` or ``params:`` to the presets' space, one parameter at a time."""
     where = f"space.{section}"
-    if not isinstance(extra, Mapping):
-        raise SchemaError(
-            f"`{section}` must be a mapping of parameter names to definitions",
-            path=where,
-            value=show(extra),
-            fix="Write e.g. `lr: {type: float, low: 1.0e-4, high: 0.1, log: true}`.",
-        )
+    rule = f"`{section}` must be a mapping of parameter names to definitions"
+    fix = "Write e.g. `lr: {type: float, low: 1.0e-4, high: 0.1, log: true}`."
+    check_mapping(extra, path=where, rule=rule, fix=fix)
     params: dict[str, Param] = {}
     for name, body in extra.items():
         if not isinstance(name, str):
