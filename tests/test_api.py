@@ -292,26 +292,6 @@ def test_bad_arguments_raise_before_any_trial(kwargs: dict[str, Any], error: typ
     assert calls == []  # nothing was trained
 
 
-def _failing_build(config: dict[str, Any]) -> tuple[Any, Any]:
-    raise RuntimeError("no model today")
-
-
-def test_grace_period_for_heartbeats_is_deprecated_in_favour_of_heartbeat_timeout(tmp_path: Path) -> None:
-    # The pruning spec's grace_period counts epochs; the worker's counts seconds without a heartbeat.
-    with pytest.warns(DeprecationWarning, match=r"grace_period=\.\.\.\) is deprecated.*heartbeat_timeout"):
-        result = tune(
-            _failing_build,
-            Space(x=Int(0, 3)),
-            metric="val_loss",
-            trials=1,
-            storage=f"sqlite:///{tmp_path}/s.db",
-            grace_period=5.0,
-            progress=False,
-        )
-    assert result.record["counts"]["fail"] == 1
-    assert result.study.trials[0].user_attrs["fail_reason"] == "RuntimeError: no model today"
-
-
 def test_worker_options_name_the_heartbeat_timeout() -> None:
     from tunebridge.backends.optuna import WorkerOptions
 

@@ -75,13 +75,9 @@ class _Trial:
         (_Trial(system_attrs={"tb_requeued": True}), True),
         (_Trial(system_attrs={"tb_cancelled": True}), True),
         (_Trial(system_attrs={"tb_requeued": False}), False),
-        # studies written before the bookkeeping moved to system attributes
-        (_Trial(user_attrs={"requeued": True}), True),
-        (_Trial(user_attrs={"cancelled": True}), True),
-        (_Trial(user_attrs={"requeued": True}, system_attrs={"tb_requeued": False}), False),
     ],
 )
-def test_outside_budget_reads_both_places(trial: _Trial, outside: bool) -> None:
+def test_outside_budget_reads_the_system_attributes(trial: _Trial, outside: bool) -> None:
     assert _record.outside_budget(trial) is outside
 
 
@@ -101,7 +97,6 @@ def test_bookkeeping_goes_to_system_attributes_and_results_stay_the_users() -> N
     assert system == {"tb_module_class": "m:C", "tb_worker": "h:1", "tb_fused": True, "tb_ray_node": "n"}
     trial = _Trial(user, system)
     assert [_record.bookkeeping(trial, k) for k in ("worker", "fused", "slot")] == ["h:1", True, None]
-    assert _record.bookkeeping(_Trial(user_attrs={"worker": "old:2"}), "worker") == "old:2"
 
 
 def test_the_record_module_is_standard_library_only() -> None:

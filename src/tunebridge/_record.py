@@ -8,7 +8,7 @@ Every backend writes a trial's attributes through :func:`outcome_attrs` / :func:
 What the user reads are Optuna *user* attributes (optuna-dashboard and ``trials_dataframe()`` show
 them as the user's own):
 
-- ``config``: the config the trial ran with (values, never Optuna's indices of ordered choices);
+- ``config``: the config the trial ran with (its values);
   written when the trial ends (a trial still running, or killed, has only its params);
 - ``final_<metric>``: every final validation metric (``final_val_loss``, ``final_n_params``, …);
   a non-finite value is stored as its text (``"nan"``), since JSON storages refuse NaN;
@@ -19,8 +19,7 @@ them as the user's own):
   trial is among the best kept.
 
 tunebridge's own bookkeeping is kept out of the user's view, as Optuna *system* attributes named
-``tb_<key>`` (:data:`BOOKKEEPING`; :func:`bookkeeping` reads them, and the user attribute of the
-same name, where older studies keep it):
+``tb_<key>`` (:data:`BOOKKEEPING`; :func:`bookkeeping` reads them):
 
 - ``module_class``: ``module:Class`` of the LightningModule of the kept ``checkpoint`` (to load it);
 - ``worker``: ``host:pid`` of the worker that ran the trial (with heartbeats: several workers may
@@ -202,18 +201,12 @@ def split_attrs(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 
 class _Trial(Protocol):
     @property
-    def user_attrs(self) -> dict[str, Any]: ...
-    @property
     def system_attrs(self) -> dict[str, Any]: ...
 
 
 def bookkeeping(trial: _Trial, key: str, default: Any = None) -> Any:
-    """A bookkeeping value of a trial (``worker``, ``requeued``, …): its system attribute, or the user
-    attribute that older studies stored it as."""
-    system = trial.system_attrs
-    if SYSTEM_PREFIX + key in system:
-        return system[SYSTEM_PREFIX + key]
-    return trial.user_attrs.get(key, default)
+    """A bookkeeping value of a trial (``worker``, ``requeued``, …): its ``tb_<key>`` system attribute."""
+    return trial.system_attrs.get(SYSTEM_PREFIX + key, default)
 
 
 def final_metrics(attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import os
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -149,7 +148,6 @@ def tune(
     enqueue: Sequence[Mapping[str, Any]] | None = None,
     warm_start: str | Mapping[str, Any] | None = None,
     fuse: int | str | None = None,
-    grace_period: float | None = None,
 ) -> TuneResult:
     """Tune a LightningModule over ``space``.
 
@@ -207,8 +205,6 @@ def tune(
             ``fused_loss``/``fused_metrics`` hooks; on the ``accelerator``'s device; with ``backend="ray"``
             as cohort workers on Ray (one per GPU). Each member is an ordinary trial and trains as it
             would alone (see :mod:`tunebridge.fused`).
-        grace_period: Deprecated name of ``heartbeat_timeout`` (a ``DeprecationWarning``); the
-            pruning spec's ``grace_period`` (epochs) is unrelated.
 
     Returns:
         A :class:`TuneResult`.
@@ -216,14 +212,6 @@ def tune(
     Raises:
         SchemaError: Bad options. ConversionError: the space cannot be expressed in the backend.
     """
-    if grace_period is not None:
-        warnings.warn(
-            "tune(grace_period=...) is deprecated: it means seconds without a heartbeat, not the pruning "
-            "spec's grace_period (epochs); pass heartbeat_timeout= instead.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        heartbeat_timeout = grace_period if heartbeat_timeout is None else heartbeat_timeout
     opts = study_options(
         space,
         metric=metric,

@@ -590,7 +590,7 @@ def test_count_finished_ignores_requeued_failures() -> None:
     ]:
         trial = study.ask()
         for k, v in attrs.items():
-            trial.set_user_attr(k, v)
+            study._storage.set_trial_system_attr(trial._trial_id, f"tb_{k}", v)  # as the queue records it
         study.tell(trial, 1.0 if state == TrialState.COMPLETE else None, state=state)
     assert count_finished(study.trials) == 3
 

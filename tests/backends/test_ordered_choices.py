@@ -1,6 +1,5 @@
 """Ordered choices are stored as their values (optuna-dashboard shows 32, not 0) and sampled over their
-index by the model-based samplers (``backends/optuna/_ordered.py``); studies that stored the index still
-read and resume."""
+index by the model-based samplers (``backends/optuna/_ordered.py``)."""
 
 from __future__ import annotations
 
@@ -24,14 +23,11 @@ from tunebridge.backends._base import TrialOutcome
 from tunebridge.backends.optuna import (
     StudyOptions,
     decode,
-    decode_value,
     make_sampler,
-    params_and_distributions,
     suggest,
     trial_config,
 )
-from tunebridge.backends.optuna._ordered import OrderedChoices, index_encoded
-from tunebridge.backends.optuna._queue import READY_ATTR
+from tunebridge.backends.optuna._ordered import OrderedChoices
 from tunebridge.lightning.builtin import build_builtin
 from tunebridge.schema import Choice, Float, Int, Space
 
@@ -200,89 +196,5 @@ def test_a_grid_holds_values_and_runs_every_point_once() -> None:
     configs = [trial_config(space, t) for t in study.trials]
     assert len(configs) == len(grid) == 2 * (3 + 9) * 3
     assert sorted(map(str, configs)) == sorted(map(str, grid))
-    assert all(decode(space, t.params, t.distributions) == trial_config(space, t) for t in study.trials)
+    assert all(decode(space, t.params) == trial_config(space, t) for t in study.trials)
     assert {t.params["batch_size"] for t in study.trials} == {32, 64, 128}
-
-
-# --- studies that stored the index ---------------------------------------------------------------------------
-
-OLD = Space(lr=Float(1e-3, 1e-1, log=True), batch_size=Choice([32, 64, 128], ordered=True))
-
-
-def _old_study(storage: str) -> optuna.Study:
-    """A study as tunebridge wrote it before values were stored: the index under an IntDistribution."""
-    study = optuna.create_study(storage=storage, study_name="old")
-    dists = {"lr": FloatDistribution(1e-3, 1e-1, log=True), "batch_size": IntDistribution(0, 2)}
-    for i, index in enumerate([0, 2, 1]):
-        params = {"lr": 0.01 * (i + 1), "batch_size": index}
-        study.add_trial(create_trial(params=params, distributions=dists, value=float(i)))
-    study.enqueue_trial({"batch_size": 2})  # queued before the upgrade: an index
-    study._storage.set_study_system_attr(study._study_id, READY_ATTR, True)
-    return study
-
-
-@pytest.mark.parametrize(
-    ("raw", "dist", "expected"),
-    [
-        (64, CategoricalDistribution((32, 64, 128)), 64),
-        (1, IntDistribution(0, 2), 64),
-        (2, None, 128),  # no distribution: not a value, so an index
-        (64, None, 64),
-    ],
-)
-def test_decode_follows_the_stored_distribution(raw: Any, dist: BaseDistribution | None, expected: int) -> None:
-    assert decode_value(OLD["batch_size"], raw, dist) == expected
-
-
-def test_decode_refuses_a_raw_value_that_is_neither() -> None:
-    with pytest.raises(ValueError, match=r"5 is neither one of \[32, 64, 128\] nor an index of one"):
-        decode_value(OLD["batch_size"], 5)
-
-
-def test_an_old_study_reads_and_resumes_with_the_index_encoding(tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path / 'old.db'}"
-    old = _old_study(storage)
-    assert [decode(OLD, t.params, t.distributions)["batch_size"] for t in old.trials[:3]] == [32, 128, 64]
-    assert index_encoded(old, "batch_size") and not index_encoded(old, "other")
-
-    opts = StudyOptions(
-        space=OLD,
-        metrics=["loss"],
-        modes=["min"],
-        search="tpe",
-        search_options={"n_startup_trials": 2},
-        seed=0,
-        storage=storage,
-        study="old",
-    )
-    study = run_study(opts, _objective, n_trials=8)
-    new = [t for t in study.trials if t.number >= 3]
-    assert len(new) == 5 and all(t.state == TrialState.COMPLETE for t in new)
-    for t in new:
-        assert t.distributions["batch_size"] == IntDistribution(0, 2)  # the study keeps its encoding
-        assert trial_config(OLD, t)["batch_size"] == decode(OLD, t.params, t.distributions)["batch_size"]
-    assert trial_config(OLD, new[0])["batch_size"] == 128  # the trial queued before the upgrade
-
-    # The Ray backend's mirror adds trials in the study's own encoding.
-    params, dists = params_and_distributions(OLD, {"lr": 0.01, "batch_size": 64}, study=study)
-    assert (params["batch_size"], dists["batch_size"]) == (1, IntDistribution(0, 2))
-    study.add_trial(create_trial(params=params, distributions=dists, value=0.5))
-
-
-def test_a_config_enqueued_as_values_into_an_old_study_keeps_its_meaning(tmp_path: Path) -> None:
-    storage = f"sqlite:///{tmp_path / 'old.db'}"
-    old = _old_study(storage)
-    old.enqueue_trial({"lr": 0.05, "batch_size": 64})  # after the upgrade tunebridge enqueues values
-    opts = StudyOptions(
-        space=OLD, metrics=["loss"], modes=["min"], search="random", seed=0, storage=storage, study="old"
-    )
-    study = run_study(opts, _objective, n_trials=5)
-    assert [trial_config(OLD, t)["batch_size"] for t in study.trials[3:5]] == [128, 64]
-
-
-def test_an_index_enqueued_into_a_new_study_is_read_as_the_value_it_named() -> None:
-    study = optuna.create_study(sampler=make_sampler("tpe", seed=0, space=OLD))
-    study.enqueue_trial({"batch_size": 2})  # a queue written before the upgrade, run after it
-    trial = study.ask()
-    assert suggest(trial, OLD)["batch_size"] == 128
-    assert trial.params["batch_size"] == 128 and not index_encoded(study, "batch_size")

@@ -114,7 +114,7 @@ def test_a_sigkilled_worker_on_this_host_is_failed_at_once_and_its_config_requeu
 
 def _running_trial(study: optuna.Study, process: list[Any] | None, beat_age: float) -> int:
     trial = study.ask()
-    trial.set_user_attr("worker", "somewhere:1")
+    study._storage.set_trial_system_attr(trial._trial_id, "tb_worker", "somewhere:1")  # as the loop records it
     if process is not None:
         study._storage.set_trial_system_attr(trial._trial_id, PROCESS_ATTR, process)
     study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT_ATTR, time.time() - beat_age)

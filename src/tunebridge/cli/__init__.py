@@ -144,20 +144,12 @@ def worker(
         float | None,
         typer.Option(help="Seconds without heartbeat before a trial's worker counts as dead (default 3 heartbeats)."),
     ] = None,
-    grace_period: Annotated[
-        float | None, typer.Option(hidden=True, help="Deprecated: use --heartbeat-timeout.")
-    ] = None,
     max_retry: Annotated[int, typer.Option(help="How often a dead worker's config is re-queued.")] = 3,
     fuse: FuseOpt = None,
     print_metrics: PrintMetricsOpt = False,
 ) -> None:
     """Join a shared study as one worker; stops when the study's trial budget is reached."""
-    from tunebridge.cli._common import err_console
     from tunebridge.cli._run import worker_command
-
-    if grace_period is not None:  # the pruning spec's grace_period counts epochs: one name, one meaning
-        err_console.print("[yellow]warning[/]: --grace-period is deprecated; use --heartbeat-timeout (seconds).")
-        heartbeat_timeout = grace_period if heartbeat_timeout is None else heartbeat_timeout
 
     with fail_on_tunebridge_errors():
         worker_command(

@@ -1,13 +1,9 @@
 """What ``tunebridge report`` shows, computed once: the trials by state, the parameters by importance,
 the y-range of the learning curves, the run record and the best trial.
-
-The plots read a *view* of the study: an in-memory copy whose ordered choices hold their values
-(``batch_size 64``) instead of the index Optuna samples (``batch_size 1``).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -16,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunebridge import _record
-from tunebridge.schema import Choice, Space
+from tunebridge.schema import Space
 
 __all__ = ["ReportData", "collect", "curve_range"]
 
@@ -29,8 +25,7 @@ class ReportData:
     """Everything the HTML, the PNGs and the Markdown summary are made of."""
 
     name: str
-    study: Any  # the study as stored
-    view: Any  # an in-memory copy whose parameters hold config values (ordered choices decoded)
+    study: Any  # the study as stored (ordered choices hold their values)
     space: Space | None
     metrics: list[str]
     modes: list[str]
@@ -71,7 +66,6 @@ def collect(study: Any, *, storage: str = "", record_file: str | None = None) ->
     data = ReportData(
         name=study.study_name,
         study=study,
-        view=_view(study, space),
         space=space,
         metrics=metrics,
         modes=modes,
@@ -88,28 +82,6 @@ def collect(study: Any, *, storage: str = "", record_file: str | None = None) ->
     _importances(data)
     data.y_range = curve_range(study, maximize=data.maximize)
     return data
-
-
-def _view(study: Any, space: Space | None) -> Any:
-    """An in-memory copy of the finished trials whose ordered choices hold values, not indices."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, IntDistribution
-    from optuna.trial import TrialState
-
-    view = optuna.create_study(directions=study.directions, study_name=study.study_name)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        t = copy.deepcopy(t)
-        params, dists = dict(t.params), dict(t.distributions)
-        for key in params:
-            p = space[key.split("/", 1)[0]] if space is not None and key.split("/", 1)[0] in space else None
-            if (
-                isinstance(p, Choice) and p.ordered and isinstance(dists[key], IntDistribution)
-            ):  # an older study's index
-                params[key] = p.values[int(params[key])]
-                dists[key] = CategoricalDistribution(p.values)
-        t.params, t.distributions = params, dists
-        view.add_trial(t)
-    return view
 
 
 def _importances(data: ReportData) -> None:
@@ -133,7 +105,7 @@ def _importances(data: ReportData) -> None:
             warnings.simplefilter("ignore")
             evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
             data.importances = optuna.importance.get_param_importances(
-                data.view, evaluator=evaluator, params=everywhere, target=target
+                data.study, evaluator=evaluator, params=everywhere, target=target
             )
     except (ValueError, RuntimeError) as e:
         data.importance_note = f"parameter importances unavailable: {e}"

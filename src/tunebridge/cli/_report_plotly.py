@@ -27,16 +27,16 @@ def figures(data: ReportData) -> dict[str, Any]:
     if any(t.intermediate_values for t in data.study.get_trials(deepcopy=False)):
         out["curves"] = curves(data)
     if data.multi and len(data.metrics) <= 3 and data.complete:
-        out["pareto"] = vis.plot_pareto_front(data.view, target_names=data.metrics)
+        out["pareto"] = vis.plot_pareto_front(data.study, target_names=data.metrics)
     target = (lambda t: t.values[0]) if data.multi else None
     kw: dict[str, Any] = {"target": target, "target_name": data.metrics[0]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna warns about "experimental" features and trials without a value
         if len(data.complete) >= 2 and data.top_params:
-            out["parallel"] = vis.plot_parallel_coordinate(data.view, params=data.top_params[:PARALLEL_PARAMS], **kw)
-            out["slice"] = vis.plot_slice(data.view, params=data.top_params[:SLICE_PARAMS], **kw)
+            out["parallel"] = vis.plot_parallel_coordinate(data.study, params=data.top_params[:PARALLEL_PARAMS], **kw)
+            out["slice"] = vis.plot_slice(data.study, params=data.top_params[:SLICE_PARAMS], **kw)
         if len(data.complete) >= 2 and len(data.top_params) >= 2:
-            out["contour"] = vis.plot_contour(data.view, params=data.top_params[:CONTOUR_PARAMS], **kw)
+            out["contour"] = vis.plot_contour(data.study, params=data.top_params[:CONTOUR_PARAMS], **kw)
     if data.importances:
         out["importances"] = importances(data)
     for fig in out.values():

@@ -12,7 +12,6 @@ from tunebridge.backends.optuna._compile import (
     distribution,
     distributions,
     encode,
-    encode_value,
     params_and_distributions,
     suggest,
 )
@@ -60,7 +59,6 @@ __all__ = [
     "distribution",
     "distributions",
     "encode",
-    "encode_value",
     "ensure_budget",
     "fail_stale",
     "fail_trial",

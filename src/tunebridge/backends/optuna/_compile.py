@@ -9,9 +9,7 @@ Encoding rules (the only place they live):
 - ordered ``Choice`` -> ``CategoricalDistribution`` over the values too, so ``trial.params``,
   optuna-dashboard and Optuna's plots show the value (32, not its index 0). The order is kept for
   the model-based samplers by :class:`~tunebridge.backends.optuna._ordered.OrderedChoices`, which
-  shows them ``IntDistribution(0, n-1)`` over the index. A study written before stored the index
-  under an ``IntDistribution``; it keeps that encoding for those names (``_ordered.index_encoded``),
-  and decoding follows each trial's stored distribution.
+  shows them ``IntDistribution(0, n-1)`` over the index.
 - ``Fixed`` -> nothing is suggested; the value is filled in by the space walk.
 - per-layer copies are named ``name/0 … name/{n-1}``.
 """
@@ -24,7 +22,6 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from tunebridge.backends.optuna._ordered import index_encoded, suggest_ordered
 from tunebridge.errors import ConversionError
 from tunebridge.schema import Bool, Choice, Fixed, Float, Int, Param, Scalar, Space
 
@@ -36,7 +33,6 @@ __all__ = [
     "distribution",
     "distributions",
     "encode",
-    "encode_value",
     "params_and_distributions",
     "suggest",
 ]
@@ -111,28 +107,9 @@ def base_name(key: str) -> str:
     return key.split("/", 1)[0]
 
 
-def encode_value(p: Param, value: Any, *, as_index: bool = False) -> Any:
-    """The Optuna parameter value for a config value: the value itself (an ordered choice's index in a
-    study that stores it so, ``as_index``)."""
-    return p.index(value) if as_index and isinstance(p, Choice) and p.ordered else value
-
-
-def decode_value(p: Param, raw: Any, dist: BaseDistribution | None = None) -> Scalar:
-    """The config value for an Optuna parameter value (the inverse of :func:`encode_value`).
-
-    An ordered choice stored under an ``IntDistribution`` (a study written before values were stored)
-    holds its index. Without ``dist``, a raw value that is one of the values is taken as the value,
-    else as an index.
-
-    Raises:
-        ValueError: An ordered choice's raw value is neither one of its values nor an index of one.
-    """
-    if isinstance(p, Choice) and p.ordered:
-        if not isinstance(dist, IntDistribution) and p.contains(raw):
-            return raw  # type: ignore[no-any-return]
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw == int(raw) and 0 <= raw < len(p.values):
-            return p.values[int(raw)]
-        raise ValueError(f"{raw!r} is neither one of {list(p.values)} nor an index of one")
+def decode_value(p: Param, raw: Any) -> Scalar:
+    """The config value for an Optuna parameter value (an ``Int`` as int, a stepped ``Float`` snapped;
+    every other value, ordered choices included, is stored as itself)."""
     if isinstance(p, Int):
         return int(raw)
     if isinstance(p, Float):
@@ -145,8 +122,6 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Scalar]:
     check_convertible(space)
 
     def draw(key: str, p: Param) -> Scalar:
-        if isinstance(p, Choice) and p.ordered:
-            return suggest_ordered(trial, key, p)
         if isinstance(p, Int):
             return trial.suggest_int(key, p.low, p.high, step=p.step, log=p.log)
         if isinstance(p, Float):
@@ -158,58 +133,28 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Scalar]:
     return space.walk(draw)
 
 
-def encode(space: Space, config: Mapping[str, Any], *, study: optuna.Study | None = None) -> dict[str, Any]:
-    """Optuna ``params`` for a config (fixed values are dropped).
-
-    Args:
-        study: The study the params are for: ordered choices it stores as indices (a study written
-            before values were stored) are given as indices.
-    """
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        p = space[base_name(key)]
-        if not isinstance(p, Fixed):
-            as_index = study is not None and isinstance(p, Choice) and p.ordered and index_encoded(study, key)
-            out[key] = encode_value(p, value, as_index=as_index)
-    return out
+def encode(space: Space, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Optuna ``params`` for a config: its values, fixed values dropped."""
+    return {key: value for key, value in config.items() if not isinstance(space[base_name(key)], Fixed)}
 
 
-def decode(
-    space: Space, params: Mapping[str, Any], distributions: Mapping[str, BaseDistribution] | None = None
-) -> dict[str, Scalar]:
-    """The config for Optuna ``params`` (the inverse of :func:`encode`, fixed values restored).
-
-    Args:
-        distributions: The trial's distributions (``trial.distributions``): an ordered choice stored
-            under an ``IntDistribution`` holds its index.
-    """
-    dists = distributions or {}
-    return space.walk(lambda key, p: decode_value(p, params[key], dists.get(key)))
+def decode(space: Space, params: Mapping[str, Any]) -> dict[str, Scalar]:
+    """The config for Optuna ``params`` (the inverse of :func:`encode`, fixed values restored)."""
+    return space.walk(lambda key, p: decode_value(p, params[key]))
 
 
 def params_and_distributions(
-    space: Space, config: Mapping[str, Any], *, study: optuna.Study | None = None
+    space: Space, config: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
     """Optuna ``params`` and ``distributions`` for a finished trial's config (e.g. one Ray ran).
-
-    Args:
-        study: The study the trial is added to: ordered choices it stores as indices keep that
-            encoding (Optuna refuses another distribution kind for a name the study holds).
 
     Raises:
         KeyError: A key names no parameter of the space.
         ValueError: A value is outside its parameter's distribution.
     """
-    params = encode(space, config, study=study)
-    dists = {key: _stored_distribution(key, space, study) for key in params}
+    params = encode(space, config)
+    dists = {key: distribution(base_name(key), space[base_name(key)]) for key in params}
     for key, value in params.items():
         if not dists[key]._contains(dists[key].to_internal_repr(value)):
             raise ValueError(f"{key}={value!r} is outside {dists[key]}")
     return params, dists
-
-
-def _stored_distribution(key: str, space: Space, study: optuna.Study | None) -> BaseDistribution:
-    p = space[base_name(key)]
-    if study is not None and isinstance(p, Choice) and p.ordered and index_encoded(study, key):
-        return IntDistribution(0, len(p.values) - 1)
-    return distribution(base_name(key), p)

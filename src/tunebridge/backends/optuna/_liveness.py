@@ -44,7 +44,7 @@ def gone_here(trial: optuna.trial.FrozenTrial) -> str | None:
     """Why a running trial's worker is dead, when it ran on this host and its process is gone; else None."""
     process = trial.system_attrs.get(PROCESS_ATTR)
     if not isinstance(process, list) or len(process) != 2 or process[0] != PID_NAMESPACE:
-        return None  # another host or container (or an older record): only its heartbeat can tell
+        return None  # another host or container: only its heartbeat can tell
     pid = int(process[1])
     if pid == os.getpid() or _alive(pid):
         return None

@@ -5,16 +5,11 @@ An ordered ``Choice`` is stored in the study as ``CategoricalDistribution(values
 no order for a model-based sampler, so :class:`OrderedChoices` wraps one and shows it every ordered
 choice as ``IntDistribution(0, n - 1)`` over the index: in the search space, in the trials it reads
 (through :class:`_IndexView`) and in what it returns, converted back to values on the way out.
-
-A study written before this encoding stored the index itself under an ``IntDistribution``; Optuna
-refuses another distribution kind for the same name in one study, so such a study keeps the index
-encoding for those names (:func:`index_encoded`), read from its stored trials.
 """
 
 from __future__ import annotations
 
 import copy
-import weakref
 from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
@@ -25,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunebridge.schema import Choice, Scalar, Space
 
-__all__ = ["ORDER_AWARE", "OrderedChoices", "index_encoded", "ordered_values", "suggest_ordered", "with_order"]
+__all__ = ["ORDER_AWARE", "OrderedChoices", "ordered_values", "with_order"]
 
 # Samplers that model a numeric axis, and so learn from an ordered choice's order when given its index.
 # Random, grid and brute-force sampling ignore order; a user's own sampler class is given the values.
@@ -50,53 +45,6 @@ def with_order(sampler: BaseSampler, space: Space) -> BaseSampler:
     if not ordered or isinstance(sampler, OrderedChoices) or not isinstance(sampler, ORDER_AWARE):
         return sampler
     return OrderedChoices(sampler, ordered)
-
-
-# Per storage object, per (study id, key): whether the key is stored as an index. Only decided keys
-# are kept (a study cannot change a key's distribution kind once one trial holds it).
-_STORED_AS_INDEX: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], bool]] = weakref.WeakKeyDictionary()
-
-
-def index_encoded(study: Any, key: str) -> bool:
-    """Whether ``study`` stores the ordered choice ``key`` as its index (a study from before values were stored).
-
-    False for a key no trial holds yet: it will be stored as a value.
-    """
-    storage, study_id = study._storage, study._study_id
-    known = _STORED_AS_INDEX.setdefault(storage, {})
-    found = known.get((study_id, key))
-    if found is None:
-        for trial in storage.get_all_trials(study_id, deepcopy=False):
-            dist = trial.distributions.get(key)
-            if dist is not None:
-                found = known[(study_id, key)] = isinstance(dist, IntDistribution)
-                break
-    return bool(found)
-
-
-def suggest_ordered(trial: Any, key: str, p: Choice) -> Scalar:
-    """Sample an ordered choice through an ``optuna.Trial``: its value, stored as the value (or, in an
-    index-encoded study, as its index)."""
-    study = getattr(trial, "study", None)
-    as_index = study is not None and index_encoded(study, key)
-    fixed = getattr(trial, "_fixed_params", None)  # an enqueued config (Optuna reads it when suggesting)
-    if isinstance(fixed, dict) and key in fixed:
-        # A new dict: this one may be the storage's own copy of the trial's system attributes.
-        trial._fixed_params = {**fixed, key: _enqueued(p, fixed[key], as_index=as_index)}
-    if as_index:
-        return p.values[int(trial.suggest_int(key, 0, len(p.values) - 1))]
-    return trial.suggest_categorical(key, p.values)  # type: ignore[no-any-return]
-
-
-def _enqueued(p: Choice, raw: Any, *, as_index: bool) -> Any:
-    """An enqueued value in the study's encoding: configs enqueued before values were stored hold indices.
-
-    A raw value that is both one of the values and a valid index is taken in the study's own encoding.
-    """
-    is_index = isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < len(p.values)
-    if as_index:
-        return p.index(raw) if p.contains(raw) and not is_index else raw
-    return p.values[raw] if is_index and not p.contains(raw) else raw
 
 
 class OrderedChoices(BaseSampler):
@@ -151,7 +99,7 @@ class OrderedChoices(BaseSampler):
         for key, dist in space.items():
             values = self.ordered.get(key.split("/", 1)[0])
             # The study's own distribution comes back, or Trial refuses the relative value for it.
-            if values is not None and isinstance(dist, IntDistribution) and not index_encoded(study, key):
+            if values is not None and isinstance(dist, IntDistribution):
                 out[key] = CategoricalDistribution(values)
         return out
 

@@ -45,7 +45,7 @@ __all__ = [
     "waiting_for",
 ]
 
-# Set (as a study system attribute; older studies: a user attribute) once the creator has filled the queue.
+# Set (as a study system attribute) once the creator has filled the queue.
 READY_ATTR = "queue_ready"
 
 
@@ -166,9 +166,7 @@ def _wait_until_ready(study: optuna.Study, opts: StudyOptions, n_trials: int | N
 
 
 def _ready(study: optuna.Study) -> bool:
-    return bool(
-        study._storage.get_study_system_attrs(study._study_id).get(READY_ATTR) or study.user_attrs.get(READY_ATTR)
-    )
+    return bool(study._storage.get_study_system_attrs(study._study_id).get(READY_ATTR))
 
 
 def _check_spec_hash(study: optuna.Study, opts: StudyOptions) -> None:
@@ -275,12 +273,12 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int
 
 
 def fail_stale(
-    study: optuna.Study, grace_period: float, max_retry: int | None, *, orphaned_before: datetime | None = None
+    study: optuna.Study, heartbeat_timeout: float, max_retry: int | None, *, orphaned_before: datetime | None = None
 ) -> int:
     """Fail running trials whose worker is dead and re-queue their configs; returns how many.
 
     Dead means: a worker process of this host (same PID namespace) that no longer exists, at once;
-    a heartbeat older than ``grace_period`` s (a worker on another host, whose process cannot be
+    a heartbeat older than ``heartbeat_timeout`` s (a worker on another host, whose process cannot be
     looked up); or (with ``orphaned_before``) no heartbeat at all and a start before that time — a
     trial left RUNNING by a process that died before this one started and that sent no heartbeats.
     """
@@ -297,8 +295,8 @@ def fail_stale(
             if orphaned_before is None or started is None or started >= orphaned_before:
                 continue
             reason = "it was left running by a process that is gone (no heartbeat, started before this run)"
-        elif now - float(beat) > grace_period:
-            reason = f"its worker stopped sending heartbeats for over {grace_period:g} s"
+        elif now - float(beat) > heartbeat_timeout:
+            reason = f"its worker stopped sending heartbeats for over {heartbeat_timeout:g} s"
         else:
             continue
         retries = int(_record.bookkeeping(t, _record.RETRIES, 0))

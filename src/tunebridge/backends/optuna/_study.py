@@ -43,9 +43,9 @@ _PENDING: weakref.WeakKeyDictionary[optuna.Trial, dict[str, Any]] = weakref.Weak
 
 
 def trial_config(space: Space, trial: optuna.trial.FrozenTrial) -> dict[str, Scalar]:
-    """The config a finished trial ran with (values, not Optuna indices)."""
+    """The config a finished trial ran with: its recorded config, else decoded from its params."""
     config = _record.config_of(trial.user_attrs)
-    return config if config is not None else decode(space, trial.params, trial.distributions)
+    return config if config is not None else decode(space, trial.params)
 
 
 class OptunaReporter:

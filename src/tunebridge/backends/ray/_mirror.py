@@ -160,7 +160,7 @@ class Mirror:
 
     def _params(self, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         try:
-            return params_and_distributions(self.opts.space, config, study=self.study)
+            return params_and_distributions(self.opts.space, config)
         except (KeyError, ValueError, TypeError):
             return {}, {}  # a config outside the space (its trial failed on validation): keep it as an attr only
 
