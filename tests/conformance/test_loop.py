@@ -117,10 +117,6 @@ def test_a_raising_trial_fails_alone_with_its_reason_and_the_others_finish(fuse:
 
 @pytest.mark.parametrize("fuse", EXECUTORS)
 def test_ctrl_c_re_queues_every_claimed_trial(fuse: int | None, tmp_path: Any) -> None:
-    class Interrupting(pl.Callback):
-        def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
-            raise KeyboardInterrupt
-
     interrupted = {"done": False}
     real = DigitsDataModule.setup
 
