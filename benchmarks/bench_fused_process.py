@@ -6,7 +6,9 @@ Two specs, both on digits: ``fixed`` (the recipe with its structure fixed: 2x64 
 norm; lr, optimizer, momentum, schedule, dropout, weight decay searched) and ``recipe`` (the digits_mlp
 recipe as shipped). Each pair runs unfused then fused in fresh processes from an empty folder (imports,
 study creation, SQLite writes and the summary included), alternating; prints every wall time and the
-median ratio unfused / fused per spec.
+median ratio unfused / fused per spec. Each pair also times the start-up floor both pay: a process that
+only imports what a run imports (tunebridge's CLI, Lightning, torch, optuna, sklearn's data); the ratio
+past it (unfused - floor) / (fused - floor) is what the engine controls.
 """
 
 from __future__ import annotations
@@ -69,6 +71,16 @@ def one(which: str, trials: int, fuse: str | None, seed: int) -> float:
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         return time.perf_counter() - started
+
+
+FLOOR = "import tunebridge.cli, tunebridge.api, tunebridge.lightning.builtin, lightning, optuna, sklearn.datasets"
+
+
+def floor() -> float:
+    """Seconds for a process that imports what a run imports and does nothing else."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", FLOOR], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return time.perf_counter() - started
 
 
 def main() -> None:
