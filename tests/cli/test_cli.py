@@ -392,6 +392,8 @@ def test_ctrl_c_then_resume_loses_no_finished_trial(
         stderr=subprocess.PIPE,
         env=env,
         cwd=tmp_path,
+        # Ctrl-C as a terminal sends it, also when the suite itself was started with SIGINT ignored (`cmd &`)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         running = None

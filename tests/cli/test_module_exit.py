@@ -34,10 +34,20 @@ run_as_module(body)
 """
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as a terminal sends it (a suite started in the background runs with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(tmp_path: Path, *, handled: bool) -> tuple[int, str]:
     (tmp_path / "entry.py").write_text(BODY.format(handled=handled))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "entry"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "entry"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
