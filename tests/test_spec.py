@@ -199,3 +199,39 @@ def test_names_are_matched_whole(key: str, value: str, message: str) -> None:
 def test_parse_spec_accepts_python_dicts_too() -> None:
     run = parse_spec({**BASE, "space": {"n": Int(1, 2).to_dict(), "act": ["relu", "tanh"]}})
     assert run.space == Space(n=Int(1, 2), act=Choice(["relu", "tanh"]))
+
+
+@pytest.mark.parametrize("name", ["..", "../../x", ".", "a/b", "/abs"])
+def test_a_study_name_that_would_leave_the_output_folder_is_refused_everywhere(name: str, tmp_path: Path) -> None:
+    from tunebridge._rules import check_study_name
+    from tunebridge.api import study_options
+    from tunebridge.spec import parse_spec
+
+    rule = r"`study` must be a name of letters, digits, '_', '.', '-'"
+    with pytest.raises(SchemaError, match=rule):
+        check_study_name(name)
+    with pytest.raises(SchemaError, match=rule):  # the spec's study:
+        parse_spec(
+            {
+                "study": name,
+                "model": "mlp",
+                "data": "digits",
+                "space": {"presets": ["mlp"]},
+                "metric": "val_acc",
+                "mode": "max",
+            }
+        )
+    with pytest.raises(SchemaError, match=rule):  # tune(study=...)
+        study_options(Space(x=Int(1, 2)), metric="val_acc", study=name)
+    spec = parse_spec(
+        {
+            "study": "ok",
+            "model": "mlp",
+            "data": "digits",
+            "space": {"presets": ["mlp"]},
+            "metric": "val_acc",
+            "mode": "max",
+        }
+    )
+    with pytest.raises(SchemaError, match=rule):  # tunebridge run/worker --study
+        spec.with_overrides(study=name)

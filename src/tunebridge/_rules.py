@@ -9,6 +9,7 @@ spec file's, ``tune()``'s) passes its own ``rule`` or ``fix``; the rule itself n
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
@@ -24,8 +25,11 @@ __all__ = [
     "check_mapping",
     "check_int",
     "check_mode",
+    "check_study_name",
     "is_int_at_least",
 ]
+
+_STUDY = re.compile(r"[\w.\-]{1,128}")
 
 
 def is_int_at_least(value: object, minimum: int, *, kind: type = int) -> TypeGuard[int]:
@@ -158,4 +162,28 @@ def check_mode(value: object, *, path: str = "mode", fix: str = "Pass mode='min'
     """
     if not isinstance(value, str) or value not in MODES:
         raise SchemaError("`mode` must be 'min' or 'max'", path=path, value=show(value), fix=fix)
+    return value
+
+
+def check_study_name(value: object, *, path: str = "study") -> str:
+    """A study name: it names files and folders (``tunebridge-runs/STUDY/``), so it never leaves them.
+
+    Letters, digits, ``_``, ``.`` and ``-``, at most 128 characters, and not only dots (``..`` would
+    write next to the output folder, not inside it).
+
+    Example:
+        >>> check_study_name("digits-mlp")
+        'digits-mlp'
+        >>> check_study_name("../../x")
+        Traceback (most recent call last):
+        ...
+        tunebridge.errors.SchemaError: study: `study` must be a name of letters, digits, '_', '.', '-' ...
+    """
+    if not isinstance(value, str) or not _STUDY.fullmatch(value) or not value.strip("."):
+        raise SchemaError(
+            "`study` must be a name of letters, digits, '_', '.', '-'",
+            path=path,
+            value=show(value),
+            fix="Write e.g. study: digits-mlp (at most 128 characters).",
+        )
     return value

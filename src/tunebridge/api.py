@@ -11,7 +11,7 @@ from typing import Any
 
 from tunebridge import _record
 from tunebridge._compat import versions
-from tunebridge._rules import check_backend, check_int
+from tunebridge._rules import check_backend, check_int, check_study_name
 from tunebridge._setup import check_rules, early_stopping_spec, initial_configs, run_folder
 from tunebridge._storage_url import is_memory
 from tunebridge.backends import Objective, Progress, StudyLimits, silent
@@ -79,6 +79,8 @@ def study_options(
         )
     check_int(max_epochs, 1, path="max_epochs", fix="Pass the trial budget in epochs, e.g. max_epochs=20.")
     check_backend(backend, rule="`backend` must be optuna or ray", fix="Use backend='optuna' or backend='ray'.")
+    if study is not None:
+        check_study_name(study)
     check_object("search", search, backend)
     check_object("pruner", pruner, backend)
     sampler = search if object_kind(search) is not None else None

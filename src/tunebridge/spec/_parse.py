@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunebridge._rules import check_backend, check_choice, check_int, check_mapping
+from tunebridge._rules import check_backend, check_choice, check_int, check_mapping, check_study_name
 from tunebridge._search import parse_search
 from tunebridge._vocab import BUILTIN_DATA, BUILTIN_MODELS, RAY_OPTION_KEYS
 from tunebridge.errors import SchemaError, show
@@ -27,7 +27,6 @@ from tunebridge.spec._space import space_from_spec
 __all__ = ["load_spec", "parse_spec"]
 
 _BUILDER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-_STUDY = re.compile(r"[\w.\-]{1,128}")
 _KEYS = (
     "study",
     "model",
@@ -146,13 +145,8 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
                 fix="Use data: digits, or model: mlp for tabular data.",
             )
     study = data.get("study", default_study)
-    if study is not None and (not isinstance(study, str) or not _STUDY.fullmatch(study)):
-        raise SchemaError(
-            "`study` must be a name of letters, digits, '_', '.', '-'",
-            path="study",
-            value=show(study),
-            fix="Write e.g. study: digits-mlp (at most 128 characters).",
-        )
+    if study is not None:
+        check_study_name(study)
     storage = data.get("storage")
     if storage is not None and not isinstance(storage, str):
         raise SchemaError(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tunebridge._rules import check_study_name
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
 from tunebridge.spec._cli import LightningCliSpec
 from tunebridge.spec._run import RunOptions
@@ -110,5 +111,7 @@ class RunSpec:
         return callback_factories(self.run.callbacks, base_dir=self.base_dir)
 
     def with_overrides(self, **changes: Any) -> RunSpec:
-        """A copy with CLI overrides applied (None values are ignored)."""
+        """A copy with CLI overrides applied (None values are ignored); ``--study`` obeys the spec's rule."""
+        if changes.get("study") is not None:
+            check_study_name(changes["study"], path="--study")
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
