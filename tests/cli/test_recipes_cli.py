@@ -154,3 +154,23 @@ def test_a_copied_recipe_is_used_by_name(runner: CliRunner, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert "my-mlp" in result.stdout
     assert "using digits_mlp.yaml from the working directory" in result.stderr
+
+
+def test_recipes_shows_each_command_whole_on_its_own_line_at_80_columns(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = CliRunner().invoke(app, ["recipes"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    for path in bundled_files():
+        command = (
+            f"tunebridge run {path.stem}" if path.suffix == ".yaml" else f"python -m tunebridge.recipes.{path.stem}"
+        )
+        assert command in lines, f"{command!r} is not whole on a line of its own:\n{result.stdout}"
+    # and the command a Python recipe shows runs it (its --help, from an empty folder)
+    help_text = subprocess.run(
+        [sys.executable, "-m", "tunebridge.recipes.custom_module", "--help"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert "--trials" in help_text

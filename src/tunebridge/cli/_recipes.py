@@ -9,8 +9,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from rich.table import Table
-
 from tunebridge._hints import did_you_mean
 from tunebridge.cli._common import console, err_console, esc
 from tunebridge.errors import SchemaError
@@ -82,7 +80,7 @@ def resolve_spec(arg: Path) -> Path:
         return specs[name]
     scripts = {p.stem: p for p in bundled_files() if p.suffix == ".py"}
     if name in scripts:
-        fix = f"{name!r} is a Python script, not a spec: run python {scripts[name]}."
+        fix = f"{name!r} is a Python script, not a spec: run {script_command(scripts[name])}."
     else:
         fix = " ".join(
             s
@@ -110,20 +108,32 @@ def _describe(path: Path) -> str:
     return ""
 
 
+def script_command(path: Path) -> str:
+    """How to run a bundled Python recipe, short enough to copy at 80 columns."""
+    return f"python -m tunebridge.recipes.{path.stem}"
+
+
 def list_recipes() -> None:
-    """Print the bundled recipes: what each does and how to run it."""
-    table = Table(title="tunebridge recipes", caption=f"bundled in {esc(BUNDLED)}")
-    table.add_column("recipe")
-    table.add_column("what it does")
-    table.add_column("run it with")
-    for path in bundled_files():
-        how = f"tunebridge run {path.stem}" if path.suffix in _SPEC_SUFFIXES else f"python {path}"
-        table.add_row(esc(path.name), esc(_describe(path)), esc(how))
-    for folder in bundled_folders():
-        table.add_row(
-            esc(f"{folder.name}/"), esc(_describe(folder / FOLDER_SPEC)), esc(f"tunebridge run {folder.name}")
+    """Print the bundled recipes: what each does and the command that runs it, whole on its own line.
+
+    Plain lines, not a table: at 80 columns a table cuts a long command or file name short, and a
+    command is only useful when it can be copied as it is.
+    """
+    console.print(esc(f"tunebridge recipes, bundled in {BUNDLED}:"), highlight=False, soft_wrap=True)
+    rows = [
+        (
+            path.name,
+            _describe(path),
+            f"tunebridge run {path.stem}" if path.suffix in _SPEC_SUFFIXES else script_command(path),
         )
-    console.print(table)
+        for path in bundled_files()
+    ]
+    rows += [(f"{f.name}/", _describe(f / FOLDER_SPEC), f"tunebridge run {f.name}") for f in bundled_folders()]
+    for name, what, how in rows:
+        console.print()
+        console.print(f"[bold]{esc(name)}[/]  {esc(what)}", highlight=False)
+        console.print(f"    {esc(how)}", highlight=False, soft_wrap=True)
+    console.print()
     console.print("Editable copies: tunebridge recipes --copy DIR (then tunebridge run DIR/digits_mlp.yaml).")
 
 
