@@ -185,3 +185,34 @@ def test_ctrl_c_names_the_storage_masked(tmp_path: Path, secret_url: tuple[str, 
     assert proc.returncode == 130, out + err
     assert f"interrupted: finished trials are kept in {url.replace(SECRET, '***')} (study '{study}')" in err
     assert SECRET not in out + err
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("postgresql://tb:s3cret@127.0.0.1:1/test", "Check that the server runs"),  # a closed port
+        ("postgresql://127.0.0.1:5432/tunebridge_no_such_db", "Create the database first"),
+        ("mysql://127.0.0.1/x", "Install the driver the URL needs"),  # MySQLdb is not installed
+        ("redis://127.0.0.1:1/0", "Check that the server runs"),
+    ],
+    ids=["closed-port", "no-database", "missing-driver", "redis-closed-port"],
+)
+@pytest.mark.parametrize("command", ["run", "worker", "show", "report"])
+def test_a_storage_that_cannot_be_used_is_two_lines_not_a_traceback(
+    command: str, url: str, fix: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if "tunebridge_no_such_db" in url:
+        request.getfixturevalue("postgres_url")  # the server must be up for "no such database"
+    (tmp_path / "spec.yaml").write_text(SPEC.format(study="s", epochs=1, trials=1))
+    args = {
+        "run": ["run", str(tmp_path / "spec.yaml"), "--storage", url, "--no-progress"],
+        "worker": ["worker", str(tmp_path / "spec.yaml"), "--storage", url],
+        "show": ["show", "s", "--storage", url],
+        "report": ["report", "s", "--storage", url, "--out", str(tmp_path / "report")],
+    }[command]
+    result = CliRunner().invoke(app, args)
+    err = result.stderr
+    assert result.exit_code == 2, result.output + err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3, err
+    assert err.startswith("error: the study storage ") and fix in err
+    assert "s3cret" not in err

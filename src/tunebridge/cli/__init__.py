@@ -89,7 +89,7 @@ def run(
     """Run (or resume) the study a spec describes; print a summary and write best.yaml."""
     from tunebridge.cli._run import run_command
 
-    with fail_on_tunebridge_errors():
+    with fail_on_tunebridge_errors(storage):
         run_command(
             spec,
             backend=backend,
@@ -151,7 +151,7 @@ def worker(
     """Join a shared study as one worker; stops when the study's trial budget is reached."""
     from tunebridge.cli._run import worker_command
 
-    with fail_on_tunebridge_errors():
+    with fail_on_tunebridge_errors(storage):
         worker_command(
             spec,
             storage=storage,
@@ -202,7 +202,7 @@ def show(
     """Show a study's record (spec hash, seed, versions) and its trials table."""
     from tunebridge.cli._show import show_command
 
-    with fail_on_tunebridge_errors():
+    with fail_on_tunebridge_errors(storage):
         show_command(study, storage=storage, top=top, columns=columns, sort=sort, fmt=fmt)
 
 
@@ -215,7 +215,7 @@ def report(
     """Write report.html (interactive plots, run record, trials; works offline) and PNGs for a study."""
     from tunebridge.cli._report import report_command
 
-    with fail_on_tunebridge_errors():
+    with fail_on_tunebridge_errors(storage):
         report_command(study, storage=storage, out=out)
 
 

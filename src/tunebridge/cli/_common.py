@@ -28,6 +28,7 @@ __all__ = [
     "mask_secrets",
     "print_error",
     "shown_url",
+    "storage_error",
 ]
 
 DEFAULT_ROOT = "tunebridge-runs"
@@ -73,11 +74,57 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {esc(mask_secrets(message))}", highlight=False, soft_wrap=True)
 
 
+# The libraries a study's storage speaks through, and the drivers a URL may need: their errors are the
+# storage's (a closed port, a wrong database, a missing driver), shown as two lines, never a traceback.
+_STORAGE_LIBRARIES = frozenset({"sqlalchemy", "redis", "psycopg", "psycopg2", "pymysql", "MySQLdb", "pg8000"})
+
+
+def storage_error(error: BaseException) -> BaseException | None:
+    """The storage library's error in ``error``'s chain (itself, its cause or context), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__module__.split(".")[0] in _STORAGE_LIBRARIES or (
+            isinstance(current, ModuleNotFoundError) and (current.name or "").split(".")[0] in _STORAGE_LIBRARIES
+        ):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _storage_fix(error: BaseException) -> str:
+    text = str(error).lower()
+    if isinstance(error, ModuleNotFoundError):
+        return (
+            f"Install the driver the URL needs (module {error.name!r}): pip install 'tunebridge[postgres]' for "
+            "postgresql://, 'tunebridge[redis]' for redis://, pymysql for mysql+pymysql://."
+        )
+    if "can't load plugin" in text or "could not parse" in text:
+        return "Use a storage URL tunebridge knows: sqlite:///FILE, postgresql://..., mysql+pymysql://..., redis://..., journal://FILE."
+    if "does not exist" in text or "unknown database" in text:
+        return "Create the database first (e.g. createdb NAME), or name one that exists in the URL."
+    return "Check that the server runs and that the URL's host, port, user and database are right."
+
+
 @contextmanager
-def fail_on_tunebridge_errors() -> Iterator[None]:
-    """Print tunebridge's own errors as one red message and exit 2 (no traceback for user mistakes)."""
+def fail_on_tunebridge_errors(storage: str | None = None) -> Iterator[None]:
+    """Print tunebridge's own errors as one red message and exit 2 (no traceback for user mistakes).
+
+    A study storage that cannot be opened (wrong database, closed port, unknown driver or scheme, missing
+    extra) is shown the same way, in two lines: what failed with the masked URL, then the fix.
+    """
     try:
         yield
     except TunebridgeError as e:
         print_error(f"{type(e).__name__}: {e}")
+        raise typer.Exit(2) from None
+    except Exception as e:
+        cause = storage_error(e)
+        if cause is None:
+            raise
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        where = f" {shown_url(storage)}" if storage else ""
+        print_error(f"the study storage{where} cannot be used: {type(cause).__name__}: {first}")
+        err_console.print(esc(_storage_fix(cause)), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

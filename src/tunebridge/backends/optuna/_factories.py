@@ -279,7 +279,9 @@ def make_storage(url: str | None) -> Any:
         from tunebridge._compat import require
 
         require("redis", "Redis journal storage")
-        backend: Any = JournalRedisBackend(url)
+        with warnings.catch_warnings():  # "experimental since 3.1": tunebridge supports it and tests it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            backend: Any = JournalRedisBackend(url)
     else:
         path = journal_path(url)
         Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
