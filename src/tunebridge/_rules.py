@@ -177,7 +177,7 @@ def check_study_name(value: object, *, path: str = "study") -> str:
         >>> check_study_name("../../x")
         Traceback (most recent call last):
         ...
-        tunebridge.errors.SchemaError: study: `study` must be a name of letters, digits, '_', '.', '-' ...
+        tunebridge.errors.SchemaError: study: `study` must be a name of letters, digits, '_', '.', '-', but got '../../x'. Write e.g. study: digits-mlp (at most 128 characters).
     """
     if not isinstance(value, str) or not _STUDY.fullmatch(value) or not value.strip("."):
         raise SchemaError(
