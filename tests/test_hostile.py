@@ -940,6 +940,7 @@ FUZZ: list[tuple[str, st.SearchStrategy[Any], Callable[[Any], None]]] = [
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 @given(case=st.sampled_from(FUZZ).flatmap(lambda c: st.tuples(st.just(c[2]), c[1])))
+@pytest.mark.slow
 def test_nothing_but_schema_error_escapes(case: tuple[Callable[[Any], None], Any]) -> None:
     check, doc = case
     check(doc)

@@ -255,6 +255,7 @@ def by_value() -> None:
 
 @pytest.mark.ray
 @pytest.mark.usefixtures("ray_instance", "by_value")
+@pytest.mark.slow
 def test_a_ray_basic_variant_generator_and_asha_scheduler_run_a_study(tmp_path: Path) -> None:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator

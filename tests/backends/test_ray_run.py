@@ -94,6 +94,7 @@ def _configs(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("rule", ["best_epoch", "last_epoch"])
+@pytest.mark.slow
 def test_hyperband_pauses_and_resumes_trials_from_their_checkpoints(tmp_path: Path, rule: str) -> None:
     # max_t=3, eta=3: a bracket of 2 trials run to 3, then one of 3 trials that all pause at epoch 1; the best
     # of those goes on from its checkpoint, the other two are stopped.
@@ -117,6 +118,7 @@ def test_hyperband_pauses_and_resumes_trials_from_their_checkpoints(tmp_path: Pa
         assert t.user_attrs["best_epoch"] == chosen and t.value == t.intermediate_values[chosen]
 
 
+@pytest.mark.slow
 def test_pbt_mutates_training_params_inside_the_space(tmp_path: Path) -> None:
     opts = _opts(tmp_path, max_epochs=4)
     # Synchronous PBT with the whole population running at once: the worst member is cloned at epoch 2.
@@ -134,6 +136,7 @@ def test_pbt_mutates_training_params_inside_the_space(tmp_path: Path) -> None:
     assert any(t.user_attrs["restored"] for t in study.trials)  # an exploit restarted a trial from a clone
 
 
+@pytest.mark.slow
 def test_pbt_restored_trials_report_the_last_epoch_under_last_epoch(tmp_path: Path) -> None:
     # A rising curve: its best epoch is the first one it trains, so a restored trial that picked the best
     # epoch (not the run's rule) would report epoch 3 (the first after the clone), not 4.
@@ -170,6 +173,7 @@ def test_several_objectives(tmp_path: Path, search: dict[str, Any]) -> None:
     assert {t.values[1] for t in study.trials} <= {10.0, 20.0}
 
 
+@pytest.mark.slow
 def test_resume_extends_the_budget_without_duplicates(tmp_path: Path) -> None:
     opts = _opts(tmp_path, search="tpe")
     options = {"storage_path": str(tmp_path)}
@@ -191,6 +195,7 @@ run_ray(opts, objective, n_trials=6, options=options)
 """
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_keeping_finished_trials(tmp_path: Path) -> None:
     import ray
 
@@ -240,6 +245,7 @@ def _build_pl(config: dict[str, Any], *, max_epochs: int) -> tuple[Any, Any]:
 
 
 @pytest.mark.parametrize("namespace", ["lightning.pytorch", "pytorch_lightning"])
+@pytest.mark.slow
 def test_lightning_trials_pause_resume_and_stop_early_under_ray(tmp_path: Path, namespace: str) -> None:
     pytest.importorskip(namespace)
     from tunebridge.lightning import LightningObjective, TrialSettings, builtin_builder

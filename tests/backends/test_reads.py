@@ -43,6 +43,7 @@ def _study(path: Path, pruner: str) -> tuple[optuna.Study, list[optuna.Trial]]:
 
 
 @pytest.mark.parametrize("pruner", sorted(PRUNERS))
+@pytest.mark.slow
 def test_a_pass_decides_as_reports_made_one_by_one(tmp_path: Path, pruner: str) -> None:
     alone, alone_cohort = _study(tmp_path / "alone.db", pruner)
     passed, passed_cohort = _study(tmp_path / "pass.db", pruner)

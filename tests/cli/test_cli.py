@@ -370,6 +370,7 @@ def trial_states(db: Path) -> dict[int, str]:
 # --- Ctrl-C -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume_loses_no_finished_trial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runner: CliRunner
 ) -> None:

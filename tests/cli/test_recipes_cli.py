@@ -156,6 +156,7 @@ def test_a_copied_recipe_is_used_by_name(runner: CliRunner, tmp_path: Path) -> N
     assert "using digits_mlp.yaml from the working directory" in result.stderr
 
 
+@pytest.mark.slow
 def test_recipes_shows_each_command_whole_on_its_own_line_at_80_columns(tmp_path: Path) -> None:
     import subprocess
     import sys

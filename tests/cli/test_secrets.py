@@ -110,6 +110,7 @@ def test_an_error_that_quotes_the_storage_url_is_masked(runner: CliRunner) -> No
 
 
 @pytest.mark.services
+@pytest.mark.slow
 def test_run_show_report_and_worker_never_print_or_write_the_password(
     runner: CliRunner, tmp_path: Path, secret_url: tuple[str, str]
 ) -> None:

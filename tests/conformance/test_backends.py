@@ -32,7 +32,8 @@ except ImportError:  # pragma: no cover - the Ray backend is an extra
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-BACKENDS = ["optuna", pytest.param("ray", marks=pytest.mark.ray)]
+# Ray starts a local cluster (~7 s) and runs each study in actors: the full tier runs it, the quick tier optuna.
+BACKENDS = ["optuna", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])]
 
 CONDITIONAL = Space(
     n_layers=Int(1, 2),

@@ -96,6 +96,7 @@ def _finish(workers: list[subprocess.Popen[str]], killed_pid: int) -> None:
 
 
 @pytest.mark.parametrize("backend", ["postgres", "redis", "journal"])
+@pytest.mark.slow
 def test_sigkilled_worker_trial_is_retried_and_budget_is_exact(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -125,6 +126,7 @@ def test_sigkilled_worker_trial_is_retried_and_budget_is_exact(
 
 
 @pytest.mark.parametrize("backend", ["postgres", "redis"])
+@pytest.mark.slow
 def test_grid_across_workers_runs_each_point_exactly_once(backend: str, request: pytest.FixtureRequest) -> None:
     storage = request.getfixturevalue(f"{backend}_url")
     name = f"grid-{backend}-{uuid.uuid4().hex[:8]}"

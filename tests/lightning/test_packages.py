@@ -37,6 +37,7 @@ def _run(code: str) -> str:
 # --- lazy import -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_importing_the_modules_does_not_import_lightning() -> None:
     out = _run(
         f"""
@@ -53,6 +54,7 @@ def test_importing_the_modules_does_not_import_lightning() -> None:
     assert after != []  # the check above can see Lightning when it is there
 
 
+@pytest.mark.slow
 def test_instances_unpickle_in_a_fresh_process(tmp_path: Path) -> None:
     objects = [
         *(model_classes(ns).MLPClassifier({"n_layers": 1}, n_features=4, n_classes=2) for ns in NAMESPACES),

@@ -80,6 +80,7 @@ def test_the_same_config_trains_the_same_model_in_two_runs(package: str) -> None
     assert len({tuple(c) for c in curves(first.study).values()}) == 4  # four configs, four different curves
 
 
+@pytest.mark.slow
 def test_a_worker_process_trains_the_same_curves(tmp_path: Path) -> None:
     """`tunebridge worker` (another process, the spec next to the user's module) gives the same curves."""
     (tmp_path / "my_project.py").write_text(PROJECT.read_text())
@@ -120,6 +121,7 @@ def test_a_worker_process_trains_the_same_curves(tmp_path: Path) -> None:
 
 @pytest.mark.ray
 @pytest.mark.usefixtures("ray_instance")
+@pytest.mark.slow
 def test_optuna_and_ray_train_the_same_curves(tmp_path: Path) -> None:
     from ray import cloudpickle
 
@@ -239,6 +241,7 @@ def test_torch_threads_stay_one() -> None:
 
 @pytest.mark.ray
 @pytest.mark.usefixtures("ray_instance")
+@pytest.mark.slow
 def test_on_ray_the_best_checkpoint_is_kept_and_a_target_stops_the_run(tmp_path: Path) -> None:
     from ray import cloudpickle
 

@@ -309,6 +309,7 @@ JSON_VALUES = st.recursive(
 
 @settings(PROPS, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(space=spaces(), data=st.data())
+@pytest.mark.slow
 def test_a_mutated_space_is_either_valid_or_a_schema_error(space: Space, data: st.DataObject) -> None:
     doc = json.loads(json.dumps(space.to_dict()))
     path = data.draw(st.sampled_from(list(_leaves(doc))))

@@ -196,6 +196,7 @@ def test_ray_draws_a_flat_space_with_its_own_domains() -> None:
 
 @pytest.mark.ray
 @pytest.mark.parametrize("seed", [0, 5])
+@pytest.mark.slow
 def test_ray_sample_equals_a_real_tune_run(seed: int, ray_instance: None, tmp_path: Path) -> None:
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
