@@ -108,7 +108,7 @@ def default_capacity(
     memory once the data is there, ``(HEADROOM * free_bytes - data_bytes) // per_member``, between 1
     and :data:`MAX_AUTO`. ``per_member`` is :func:`member_bytes` of a member; without it (no model
     built yet) 64 MiB per member and at least 32. ``free_bytes`` defaults to what CUDA reports free now.
-    An out-of-memory step halves K anyway (see :func:`tunebridge.fused._cohort.run_epoch`).
+    An out-of-memory step halves K anyway (see :func:`tunebridge.fused._epoch.run_epoch`).
     """
     device = torch.device(device)
     if device.type != "cuda" or (free_bytes is None and not torch.cuda.is_available()):

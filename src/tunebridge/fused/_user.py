@@ -207,7 +207,7 @@ def check_user_module(module: Any, datamodule: Any) -> None:
 class UserCohort(StackedCohort):
     """Members of one user module class and key, trained with one vmapped step per batch.
 
-    Its epochs go through :func:`~tunebridge.fused._cohort.run_epoch`, as every cohort's do: a step that
+    Its epochs go through :func:`~tunebridge.fused._epoch.run_epoch`, as every cohort's do: a step that
     runs out of device memory halves the members training (the others go to ``requeue``).
     """
 
@@ -241,7 +241,7 @@ class UserCohort(StackedCohort):
 
 
 class _SharedBatches:
-    """A user cohort's epoch (:class:`~tunebridge.fused._cohort.EpochSteps`): every member on the batches of
+    """A user cohort's epoch (:class:`~tunebridge.fused._epoch.EpochSteps`): every member on the batches of
     the first member's loaders, its ``fused_loss`` per batch, its ``fused_metrics`` weighted by batch size."""
 
     def __init__(self, cohort: UserCohort) -> None:

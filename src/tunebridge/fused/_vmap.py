@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
-from tunebridge.fused._cohort import Member, device_data, run_epoch
+from tunebridge.fused._cohort import Member
+from tunebridge.fused._epoch import device_data, run_epoch
 from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
 
 __all__ = ["StackedCohort", "VmapCohort", "architecture"]
@@ -118,7 +119,7 @@ class StackedCohort:
         return out
 
     def _run_epoch(self, active: list[tuple[int, Member]], data: Any, **options: Any) -> None:
-        """:func:`~tunebridge.fused._cohort.run_epoch` for ``active``; the members it stops go to ``requeue``."""
+        """:func:`~tunebridge.fused._epoch.run_epoch` for ``active``; the members it stops go to ``requeue``."""
 
         def shrink(kept: list[tuple[int, Member]]) -> list[Tensor]:
             for slot in {i for i, _ in active} - {i for i, _ in kept}:
