@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from tunebridge.backends.optuna import StudyOptions
 
-__all__ = ["TuneResult", "counts", "load_checkpoint", "make_result", "trials_table"]
+__all__ = ["TuneResult", "counts", "load_best", "load_checkpoint", "make_result", "trials_table"]
 
 
 def load_checkpoint(
@@ -52,6 +52,59 @@ def load_checkpoint(
         raise ValueError("load_checkpoint needs build= (and config=) or module_class='package.module:Class'")
     cls: Any = import_ref(module_class)
     return cls.load_from_checkpoint(path, map_location=map_location)
+
+
+def load_best(best_yaml: str | Path, *, map_location: str = "cpu") -> Any:
+    """The best trial's trained LightningModule, from the ``best.yaml`` a run wrote, in any process.
+
+    ``best.yaml`` names the checkpoint, the module's class (``module_class``) and the folder its module is
+    imported from (``import_path``: a user's project, a LightningCLI recipe; none for tunebridge's built-in
+    models); the class's ``load_from_checkpoint`` rebuilds it from the hyperparameters the checkpoint holds.
+
+    Example:
+        ``model = tunebridge.results.load_best("tunebridge-runs/digits-mlp/best.yaml")``
+
+    Raises:
+        FileNotFoundError: No checkpoint was kept (``keep_checkpoints: 0``, or no complete trial).
+        ImportError: The module's class cannot be imported here (e.g. a class defined in a script's
+            ``__main__``): load with :func:`load_checkpoint` and your ``build`` instead.
+    """
+    import yaml
+
+    from tunebridge._imports import import_ref
+
+    best = yaml.safe_load(Path(best_yaml).read_text()) or {}
+    checkpoint, module_class = best.get("checkpoint"), best.get("module_class")
+    if not checkpoint:
+        raise FileNotFoundError(f"{best_yaml} names no kept checkpoint: keep_checkpoints: 0, or no trial completed")
+    if not module_class or str(module_class).startswith("__main__:"):
+        raise ImportError(
+            f"{best_yaml}: the module's class ({module_class or 'not recorded'}) cannot be imported in another "
+            "process; use tunebridge.results.load_checkpoint(best['checkpoint'], build=build, config=best['config'])"
+        )
+    cls: Any = import_ref(str(module_class), base_dir=best.get("import_path"))
+    return cls.load_from_checkpoint(checkpoint, map_location=map_location)
+
+
+def _import_path(module_class: str | None) -> str | None:
+    """The folder ``module_class``'s module is imported from, when it is not an installed package's (or None)."""
+    import sys
+    import sysconfig
+
+    if not module_class:
+        return None
+    name = module_class.partition(":")[0]
+    module = sys.modules.get(name)
+    file = getattr(module, "__file__", None)
+    if not file or name == "__main__":
+        return None
+    root = Path(file).resolve().parent
+    for _ in range(name.count(".")):
+        root = root.parent
+    installed = {Path(p).resolve() for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])}
+    if root in installed or root == Path(__file__).resolve().parent.parent:
+        return None  # an installed package, or tunebridge's own modules: importable anywhere
+    return str(root)
 
 
 def trials_table(study: optuna.Study, space: Space | None = None) -> pd.DataFrame:
@@ -190,6 +243,9 @@ class TuneResult:
             "metrics": self.best_metrics,
             "checkpoint": self.best_checkpoint,
         }
+        if self.best_checkpoint is not None and len(self.study.directions) == 1:
+            module_class = _record.bookkeeping(self.study.best_trial, _record.MODULE_CLASS)
+            best.update({"module_class": module_class, "import_path": _import_path(module_class)})
         if self.best_trials:
             best["pareto_front"] = self.best_trials
         paths["best"].write_text(yaml.safe_dump(best, sort_keys=False))
