@@ -252,8 +252,9 @@ def test_a_fused_run_killed_and_rerun_loses_no_finished_member(tmp_path: Any) ->
 
     spec = tmp_path / "fused.yaml"
     spec.write_text(
-        "study: fused-kill\nmodel: mlp\ndata: digits\nmetric: val_acc\nmode: max\nsearch: random\ntrials: 12\n"
-        "max_epochs: 6\nseed: 0\nfuse: 3\nthreads: 1\n"
+        # enough work that the run is still going when 3 trials have finished (fused runs are quick)
+        "study: fused-kill\nmodel: mlp\ndata: digits\nmetric: val_acc\nmode: max\nsearch: random\ntrials: 24\n"
+        "max_epochs: 8\nseed: 0\nfuse: 3\nthreads: 1\n"
         "space:\n  n_layers: {type: int, low: 1, high: 2}\n  units: {type: choice, values: [32]}\n"
         "  lr: {type: float, low: 0.001, high: 0.1, log: true}\n  batch_size: {type: choice, values: [64]}\n"
     )
@@ -263,7 +264,7 @@ def test_a_fused_run_killed_and_rerun_loses_no_finished_member(tmp_path: Any) ->
     finished_before: dict[int, Any] = {}
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.5)
+        time.sleep(0.2)
         try:
             study = optuna.load_study(study_name="fused-kill", storage=make_storage(storage))
         except Exception:  # not created yet
@@ -287,7 +288,7 @@ def test_a_fused_run_killed_and_rerun_loses_no_finished_member(tmp_path: Any) ->
         for t in study.trials
         if t.state.is_finished() and not (bookkeeping(t, "requeued") or bookkeeping(t, "cancelled"))
     ]
-    assert len(budgeted) == 12
+    assert len(budgeted) == 24  # the budget, exactly
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 

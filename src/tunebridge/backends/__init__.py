@@ -21,12 +21,13 @@ from tunebridge.backends._base import (
     trial_label,
 )
 from tunebridge.backends._checkpoints import discard_checkpoint
-from tunebridge.backends._epoch import EarlyStopRule, TrialEpochs
+from tunebridge.backends._epoch import EarlyStopRule, FollowsTrialEpochs, TrialEpochs
 from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
 
 __all__ = [
     "CHECKPOINT_FILE",
     "EarlyStopRule",
+    "FollowsTrialEpochs",
     "Objective",
     "Progress",
     "Reporter",

@@ -34,7 +34,7 @@ from tunebridge.backends._base import TrialOutcome, check_epoch_metrics, may_pru
 from tunebridge.errors import MetricNotFoundError
 from tunebridge.schema import EarlyStoppingSpec
 
-__all__ = ["EarlyStopRule", "EpochDecision", "TrialEpochs"]
+__all__ = ["EarlyStopRule", "EpochDecision", "FollowsTrialEpochs", "TrialEpochs"]
 
 
 @dataclass(frozen=True)
@@ -234,3 +234,23 @@ class TrialEpochs:
         if self.wait >= es.patience:
             return True, f"monitored metric {es.monitor} did not improve in {self.wait} validations (best: {self.best})"
         return False, None
+
+
+class FollowsTrialEpochs:
+    """A trial's holder (a Lightning report callback, a fused member) whose history and flags are its
+    :class:`TrialEpochs`' (``trial_epochs``): read there, never kept twice."""
+
+    trial_epochs: TrialEpochs
+
+    @property
+    def history(self) -> dict[int, dict[str, float]]:
+        """Epoch -> validation metrics."""
+        return self.trial_epochs.history
+
+    @property
+    def pruned(self) -> bool:
+        return self.trial_epochs.pruned
+
+    @property
+    def early_stopped(self) -> bool:
+        return self.trial_epochs.early_stopped

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tunebridge.backends import EarlyStopRule, Reporter, TrialEpochs, TrialOutcome
+from tunebridge.backends import EarlyStopRule, FollowsTrialEpochs, Reporter, TrialEpochs, TrialOutcome
 from tunebridge.fused._epoch import device_data, run_epoch
 from tunebridge.fused._mlp import FusedMLP, MemberShape, member_shape, paid_work, work
 from tunebridge.fused._optim import scheduled_lr
@@ -53,7 +53,7 @@ def signature_of(module: Any, datamodule: Any) -> Signature:
 
 
 @dataclass
-class Member:
+class Member(FollowsTrialEpochs):
     """One trial inside a cohort.
 
     Its end-of-epoch decisions (metric check, history, kept epoch, early stopping, pruning) are its
@@ -99,19 +99,6 @@ class Member:
             budget=self.epochs,
             early_stopping=EarlyStopRule.of(self.early_stopping, metric=self.metric, mode=self.mode),
         )
-
-    @property
-    def history(self) -> dict[int, dict[str, float]]:
-        """Epoch -> validation metrics."""
-        return self.trial_epochs.history
-
-    @property
-    def pruned(self) -> bool:
-        return self.trial_epochs.pruned
-
-    @property
-    def early_stopped(self) -> bool:
-        return self.trial_epochs.early_stopped
 
     @property
     def done(self) -> bool:

@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any, cast
 
 from tunebridge._atomic import write_atomically
-from tunebridge.backends import CHECKPOINT_FILE, EarlyStopRule, Reporter, TrialEpochs
+from tunebridge.backends import CHECKPOINT_FILE, EarlyStopRule, FollowsTrialEpochs, Reporter, TrialEpochs
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
 __all__ = ["apply_config", "early_stopping", "reapply_config_callback", "report_callback", "scalars"]
@@ -60,21 +60,13 @@ def report_callback(
     """
     if ns.__name__ not in _REPORT:
 
-        class ReportCallback(ns.Callback):  # type: ignore[misc,name-defined]
+        class ReportCallback(ns.Callback, FollowsTrialEpochs):  # type: ignore[misc,name-defined]
             def __init__(self, reporter: Reporter | None, metric: str, mode: str, rule: str, keep: str | None) -> None:
                 self.reporter = reporter
                 self.keep = keep
                 # Early stopping is Lightning's own callback here (its state travels in the checkpoint).
                 self.trial_epochs = TrialEpochs(metric, mode, rule=rule)
                 self.pending: dict[str, Any] | None = None  # a checkpoint taken in memory, not yet written
-
-            @property
-            def history(self) -> dict[int, dict[str, float]]:
-                return self.trial_epochs.history
-
-            @property
-            def pruned(self) -> bool:
-                return self.trial_epochs.pruned
 
             def write_kept(self, trainer: Any) -> None:
                 """Write the checkpoint taken in memory (if any) to ``keep``."""

@@ -26,7 +26,7 @@ from tunebridge.backends.optuna._factories import (
 )
 from tunebridge.backends.optuna._limits import limit_reached
 from tunebridge.backends.optuna._loop import Executor, Finished, SingleExecutor, Slot, run_loop, run_trials
-from tunebridge.backends.optuna._ordered import with_order
+from tunebridge.backends.optuna._ordered import WrappedSampler, with_order
 from tunebridge.backends.optuna._queue import claim, count_finished, ensure_budget, fail_stale, open_study, requeue
 from tunebridge.backends.optuna._reads import one_read_per_pass
 from tunebridge.backends.optuna._sample import sample_configs
@@ -49,6 +49,7 @@ __all__ = [
     "StudyLimits",
     "StudyOptions",
     "WorkerOptions",
+    "WrappedSampler",
     "abandon_trial",
     "base_name",
     "check_convertible",

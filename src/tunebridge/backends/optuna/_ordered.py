@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tunebridge.schema import Choice, Scalar, Space
 
-__all__ = ["ORDER_AWARE", "OrderedChoices", "ordered_values", "with_order"]
+__all__ = ["ORDER_AWARE", "OrderedChoices", "WrappedSampler", "ordered_values", "with_order"]
 
 # Samplers that model a numeric axis, and so learn from an ordered choice's order when given its index.
 # Random, grid and brute-force sampling ignore order; a user's own sampler class is given the values.
@@ -47,7 +47,41 @@ def with_order(sampler: BaseSampler, space: Space) -> BaseSampler:
     return OrderedChoices(sampler, ordered)
 
 
-class OrderedChoices(BaseSampler):
+class WrappedSampler(BaseSampler):
+    """A sampler around another one (``inner``): every call passes through to it unless a subclass says otherwise."""
+
+    def __init__(self, sampler: BaseSampler) -> None:
+        self.inner = sampler
+
+    def __str__(self) -> str:
+        return str(self.inner)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self.inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.inner.before_trial(study, trial)
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
+class OrderedChoices(WrappedSampler):
     """A model-based sampler that sees each ordered choice as ``IntDistribution(0, n - 1)`` over its index.
 
     The study stores the values (a ``CategoricalDistribution``); the inner sampler models the index,
@@ -61,7 +95,7 @@ class OrderedChoices(BaseSampler):
     """
 
     def __init__(self, sampler: BaseSampler, ordered: Mapping[str, Sequence[Scalar]]) -> None:
-        self.inner = sampler
+        super().__init__(sampler)
         self.ordered = {name: tuple(values) for name, values in ordered.items()}
 
     def __str__(self) -> str:
@@ -119,17 +153,6 @@ class OrderedChoices(BaseSampler):
             return self.inner.sample_independent(view, frozen, param_name, param_distribution)
         index = self.inner.sample_independent(view, frozen, param_name, _index_distribution(stored))
         return stored.to_external_repr(int(index))
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.inner.before_trial(study, trial)
-
-    def after_trial(
-        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
-    ) -> None:
-        self.inner.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.inner.reseed_rng()
 
 
 def _index_distribution(dist: CategoricalDistribution) -> IntDistribution:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import io
 import pickle
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import optuna
-from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
-from optuna.trial import FrozenTrial, TrialState
 from ray import cloudpickle
+
+from tunebridge.backends.optuna import WrappedSampler
 
 __all__ = ["SavableSampler", "dumps", "fresh_copy", "savable"]
 
@@ -67,45 +66,15 @@ def savable(sampler: BaseSampler) -> BaseSampler:
     return sampler
 
 
-class SavableSampler(BaseSampler):
+class SavableSampler(WrappedSampler):
     """``sampler`` as Ray's ``OptunaSearch`` gets it: it draws exactly as ``sampler`` does, and pickles.
 
     Args:
         sampler: The sampler that draws; every call passes through to it unchanged.
     """
 
-    def __init__(self, sampler: BaseSampler) -> None:
-        self.inner = sampler
-
-    def __str__(self) -> str:
-        return str(self.inner)
-
     def __getstate__(self) -> dict[str, Any]:
         return {"inner": dumps(self.inner)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.inner = pickle.loads(state["inner"])
-
-    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self.inner.infer_relative_search_space(study, trial)
-
-    def sample_relative(
-        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        return self.inner.sample_relative(study, trial, search_space)
-
-    def sample_independent(
-        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
-    ) -> Any:
-        return self.inner.sample_independent(study, trial, param_name, param_distribution)
-
-    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.inner.before_trial(study, trial)
-
-    def after_trial(
-        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
-    ) -> None:
-        self.inner.after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        self.inner.reseed_rng()
