@@ -139,7 +139,13 @@ def test_grid_across_workers_runs_each_point_exactly_once(backend: str, request:
     per_point = collections.Counter(bookkeeping(t, "grid_index") for t in complete)
     grid_size = study.user_attrs["grid_size"]
     assert grid_size == 28
-    assert sorted(per_point) == list(range(grid_size)), "every grid point ran"
+    missing = sorted(set(range(grid_size)) - set(per_point))
+    seen = [
+        (t.number, t.state.name, bookkeeping(t, "grid_index"), t.user_attrs.get("fail_reason"), dict(t.system_attrs))
+        for t in study.get_trials(deepcopy=False)
+        if bookkeeping(t, "grid_index") in missing or t.state != TrialState.COMPLETE
+    ]
+    assert not missing, f"every grid point ran: {missing} did not; trials: {seen}"
     assert set(per_point.values()) == {1}, "no grid point ran twice"
     configs = [str(sorted(t.user_attrs["config"].items())) for t in complete]
     assert len(set(configs)) == grid_size

@@ -243,7 +243,14 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     """
     study._thread_local.cached_all_trials = None
     trial_id = _claim_id(study)
-    return None if trial_id is None else optuna.Trial(study, trial_id)
+    if trial_id is None:
+        return None
+    known = getattr(study._storage, "_trial_id_to_study_id_and_number", None)
+    if known is not None and trial_id not in known:
+        # Optuna's cached database storage writes a trial's params only for trials it has read: a trial
+        # another process enqueued after this one last read the study is new to it (KeyError on suggest).
+        study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    return optuna.Trial(study, trial_id)
 
 
 def _claim_id(study: optuna.Study) -> int | None:
