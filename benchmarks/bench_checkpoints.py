@@ -43,8 +43,9 @@ def run(seed: int, trials: int, limit: int) -> tuple[dict[str, float], list[floa
     spec = load_spec(BUNDLED / "digits_mlp.yaml")
     build = builtin_builder("mlp", "digits", max_epochs=spec.max_epochs, seed=seed)
     kwargs = spec.tune_kwargs(None)
-    kwargs.update(trials=trials, seed=seed, storage=None, progress=False, accelerator="cpu", threads=1)
-    kwargs.pop("spec_hash", None)
+    kwargs.update(trials=trials, seed=seed, storage=None)
+    kwargs["trainer"].update(accelerator="cpu", threads=1)
+    kwargs["run"].update(progress=False, spec_hash=None)
     counter = {f"{name} {unit}": 0.0 for name in ("save", "take", "write") for unit in ("s", "n")}
     originals = (_callbacks._save_atomically, _callbacks._checkpoint_in_memory, _callbacks._write_atomically)
     _callbacks.IN_MEMORY_LIMIT, saved_limit = limit, _callbacks.IN_MEMORY_LIMIT
@@ -53,8 +54,8 @@ def run(seed: int, trials: int, limit: int) -> tuple[dict[str, float], list[floa
     _callbacks._write_atomically = timed(counter, "write", originals[2])
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            kwargs["checkpoint_dir"] = str(Path(tmp) / "ckpt")
-            result = tunebridge.tune(build, spec.space, spec_hash=None, **kwargs)
+            kwargs["run"]["checkpoints"] = {"dir": str(Path(tmp) / "ckpt")}
+            result = tunebridge.tune(build, spec.space, **kwargs)
     finally:
         _callbacks._save_atomically, _callbacks._checkpoint_in_memory, _callbacks._write_atomically = originals
         _callbacks.IN_MEMORY_LIMIT = saved_limit

@@ -40,12 +40,13 @@ def run(seed: int, trials: int, fuse: str | None, *, fixed: bool = False) -> tup
     build = builtin_builder("mlp", "digits", max_epochs=spec.max_epochs, seed=seed)
     space = Space.from_yaml(FIXED_STRUCTURE) if fixed else spec.space
     kwargs = spec.tune_kwargs(None)
-    kwargs.update(trials=trials, seed=seed, storage=None, progress=False, fuse=fuse, accelerator="cpu", threads=1)
-    kwargs.pop("spec_hash", None)
+    kwargs.update(trials=trials, seed=seed, storage=None)
+    kwargs["trainer"].update(accelerator="cpu", threads=1)
+    kwargs["run"].update(progress=False, fuse=fuse, spec_hash=None)
     with tempfile.TemporaryDirectory() as tmp:
-        kwargs["checkpoint_dir"] = str(Path(tmp) / "ckpt")
+        kwargs["run"]["checkpoints"] = {"dir": str(Path(tmp) / "ckpt")}
         started, cpu = time.perf_counter(), time.process_time()
-        result = tunebridge.tune(build, space, spec_hash=None, **kwargs)
+        result = tunebridge.tune(build, space, **kwargs)
         return time.perf_counter() - started, float(result.best_value or 0.0), time.process_time() - cpu
 
 

@@ -41,12 +41,13 @@ def tuned(seed: int, trials: int, fuse: str | None) -> tuple[float, list[tuple[d
     spec = load_spec(BUNDLED / "digits_mlp.yaml")
     build = builtin_builder("mlp", "digits", max_epochs=spec.max_epochs, seed=seed)
     kwargs = spec.tune_kwargs(None)
-    kwargs.update(trials=trials, seed=seed, storage=None, progress=False, fuse=fuse, accelerator="cpu", threads=1)
-    kwargs.pop("spec_hash", None)
+    kwargs.update(trials=trials, seed=seed, storage=None)
+    kwargs["trainer"].update(accelerator="cpu", threads=1)
+    kwargs["run"].update(progress=False, fuse=fuse, spec_hash=None)
     with tempfile.TemporaryDirectory() as tmp:
-        kwargs["checkpoint_dir"] = str(Path(tmp) / "ckpt")
+        kwargs["run"]["checkpoints"] = {"dir": str(Path(tmp) / "ckpt")}
         started = time.perf_counter()
-        result = tunebridge.tune(build, spec.space, spec_hash=None, **kwargs)
+        result = tunebridge.tune(build, spec.space, **kwargs)
         wall = time.perf_counter() - started
     trained = [(dict(t.user_attrs["config"]), len(t.intermediate_values)) for t in result.study.trials]
     return wall, trained, float(result.best_value or 0.0)

@@ -7,17 +7,17 @@ Issue 9 (fused cohorts), synthetic data as in ``../shared/tools/fused_probe.py``
   MLP 784-256-256-10, batch 128, 50k train / 10k val samples; per trial lr, weight decay, dropout and
   hidden width (16..256) differ. Measured: unfused tunebridge (one Trainer per trial), the hand-written
   loops of fused_probe.py (raw one model; K masked heterogeneous MLPs with their own AdamW), and fused
-  tunebridge (``tune(fuse=K, accelerator="gpu")``). Targets: fused >= 50x unfused trial-epochs/s, within
+  tunebridge (``tune(trainer={"accelerator": "gpu"}, run={"fuse": K})``). Targets: fused >= 50x unfused trial-epochs/s, within
   1.5x of the hand-written fused loop. ConvNet (2 blocks of 32/64 filters, 3x32x32, batch 128, 20k
   samples; per trial lr, optimizer and weight decay differ, dropout p is one value for all, since members
   of different p form separate vmapped cohorts): fused >= 10x unfused. Its validation set is 1k samples:
   a fused cohort validates every member in one forward pass over the whole set (at K=128, ~17 GB per
-  32-filter activation of 1k images). Then ``tune(fuse="auto", accelerator="gpu")``: the K it chose
+  32-filter activation of 1k images). Then ``tune(trainer={"accelerator": "gpu"}, run={"fuse": "auto"})``: the K it chose
   (captured from ``tunebridge.fused._loop.auto_capacity`` as the run calls it, and the run's ``FuseStats``).
 Issue 10 (GPU overhead): tunebridge vs a hand-written Optuna + Lightning loop, 8 trials, 1 epoch of the
   MLP on 50k samples, alternating rounds; target <= 1.03x.
 
-The fused stages make the call a user makes: ``tune(fuse=K or "auto", accelerator="gpu")`` on a GPU,
+The fused stages make the call a user makes: ``tune(trainer={"accelerator": "gpu"}, run={"fuse": K or "auto"})`` on a GPU,
 ``accelerator="cpu"`` without one (the ``--smoke`` test). There is no workaround: a call that raises is
 recorded with its error text, and the stage fails.
 
@@ -61,10 +61,10 @@ SMOKE: dict[str, Any] = {
 STAGES: list[tuple[str, int, str]] = [
     ("probe", 45, "hand-written loops of fused_probe.py (raw one model, K heterogeneous MLPs)"),
     ("mlp_unfused", 50, "tunebridge unfused MLP (one Lightning Trainer per trial)"),
-    ("mlp_fused", 90, "tunebridge fused MLP: tune(fuse=K), then tune(fuse='auto') (accelerator gpu; cpu without one)"),
+    ("mlp_fused", 90, "tunebridge fused MLP: run fuse=K, then fuse='auto' (accelerator gpu; cpu without one)"),
     ("overhead", 100, "issue 10: tunebridge vs hand-written Optuna + Lightning"),
     ("cnn_unfused", 40, "tunebridge unfused ConvNet"),
-    ("cnn_fused", 60, "tunebridge fused ConvNet: tune(fuse=K, accelerator gpu; cpu without one)"),
+    ("cnn_fused", 60, "tunebridge fused ConvNet: fuse=K, accelerator gpu; cpu without one"),
 ]
 TARGETS = {"mlp_x_unfused": 50.0, "mlp_vs_hand": 1.5, "cnn_x_unfused": 10.0, "overhead": 1.03}
 
@@ -380,10 +380,11 @@ def stage_unfused(cfg: dict[str, Any], model: str) -> None:
 
     _quiet()
     space = make_space(cfg, model)
-    common: dict[str, Any] = {"metric": "val_loss", "mode": "min", "search": "random", "seed": 0, "progress": False}
-    common.update(accelerator="auto", keep_checkpoints=0)
+    common: dict[str, Any] = {"metric": "val_loss", "mode": "min", "search": "random", "seed": 0}
+    run = {"progress": False, "checkpoints": {"keep": 0}}
     prepare(cfg, model)
-    tunebridge.tune(make_build(cfg, model, n=cfg["warm_n"], epochs=1), space, trials=1, max_epochs=1, **common)
+    warm = make_build(cfg, model, n=cfg["warm_n"], epochs=1)
+    tunebridge.tune(warm, space, trials=1, max_epochs=1, **common, trainer={"accelerator": "auto"}, run=run)
     trials, epochs = cfg["unfused_trials" if model == "mlp" else "cnn_unfused_trials"], cfg["unfused_epochs"]
     _EPOCHS.clear()
     t0 = time.perf_counter()
@@ -392,8 +393,9 @@ def stage_unfused(cfg: dict[str, Any], model: str) -> None:
         space,
         trials=trials,
         max_epochs=epochs,
-        callbacks=[epoch_timer()],
         **common,
+        trainer={"accelerator": "auto", "callbacks": [epoch_timer()]},
+        run=run,
     )
     wall = time.perf_counter() - t0
     te = _trial_epochs(result)
@@ -450,8 +452,8 @@ def _instrument(rounds: list[dict[str, Any]], runs: list[dict[str, Any]]) -> Non
 
 
 def stage_fused(cfg: dict[str, Any], model: str, *, threads: int) -> None:
-    """``tune(fuse=K, accelerator="gpu")`` (``"cpu"`` where torch sees no GPU: the smoke test); for the MLP
-    then ``tune(fuse="auto")`` in the same process (one import and CUDA start-up fewer). Each run is
+    """``tune(trainer={"accelerator": "gpu"}, run={"fuse": K})`` (``"cpu"`` where torch sees no GPU: the smoke test); for the MLP
+    then ``fuse="auto"`` in the same process (one import and CUDA start-up fewer). Each run is
     recorded as it ends; a run that raises is recorded with its error, the next one still runs, and the
     stage then fails."""
     import gc
@@ -468,8 +470,7 @@ def stage_fused(cfg: dict[str, Any], model: str, *, threads: int) -> None:
     _instrument(rounds, runs)
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     space = make_space(cfg, model)
-    common: dict[str, Any] = {"metric": "val_loss", "mode": "min", "search": "random", "seed": 0, "progress": False}
-    common.update(keep_checkpoints=0, threads=threads)
+    common: dict[str, Any] = {"metric": "val_loss", "mode": "min", "search": "random", "seed": 0}
     k = cfg["k" if model == "mlp" else "cnn_k"]
     epochs = cfg["fused_epochs"]
     failed: list[str] = []
@@ -484,10 +485,7 @@ def stage_fused(cfg: dict[str, Any], model: str, *, threads: int) -> None:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         try:
-            result = tunebridge.tune(
-                make_build(cfg, model, epochs=epochs), space, trials=trials, max_epochs=epochs, fuse=fuse,
-                accelerator=accelerator, **common,
-            )  # fmt: skip
+            result = tunebridge.tune(make_build(cfg, model, epochs=epochs), space, trials=trials, max_epochs=epochs, **common, trainer={"accelerator": accelerator, "threads": threads}, run={"progress": False, "checkpoints": {"keep": 0}, "fuse": fuse})  # fmt: skip
         except Exception as exc:  # what a user asking for this sees: recorded, and the stage fails with it
             error = f"{type(exc).__name__}: {exc}"
             failed.append(error)
@@ -568,10 +566,7 @@ def stage_overhead(cfg: dict[str, Any]) -> None:
     def with_tunebridge(trials: int, n: int | None) -> float:
         with tempfile.TemporaryDirectory() as tmp:  # the default keep_checkpoints=1, written out of the repo
             t0 = time.perf_counter()
-            tunebridge.tune(
-                build_for(n), space, metric="val_acc", mode="max", search="random", trials=trials, max_epochs=1,
-                seed=0, progress=False, accelerator="auto", checkpoint_dir=tmp,
-            )  # fmt: skip
+            tunebridge.tune(build_for(n), space, metric="val_acc", mode="max", search="random", trials=trials, max_epochs=1, seed=0, trainer={"accelerator": "auto"}, run={"progress": False, "checkpoints": {"dir": tmp}})  # fmt: skip
             return time.perf_counter() - t0
 
     baseline(1, cfg["warm_n"]), with_tunebridge(1, cfg["warm_n"])  # imports, CUDA context, kernels
@@ -607,14 +602,14 @@ def _verdict(value: float | None, target: float, higher: bool) -> str:
 
 
 def _headline(rows: list[dict[str, Any]]) -> str:
-    """Whether fused cohorts trained on the GPU through ``tune(fuse=..., accelerator="gpu")``, and what failed."""
+    """Whether fused cohorts trained on the GPU through ``tune(trainer={"accelerator": "gpu"}, run={"fuse": ...})``, and what failed."""
     fused = [r for r in rows if r.get("what") == "fused"]
     errors = [r for r in rows if r.get("what") == "fused_error"]
     on_cuda = sorted({r["model"] for r in fused if any("cuda" in d for d in r.get("cohort_device", []))})
     lines = []
     if on_cuda:
         lines.append(
-            f"**Fused cohorts trained on CUDA** through `tune(fuse=..., accelerator='gpu')`: {', '.join(on_cuda)}."
+            f"**Fused cohorts trained on CUDA** through `tune(trainer={'accelerator': 'gpu'}, run={'fuse': ...})`: {', '.join(on_cuda)}."
         )
     elif fused and any(r["accelerator"] == "gpu" for r in fused):
         devices = sorted({d for r in fused for d in r["cohort_device"]})
@@ -626,7 +621,7 @@ def _headline(rows: list[dict[str, Any]]) -> str:
         )
     for r in errors:
         lines.append(
-            f"- `tune(fuse={r['fuse']!r}, accelerator={r['accelerator']!r})` for the {r['model']} raised:"
+            f"- `tune(trainer={{'accelerator': {r['accelerator']!r}}}, run={{'fuse': {r['fuse']!r}}})` for the {r['model']} raised:"
             f' "{r["error"].splitlines()[0]}" (the stage\'s log has the traceback)'
         )
     if errors and lines[0].startswith("**"):

@@ -69,8 +69,8 @@ def with_tunebridge(trials: int, epochs: int) -> float:
         trials=trials,
         max_epochs=epochs,
         seed=0,
-        progress=False,
-        accelerator="cpu",
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     return time.perf_counter() - start
 

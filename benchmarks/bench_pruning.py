@@ -82,7 +82,7 @@ def run_one(seed: int, policy: str, es: bool, *, trials: int, max_epochs: int | 
         kwargs["checkpoint_dir"] = str(Path(tmp) / "ckpt")
         t0 = datetime.now()
         started = time.perf_counter()
-        result = tunebridge.tune(build, spec.space, spec_hash=None, **kwargs)
+        result = tunebridge.tune(build, spec.space, **kwargs, run={"spec_hash": None})
         wall = time.perf_counter() - started
     done = [t for t in result.study.get_trials(deepcopy=False) if t.datetime_complete is not None]
     done.sort(key=lambda t: t.datetime_complete)

@@ -160,12 +160,12 @@ def run_tunebridge(grid: dict[str, list[Any]], epochs: int, scenario: str, folde
         pruner={"policy": "asha", **ASHA} if scenario == "asha" else None,
         max_epochs=epochs,
         seed=0,
-        progress=False,
-        accelerator="cpu",
-        threads=1,
-        callbacks=[Stamp(stamps, "tunebridge")],
-        checkpoint_dir=os.path.join(folder, "kept"),
-        ray={"cpus_per_trial": 1, "max_concurrent": CPUS, "storage_path": folder, "name": "tunebridge"},
+        trainer={"accelerator": "cpu", "threads": 1, "callbacks": [Stamp(stamps, "tunebridge")]},
+        run={
+            "progress": False,
+            "checkpoints": {"dir": os.path.join(folder, "kept")},
+            "ray": {"cpus_per_trial": 1, "max_concurrent": CPUS, "storage_path": folder, "name": "tunebridge"},
+        },
     )
     wall, t_end = time.perf_counter() - start, time.time()
     df = result.trials

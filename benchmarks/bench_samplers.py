@@ -61,11 +61,8 @@ def run_one(seed: int, search: str, *, trials: int, max_epochs: int, space: Spac
             early_stopping=EARLY_STOPPING,
             seed=seed,
             storage=None,
-            progress=False,
-            accelerator="cpu",
-            threads=1,
-            keep_checkpoints=0,
-            checkpoint_dir=str(Path(tmp) / "ckpt"),
+            trainer={"accelerator": "cpu", "threads": 1},
+            run={"progress": False, "checkpoints": {"keep": 0, "dir": str(Path(tmp) / "ckpt")}},
         )
         wall = time.perf_counter() - started
     done = [t for t in result.study.get_trials(deepcopy=False) if t.datetime_complete is not None]
@@ -178,10 +175,8 @@ def inspect_recipe_space() -> None:
             max_epochs=1,
             seed=0,
             storage=None,
-            progress=False,
-            accelerator="cpu",
-            threads=1,
-            keep_checkpoints=0,
+            trainer={"accelerator": "cpu", "threads": 1},
+            run={"progress": False, "checkpoints": {"keep": 0}},
         )
         study = result.study
         joint = study.sampler.infer_relative_search_space(study, study.trials[-1])

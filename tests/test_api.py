@@ -42,9 +42,8 @@ def result() -> TuneResult:
         max_epochs=2,
         search="random",
         seed=3,
-        progress=False,
-        accelerator="cpu",
-        spec_hash="f" * 64,
+        trainer={"accelerator": "cpu"},
+        run={"progress": False, "spec_hash": "f" * 64},
     )
 
 
@@ -150,8 +149,8 @@ def test_same_seed_same_study(result: TuneResult) -> None:
         max_epochs=2,
         search="random",
         seed=3,
-        progress=False,
-        accelerator="cpu",
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     assert [t.user_attrs["config"] for t in again.study.trials] == [t.user_attrs["config"] for t in result.study.trials]
     assert list(again.trials["value"]) == pytest.approx(list(result.trials["value"]))
@@ -166,8 +165,8 @@ def test_multi_objective_tune() -> None:
         trials=4,
         max_epochs=1,
         search="nsga2",
-        progress=False,
-        accelerator="cpu",
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     assert isinstance(res.best_value, list) and len(res.best_value) == 2
     assert res.best_trials and all(len(r["values"]) == 2 for r in res.best_trials)
@@ -195,15 +194,22 @@ def test_builder_by_module_function_string(tmp_path: Path, monkeypatch: pytest.M
         trials=1,
         max_epochs=1,
         search="random",
-        progress=False,
-        accelerator="cpu",
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     assert res.record["counts"]["complete"] == 1
 
 
 def test_a_run_where_every_trial_fails_still_gives_a_result(tmp_path: Path) -> None:
     res = tune(
-        BUILD, SPACE, metric="val_f1", trials=2, max_epochs=1, search="random", progress=False, accelerator="cpu"
+        BUILD,
+        SPACE,
+        metric="val_f1",
+        trials=2,
+        max_epochs=1,
+        search="random",
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     assert (res.best_config, res.best_value, res.best_metrics) == (None, None, {})
     assert res.record["counts"]["fail"] == 2
@@ -223,8 +229,8 @@ def test_storage_and_study_name_persist(tmp_path: Path) -> None:
         search="random",
         storage=storage,
         study="api-study",
-        progress=False,
-        accelerator="cpu",
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     assert res.record["study"] == "api-study" and res.record["storage"] == storage
     loaded = optuna.load_study(study_name="api-study", storage=storage)
@@ -284,7 +290,7 @@ def test_bad_arguments_raise_before_any_trial(kwargs: dict[str, Any], error: typ
         "trials": 1,
         "max_epochs": 1,
         "search": "random",
-        "progress": False,
+        "run": {"progress": False, **kwargs.pop("run", {})},
         **kwargs,
     }
     with pytest.raises(error, match=match):

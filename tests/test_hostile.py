@@ -276,7 +276,7 @@ MALFORMED = [
         "ray-unknown-key",
         "spec",
         SPEC + "space: mlp\nray: {cpus: 2}\n",
-        "ray: unknown key, but got 'cpus'. Known keys: address, cpus_per_trial, gpus_per_trial, max_concurrent, checkpoint_frequency, checkpoint_keep, reuse_actors, scheduler, pbt_interval, pbt_mutate, pbt_synch, storage_path, name, max_failures.",
+        "ray: unknown key, but got 'cpus'. Known keys: address, cpus_per_trial, gpus_per_trial, max_concurrent, checkpoint_frequency, checkpoint_keep, reuse_actors, scheduler, pbt_interval, pbt_mutate, pbt_synch, storage_path, name, max_failures, restore.",
     ),
     (
         "ray-value-a-mapping",

@@ -72,8 +72,8 @@ def test_tune_names_the_running_trial_epoch_by_epoch(monkeypatch: pytest.MonkeyP
         max_epochs=2,
         search="random",
         seed=0,
-        progress=True,
-        accelerator="cpu",
+        trainer={"accelerator": "cpu"},
+        run={"progress": True},
     )
     out = term.getvalue()
     for number in (0, 1):

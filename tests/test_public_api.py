@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import tunebridge
+import tunebridge.options
 import tunebridge.schema
 
 PUBLIC = {
@@ -46,6 +47,8 @@ PUBLIC = {
         "load_yaml",
         "same_value",
     ],
+    # tune(trainer=..., run=...): the two option groups and the groups nested in RunOptions.
+    tunebridge.options: ["Checkpoints", "RunOptions", "StudyLimits", "TrainerOptions", "WorkerOptions"],
 }
 LAZY = {"tune", "TuneResult"}  # imported on first use, so `import tunebridge` stays light
 

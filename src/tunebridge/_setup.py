@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebridge import _record, _rules
-from tunebridge._rules import check_int
 from tunebridge._storage_url import is_memory, local_file
-from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import EarlyStoppingSpec, Scalar, Space
 
@@ -22,14 +20,6 @@ def check_choice(name: str, value: object, allowed: tuple[str, ...], *, optional
     """:func:`tunebridge._rules.check_choice` at ``name``; None passes when ``optional``."""
     if not (optional and value is None):
         _rules.check_choice(value, allowed, path=name)
-
-
-def check_rules(*, objective: str, logger: str | None, keep_checkpoints: object) -> None:
-    """The run-wide choices of ``tune()`` and the spec file."""
-    check_choice("objective", objective, OBJECTIVE_RULES)
-    check_choice("logger", logger, LOGGERS, optional=True)
-    fix = "Keep the best trial's weights with 1 (the default), none with 0."
-    check_int(keep_checkpoints, 0, path="keep_checkpoints", fix=fix)
 
 
 def run_folder(storage: str | None, study: str | None, what: str) -> str:

@@ -55,14 +55,18 @@ RAY_OPTION_KEYS = (
     "storage_path",
     "name",
     "max_failures",
+    "restore",
 )
 
 #: Trainer keywords tunebridge sets itself, and where a user sets them instead.
 OWNED_TRAINER_KEYS = {
     "max_epochs": "it is the trial budget: set `max_epochs:` in the spec (max_epochs= in tune())",
-    "enable_progress_bar": "tunebridge shows one progress bar for the study: use --no-progress (progress=False)",
-    "callbacks": "set `callbacks:` in the spec (callbacks= in tune()); they run next to tunebridge's",
-    "logger": "set `logger: tensorboard | csv | mlflow` in the spec (logger= in tune()): one run per trial",
-    "accelerator": "set `accelerator:` in the spec (accelerator= in tune())",
-    "enable_checkpointing": "tunebridge keeps the best epoch's checkpoint itself: set `keep_checkpoints:`",
+    "enable_progress_bar": "tunebridge shows one progress bar for the study: use --no-progress "
+    "(tune(run={'progress': False}))",
+    "callbacks": "set `callbacks:` in the spec (tune(trainer={'callbacks': [...]})); they run next to tunebridge's",
+    "logger": "set `logger: tensorboard | csv | mlflow` in the spec (tune(trainer={'logger': 'csv'})): "
+    "one run per trial",
+    "accelerator": "set `accelerator:` in the spec (tune(trainer={'accelerator': 'cpu'}))",
+    "enable_checkpointing": "tunebridge keeps the best epoch's checkpoint itself: set `keep_checkpoints:` "
+    "(tune(run={'checkpoints': {'keep': 1}}))",
 }

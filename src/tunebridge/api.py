@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -12,7 +11,7 @@ from typing import Any
 from tunebridge import _record
 from tunebridge._compat import versions
 from tunebridge._rules import check_backend, check_int, check_study_name
-from tunebridge._setup import check_rules, early_stopping_spec, initial_configs, run_folder
+from tunebridge._setup import early_stopping_spec, initial_configs, run_folder
 from tunebridge._storage_url import is_memory
 from tunebridge.backends import Objective, Progress, StudyLimits, silent
 from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials
@@ -26,6 +25,7 @@ from tunebridge.lightning import (
     follower_trial,
     import_builder,
 )
+from tunebridge.options import RunOptions, TrainerOptions
 from tunebridge.results import TuneResult, make_result
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
 from tunebridge.spec import objectives
@@ -117,41 +117,23 @@ def tune(
     mode: str | Sequence[str] = "min",
     backend: str = "optuna",
     trials: int = 20,
+    max_epochs: int = 20,
     search: str | Mapping[str, Any] | object = "tpe",
     pruner: PruningSpec | Mapping[str, Any] | str | object | None = None,
     early_stopping: EarlyStoppingSpec | Mapping[str, Any] | bool | None = None,
-    max_epochs: int = 20,
     storage: str | None = None,
     study: str | None = None,
     seed: int | None = 0,
-    progress: bool = True,
-    accelerator: str = "auto",
-    threads: int | None = None,
-    spec_hash: str | None = None,
-    force: bool = False,
-    ray: Mapping[str, Any] | None = None,
-    resume: bool = False,
-    stop: threading.Event | None = None,
-    trial_timeout: float | None = None,
-    heartbeat: float | None = 10.0,
-    heartbeat_timeout: float | None = None,
-    max_retry: int | None = 3,
-    join: bool = False,
-    trainer: Mapping[str, Any] | None = None,
-    callbacks: Sequence[Any] | None = None,
-    logger: str | None = None,
-    log_dir: str | None = None,
-    objective: str = "best_epoch",
-    keep_checkpoints: int = 1,
-    checkpoint_dir: str | None = None,
-    timeout: float | None = None,
-    target: float | None = None,
-    patience_trials: int | None = None,
-    enqueue: Sequence[Mapping[str, Any]] | None = None,
-    warm_start: str | Mapping[str, Any] | None = None,
-    fuse: int | str | None = None,
+    trainer: TrainerOptions | Mapping[str, Any] | None = None,
+    run: RunOptions | Mapping[str, Any] | None = None,
 ) -> TuneResult:
     """Tune a LightningModule over ``space``.
+
+    >>> import tunebridge
+    >>> from tunebridge.lightning import builtin
+    >>> space = tunebridge.Space({"lr": tunebridge.Float(1e-3, 1e-1, log=True)})
+    >>> result = tunebridge.tune(builtin.mlp_builder("digits"), space, metric="val_loss", trials=2,
+    ...     max_epochs=1, trainer={"accelerator": "cpu"}, run={"progress": False})  # doctest: +SKIP
 
     Args:
         build: ``build(config) -> (LightningModule, LightningDataModule)``, or ``"module:function"``.
@@ -161,52 +143,25 @@ def tune(
         mode: ``min`` or ``max`` (one per metric).
         backend: ``optuna`` or ``ray``.
         trials: The trial budget, counted across every worker of the study.
+        max_epochs: The most epochs a trial trains.
         search: ``grid``, ``random``, ``tpe``, ``gp``, ``cmaes``, ``qmc`` or ``nsga2``, or
             ``{"name": "tpe", **options}``, or your own ``optuna`` sampler (either backend) or Ray
             Tune searcher (Ray backend).
         pruner: A :class:`PruningSpec` (or its dict / policy name; epochs are the budget unit), or
             your own ``optuna`` pruner (Optuna backend) or Ray Tune scheduler (Ray backend).
         early_stopping: Lightning ``EarlyStopping`` settings within a trial (True for defaults).
-        max_epochs: The most epochs a trial trains.
         storage: Where the study lives: None (memory), ``sqlite:///file.db``, a database URL,
             ``redis://…`` or a journal file path. Resume = same ``study`` + same ``storage``.
         study: The study name.
         seed: Seeds the search algorithm and every trial's model.
-        progress: Show one progress bar for the study.
-        accelerator: Lightning accelerator for every trial.
-        threads: ``torch.set_num_threads`` inside trials.
-        spec_hash: Recorded on the study; a resume with another hash is refused unless ``force``.
-        ray: Ray options (``address``, ``cpus_per_trial``, ``gpus_per_trial``, ``max_concurrent``, …).
-        resume: Ray backend only: restore an interrupted Ray run.
-        stop: Set this event to stop after the running trial.
-        trial_timeout: Seconds after which a trial is stopped and marked failed.
-        heartbeat: Seconds between heartbeats of the running trial (None or 0: off; always off for
-            in-memory studies); a trial whose worker died (no heartbeat for ``heartbeat_timeout`` s,
-            default 3 intervals) is marked failed and its config re-queued (at most ``max_retry``
-            times) by the other workers.
-        join: Join a study another process started, following its queue (``tunebridge worker``):
-            the budget is the one the study was created with.
-        trainer: Any ``Trainer`` keyword (``precision``, ``gradient_clip_val``, ``devices``, ``strategy``, …);
-            the ones tunebridge sets itself are refused with where to set them instead.
-        callbacks: Your Lightning callbacks, fresh for every trial: instances (deep-copied), classes
-            or factories, ``"module:Class"`` or ``{"class_path": ..., "init_args": {...}}``.
-        logger: ``tensorboard``, ``csv`` or ``mlflow``: one run per trial, grouped by study, with the
-            trial's config as hyperparameters, under ``log_dir`` (default: next to the study).
-        objective: ``best_epoch`` (default: early stopping trains past the best epoch, whose weights
-            are kept) or ``last_epoch``: which epoch's metrics are the trial's value.
-        keep_checkpoints: Keep the weights of the reported epoch of this many best trials (0: none),
-            in ``checkpoint_dir`` (default: next to the study); :meth:`TuneResult.load_best` loads them.
-        timeout: Seconds of wall time for this run; no trial starts after it.
-        target: Stop once the best value reaches it.
-        patience_trials: Stop when the best value has not improved over this many finished trials.
-        enqueue: Configs to evaluate first (each validated against the space).
-        warm_start: A ``best.yaml`` path, an earlier study's name (its 5 best configs) or
-            ``{"study": NAME, "storage": URL, "top_k": K}``: evaluated first.
-        fuse: Train up to this many trials at once as one vectorized model (``"auto"``: from free
-            device memory and the model's size): the built-in MLP and ConvNet, or your module with
-            ``fused_loss``/``fused_metrics`` hooks; on the ``accelerator``'s device; with ``backend="ray"``
-            as cohort workers on Ray (one per GPU). Each member is an ordinary trial and trains as it
-            would alone (see :mod:`tunebridge.fused`).
+        trainer: How every trial's ``Trainer`` runs: :class:`~tunebridge.options.TrainerOptions`
+            (``accelerator``, ``threads``, ``callbacks``, ``logger``, ``log_dir``) or a mapping of
+            those and any other ``Trainer`` keyword, e.g. ``{"accelerator": "cpu", "precision": "bf16-mixed"}``.
+        run: What the study keeps and how it runs: :class:`~tunebridge.options.RunOptions`
+            (``objective``, ``fuse``, ``progress``, ``checkpoints``, ``stop``, ``enqueue``,
+            ``warm_start``, ``workers``, ``ray``, ``spec_hash``, ``force``) or a mapping of them,
+            e.g. ``{"fuse": 8, "stop": {"timeout": 3600}, "ray": {"address": "auto"}}``. An option
+            the backend would ignore is refused with the reason.
 
     Returns:
         A :class:`TuneResult`.
@@ -214,6 +169,8 @@ def tune(
     Raises:
         SchemaError: Bad options. ConversionError: the space cannot be expressed in the backend.
     """
+    trial_opts = TrainerOptions.of(trainer)
+    run = RunOptions.of(run)
     opts = study_options(
         space,
         metric=metric,
@@ -225,24 +182,25 @@ def tune(
         storage=storage,
         study=study,
         seed=seed,
-        spec_hash=spec_hash,
-        force=force,
+        spec_hash=run.spec_hash,
+        force=run.force,
     )
     check_int(trials, 1, path="trials", fix="Pass how many trials to run, e.g. trials=20.")
-    check_rules(objective=objective, logger=logger, keep_checkpoints=keep_checkpoints)
-    limits = StudyLimits(timeout=timeout, target=target, patience_trials=patience_trials)
-    if len(opts.metrics) > 1 and (target is not None or patience_trials is not None):
+    run.check_backend(backend)
+    limits = run.stop
+    if len(opts.metrics) > 1 and (limits.target is not None or limits.patience_trials is not None):
         raise SchemaError(
             "`stop` needs one objective (a best value)",
             path="stop",
-            value=repr({"target": target, "patience_trials": patience_trials}),
+            value=repr({"target": limits.target, "patience_trials": limits.patience_trials}),
             fix="Use timeout: for multi-objective studies.",
         )
-    opts.enqueue = initial_configs(space, enqueue=enqueue, warm_start=warm_start, storage=storage)
+    opts.enqueue = initial_configs(space, enqueue=run.enqueue or None, warm_start=run.warm_start, storage=storage)
     if isinstance(build, str):
         build = import_builder(build)
     # Files of a study without a name get a folder of their own (two such studies must not share trial_N.ckpt).
     folder = study if study is not None else f"unnamed-{uuid.uuid4().hex[:8]}"
+    keep = run.checkpoints.keep
     settings = TrialSettings(
         metric=opts.metrics[0],
         mode=opts.modes[0],
@@ -250,37 +208,35 @@ def tune(
         max_epochs=min(max_epochs, opts.pruning.budget(max_epochs)),
         early_stopping=early_stopping_spec(early_stopping),
         seed=seed,
-        accelerator=accelerator,
-        threads=threads,
-        trainer_kwargs=check_trainer_options(trainer),
-        callbacks=callback_factories(callbacks),
-        logger=logger,
-        log_dir=os.path.abspath(log_dir) if log_dir else run_folder(storage, folder, "logs"),
+        accelerator=trial_opts.accelerator,
+        threads=trial_opts.threads,
+        trainer_kwargs=check_trainer_options(trial_opts.options),
+        callbacks=callback_factories(trial_opts.callbacks),
+        logger=trial_opts.logger,
+        log_dir=os.path.abspath(trial_opts.log_dir) if trial_opts.log_dir else run_folder(storage, folder, "logs"),
         study=study,
         checkpoint_dir=None
-        if keep_checkpoints == 0
-        else os.path.abspath(checkpoint_dir or run_folder(storage, folder, "checkpoints")),
-        objective=objective,
+        if keep == 0
+        else os.path.abspath(run.checkpoints.dir or run_folder(storage, folder, "checkpoints")),
+        objective=run.objective,
     )
     follower = follower_trial()
     if follower is not None:  # a DDP rank > 0 that Lightning launched for a trial of this run: train it, exit
         LightningObjective(build, settings)(*follower)
         raise SystemExit(0)
-    worker = WorkerOptions(
-        stop=stop,
-        trial_timeout=trial_timeout,
-        heartbeat=None if is_memory(storage) else heartbeat,  # nobody else can see an in-memory study
-        heartbeat_timeout=heartbeat_timeout,
-        max_retry=max_retry,
-        join=join,
-    )
+    worker = run.worker_options(in_memory=is_memory(storage))
     started = time.perf_counter()
     capacity = None
-    if fuse is not None:
+    if run.fuse is not None:
         from tunebridge.fused import fuse_capacity
 
-        trainer_only = {"trainer": trainer, "callbacks": callbacks, "logger": logger, "trial_timeout": trial_timeout}
-        capacity = fuse_capacity(fuse, backend, accelerator=accelerator, **trainer_only)
+        trainer_only = {
+            "trainer": dict(trial_opts.options),
+            "callbacks": trial_opts.callbacks,
+            "logger": trial_opts.logger,
+            "trial_timeout": worker.trial_timeout,
+        }
+        capacity = fuse_capacity(run.fuse, backend, accelerator=trial_opts.accelerator, **trainer_only)
     if capacity is not None and backend == "ray":  # fused cohort workers as Ray tasks, sharing the study
         from tunebridge.fused import run_fused_on_ray
 
@@ -290,10 +246,10 @@ def tune(
             settings,
             n_trials=trials,
             capacity=capacity,
-            ray=ray,
+            ray=run.ray,
             worker=worker,
             limits=limits,
-            keep_checkpoints=keep_checkpoints,
+            keep_checkpoints=keep,
         )
     elif capacity is not None:  # fused cohorts: an execution engine in front of the same study and queue
         from tunebridge.fused import run_fused
@@ -306,10 +262,10 @@ def tune(
             settings,
             n_trials=trials,
             capacity=capacity,
-            progress=_display(progress),
+            progress=_display(run.progress),
             worker=worker,
             limits=limits,
-            keep_checkpoints=keep_checkpoints,
+            keep_checkpoints=keep,
         )
     else:
         optuna_study = run_study(
@@ -317,12 +273,11 @@ def tune(
             LightningObjective(build, settings),
             backend=backend,
             n_trials=trials,
-            progress=progress,
-            ray=ray,
-            resume=resume,
+            progress=run.progress,
+            ray=run.ray,
             worker=worker,
             limits=limits,
-            keep_checkpoints=keep_checkpoints,
+            keep_checkpoints=keep,
         )
     result = make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
     result.build = build
@@ -345,8 +300,7 @@ def run_study(
     backend: str = "optuna",
     n_trials: int,
     progress: bool = False,
-    ray: Mapping[str, Any] | None = None,
-    resume: bool = False,
+    ray: Mapping[str, Any] | Any | None = None,
     worker: WorkerOptions | None = None,
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,
@@ -376,14 +330,14 @@ def run_study(
         )
         return study
     if backend == "ray":
-        from tunebridge.backends.ray import run_ray
+        from tunebridge.backends.ray import RayOptions, run_ray
 
         return run_ray(
             opts,
             objective,
             n_trials=n_trials,
-            options=dict(ray or {}),
-            resume=resume,
+            options=ray,
+            resume=RayOptions.from_dict(ray).restore,
             progress=_display(progress),
             limits=limits,
             keep_checkpoints=keep_checkpoints,

@@ -43,10 +43,10 @@ def test_the_dashboard_names_the_objectives(metrics: list[str], tmp_path: Path) 
         max_epochs=1,
         search="random",
         seed=0,
-        progress=False,
-        accelerator="cpu",
         storage=storage,
         study="dash",
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     app = optuna_dashboard.wsgi(storage)
     (summary,) = get(app, "/api/studies")["study_summaries"]

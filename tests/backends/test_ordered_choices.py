@@ -82,11 +82,10 @@ def test_the_dashboard_shows_an_ordered_choices_value(backend: str, tmp_path: Pa
         max_epochs=1,
         search="tpe",  # sampled through OrderedChoices on both backends
         seed=0,
-        progress=False,
-        accelerator="cpu",
         storage=storage,
         study="dash",
-        ray={"storage_path": str(tmp_path / "ray")} if backend == "ray" else None,
+        trainer={"accelerator": "cpu"},
+        run={"progress": False, "ray": {"storage_path": str(tmp_path / "ray")} if backend == "ray" else None},
     )
     app = dashboard.wsgi(storage)
     (summary,) = _get(app, "/api/studies")["study_summaries"]

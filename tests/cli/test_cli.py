@@ -437,3 +437,29 @@ def test_ctrl_c_then_resume_loses_no_finished_trial(
     assert len(retries) == 1
     assert retries[0].state == TrialState.COMPLETE
     assert retries[0].user_attrs["config"] == interrupted.user_attrs["config"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--address", "auto"],
+            "error: SchemaError: --address: these options are the Ray backend's, but got "
+            "--address with backend 'optuna'. Add --backend ray",
+        ),
+        (["--resume"], "error: SchemaError: --resume: these options are the Ray backend's"),
+        (
+            ["--backend", "ray", "--trial-timeout", "5"],
+            "error: SchemaError: run.workers: Ray runs and retries trials in its own actors",
+        ),
+    ],
+    ids=["address-on-optuna", "resume-on-optuna", "trial-timeout-on-ray"],
+)
+def test_an_option_the_backend_would_ignore_is_refused(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    code, _, err = invoke(runner, "run", "tiny.yaml", "--no-progress", *flags)
+    assert code == 2 and err.startswith(message), err
+    assert not (tmp_path / "tunebridge-runs").exists()  # refused before any trial

@@ -84,12 +84,15 @@ def _tune(fuse: int | None, tmp_path: Any, **kw: Any) -> optuna.Study:
         "search": "random",
         "storage": f"sqlite:///{tmp_path}/loop.db",
         "study": "loop",
+        "trainer": {"accelerator": "cpu"},
+        **kw,
+    }
+    options["run"] = {
         "progress": False,
-        "accelerator": "cpu",
-        "checkpoint_dir": str(tmp_path / "ckpt"),
+        "checkpoints": {"dir": str(tmp_path / "ckpt")},
         "enqueue": CONFIGS,
         "fuse": fuse,
-        **kw,
+        **kw.get("run", {}),
     }
     tunebridge.tune(build, SPACE, **options)
     return optuna.load_study(study_name="loop", storage=options["storage"])
@@ -143,13 +146,14 @@ def test_ctrl_c_re_queues_every_claimed_trial(fuse: int | None, tmp_path: Any) -
 
 @pytest.mark.parametrize("fuse", EXECUTORS)
 def test_limits_and_drain_stop_before_the_budget(fuse: int | None, tmp_path: Any) -> None:
-    study = _tune(fuse, tmp_path, target=10.0)  # any val_loss reaches it: stop after the first complete trial
+    # Any val_loss reaches the target: stop after the first complete trial.
+    study = _tune(fuse, tmp_path, run={"stop": {"target": 10.0}})
     assert "stop.target" in str(study.user_attrs.get("stopped_by"))
     assert len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) >= 1
 
     drained = threading.Event()
     drained.set()
-    again = _tune(fuse, tmp_path, stop=drained, study="loop")  # --drain: nothing more is claimed
+    again = _tune(fuse, tmp_path, run={"workers": {"stop": drained}}, study="loop")  # --drain: nothing more is claimed
     assert len(again.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) == len(
         study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     )
@@ -178,11 +182,13 @@ def test_both_executors_seed_everything_before_build(tmp_path: Any) -> None:
             max_epochs=1,
             search="random",
             storage=None,
-            progress=False,
-            accelerator="cpu",
-            enqueue=CONFIGS[1:],
-            fuse=fuse,
-            checkpoint_dir=str(tmp_path / f"ckpt{fuse}"),
+            trainer={"accelerator": "cpu"},
+            run={
+                "progress": False,
+                "enqueue": CONFIGS[1:],
+                "fuse": fuse,
+                "checkpoints": {"dir": str(tmp_path / f"ckpt{fuse}")},
+            },
         )
     assert drawn["None"] == drawn["2"]
     assert len(set(drawn["None"].values())) == 3  # each config its own seed

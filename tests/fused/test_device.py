@@ -320,12 +320,10 @@ def test_a_fused_study_that_runs_out_of_memory_halves_k_and_finishes_every_trial
         trials=8,
         max_epochs=2,
         search="random",
-        fuse=4,
         storage=f"sqlite:///{tmp_path}/oom.db",
         study="oom",
-        progress=False,
-        accelerator="cpu",
-        keep_checkpoints=0,
+        trainer={"accelerator": "cpu"},
+        run={"fuse": 4, "progress": False, "checkpoints": {"keep": 0}},
     )
     assert oom_once["raised"] == 1
     trials = result.study.trials
@@ -361,8 +359,7 @@ def test_fuse_auto_sizes_k_from_the_first_member_built(monkeypatch: pytest.Monke
     monkeypatch.setattr(_loop, "auto_capacity", auto)
     monkeypatch.setattr(Cohort, "add", counted)
     space = Space(lr=Float(1e-3, 1e-1, log=True), batch_size=Choice([64]))
-    result = tune(BUILD, space, metric="val_acc", mode="max", trials=5, max_epochs=1, search="random", fuse="auto",
-                  storage=f"sqlite:///{tmp_path}/auto.db", progress=False, accelerator="cpu", keep_checkpoints=0)  # fmt: skip
+    result = tune(BUILD, space, metric="val_acc", mode="max", trials=5, max_epochs=1, search="random", storage=f"sqlite:///{tmp_path}/auto.db", trainer={"accelerator": "cpu"}, run={"fuse": "auto", "progress": False, "checkpoints": {"keep": 0}})  # fmt: skip
     assert sized == ["cpu"] and max(sizes) == 2
     assert [t.state for t in result.study.trials] == [TrialState.COMPLETE] * 5
 

@@ -184,11 +184,10 @@ def test_a_fused_study_records_ordinary_trials_prunes_and_keeps_the_best_model(t
         search="random",
         pruner={"policy": "asha", "grace_period": 1, "reduction_factor": 2},
         early_stopping={"patience": 2},
-        fuse=4,
         storage=f"sqlite:///{tmp_path}/f.db",
         study="fused",
-        progress=False,
-        accelerator="cpu",
+        trainer={"accelerator": "cpu"},
+        run={"fuse": 4, "progress": False},
     )
     trials = result.study.trials
     assert len(trials) == 8 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
@@ -213,12 +212,25 @@ def test_a_fused_study_records_ordinary_trials_prunes_and_keeps_the_best_model(t
 
 @pytest.mark.parametrize(
     "option",
-    [{"trainer": {"gradient_clip_val": 1.0}}, {"logger": "csv"}, {"trial_timeout": 5.0}],
+    [
+        {"trainer": {"gradient_clip_val": 1.0}},
+        {"trainer": {"logger": "csv"}},
+        {"run": {"workers": {"trial_timeout": 5.0}}},
+    ],
 )
 def test_options_only_a_trainer_honours_are_refused_with_fuse(option: dict[str, Any]) -> None:
     space = Space(lr=Float(1e-3, 1e-1, log=True), batch_size=Choice([64]))
     with pytest.raises(Exception, match=r"fuse: fused cohorts do not run a Lightning Trainer"):
-        tune(BUILD, space, metric="val_acc", mode="max", trials=1, max_epochs=1, fuse=2, progress=False, **option)
+        tune(
+            BUILD,
+            space,
+            metric="val_acc",
+            mode="max",
+            trials=1,
+            max_epochs=1,
+            trainer=option.get("trainer"),
+            run={"fuse": 2, "progress": False, **option.get("run", {})},
+        )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
@@ -232,9 +244,8 @@ def test_fuse_on_a_gpu_without_cuda_is_refused_before_any_trial() -> None:
             mode="max",
             trials=1,
             max_epochs=1,
-            fuse=2,
-            progress=False,
-            accelerator="gpu",
+            trainer={"accelerator": "gpu"},
+            run={"fuse": 2, "progress": False},
         )
 
 

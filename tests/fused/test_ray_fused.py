@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 from optuna.trial import TrialState
 
-import tunebridge
 from tunebridge import tune
 from tunebridge._record import WORKER, bookkeeping
 from tunebridge.backends.ray._options import RayOptions
+from tunebridge.cli._recipes import BUNDLED
 from tunebridge.errors import SchemaError
 from tunebridge.fused._ray import cohort_workers
 from tunebridge.lightning import builtin_builder
@@ -26,11 +25,7 @@ SPACE = Space(lr=Float(1e-3, 1e-1, log=True), optimizer=Choice(["sgd", "adam"]),
 @pytest.mark.slow
 def test_two_ray_cohort_workers_share_one_budget(ray_instance: None, tmp_path: Any) -> None:
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    result = tune(
-        BUILD, SPACE, metric="val_acc", mode="max", trials=8, max_epochs=2, fuse=4, backend="ray",
-        storage=storage, study="ray-fused", accelerator="cpu", threads=1, seed=0, progress=False,
-        ray={"max_concurrent": 2, "cpus_per_trial": 1},
-    )  # fmt: skip
+    result = tune(BUILD, SPACE, metric="val_acc", mode="max", trials=8, max_epochs=2, backend="ray", storage=storage, study="ray-fused", seed=0, trainer={"accelerator": "cpu", "threads": 1}, run={"fuse": 4, "progress": False, "ray": {"max_concurrent": 2, "cpus_per_trial": 1}})  # fmt: skip
     trials = result.study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 8 and len(trials) == 8  # the budget exactly, each trial once
@@ -44,16 +39,12 @@ def test_two_ray_cohort_workers_share_one_budget(ray_instance: None, tmp_path: A
 @pytest.mark.slow
 def test_a_users_own_module_fuses_on_ray(ray_instance: None, tmp_path: Any) -> None:
     """The user's path on Ray: the fused_custom recipe's module (a file of theirs, not a tunebridge model)."""
-    path = Path(tunebridge.__file__).parent / "recipes" / "fused_custom.py"
+    path = BUNDLED / "fused_custom.py"
     spec = importlib.util.spec_from_file_location("fused_custom_on_ray", path)
     assert spec is not None and spec.loader is not None
     user = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(user)
-    result = tune(
-        user.build, user.space, metric="val_acc", mode="max", trials=4, max_epochs=2, fuse=4, backend="ray",
-        storage=f"sqlite:///{tmp_path / 'study.db'}", study="ray-user", accelerator="cpu", threads=1, seed=0,
-        progress=False, ray={"max_concurrent": 2, "cpus_per_trial": 1},
-    )  # fmt: skip
+    result = tune(user.build, user.space, metric="val_acc", mode="max", trials=4, max_epochs=2, backend="ray", storage=f"sqlite:///{tmp_path / 'study.db'}", study="ray-user", seed=0, trainer={"accelerator": "cpu", "threads": 1}, run={"fuse": 4, "progress": False, "ray": {"max_concurrent": 2, "cpus_per_trial": 1}})  # fmt: skip
     trials = result.study.get_trials(deepcopy=False)
     assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
     assert all(sorted(t.intermediate_values) == [1, 2] and bookkeeping(t, "fused") for t in trials)
@@ -62,7 +53,16 @@ def test_a_users_own_module_fuses_on_ray(ray_instance: None, tmp_path: Any) -> N
 
 def test_fused_on_ray_refuses_an_in_memory_study_before_any_trial() -> None:
     with pytest.raises(SchemaError, match=r"cannot be in memory"):
-        tune(BUILD, SPACE, metric="val_acc", mode="max", trials=2, fuse=2, backend="ray", storage=None, progress=False)
+        tune(
+            BUILD,
+            SPACE,
+            metric="val_acc",
+            mode="max",
+            trials=2,
+            backend="ray",
+            storage=None,
+            run={"fuse": 2, "progress": False},
+        )
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 import tunebridge
+from tunebridge.cli._recipes import BUNDLED
 from tunebridge.errors import TrialOutOfMemoryError
 from tunebridge.fused import NotFusableError, check_fusable
 from tunebridge.fused._loop import FuseStats, _place_all, _seed_before_build
@@ -20,7 +20,7 @@ from tunebridge.fused._user import UserCohort, UserMember
 from tunebridge.lightning import LightningObjective, TrialSettings
 from tunebridge.lightning.data import DigitsDataModule
 
-RECIPE = Path(tunebridge.__file__).parent / "recipes" / "fused_custom.py"
+RECIPE = BUNDLED / "fused_custom.py"
 EPOCHS = 3
 
 
@@ -147,10 +147,7 @@ def test_a_module_that_cannot_be_fused_is_refused_with_the_reason(cls: type, rea
 
 def test_the_recipe_tunes_a_fused_user_module_end_to_end(tmp_path: Any) -> None:
     """The user's path: tune() with fuse= over the recipe's module; ordinary trials, best checkpoint loads."""
-    result = tunebridge.tune(
-        recipe.build, recipe.space, metric="val_acc", mode="max", trials=6, max_epochs=2, fuse="auto",
-        accelerator="cpu", seed=0, storage=None, progress=False, checkpoint_dir=str(tmp_path / "ckpt"),
-    )  # fmt: skip
+    result = tunebridge.tune(recipe.build, recipe.space, metric="val_acc", mode="max", trials=6, max_epochs=2, seed=0, storage=None, trainer={"accelerator": "cpu"}, run={"fuse": "auto", "progress": False, "checkpoints": {"dir": str(tmp_path / "ckpt")}})  # fmt: skip
     trials = result.study.get_trials(deepcopy=False)
     assert len(trials) == 6 and all(t.state.name == "COMPLETE" for t in trials)
     assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)

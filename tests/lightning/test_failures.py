@@ -48,8 +48,8 @@ def test_an_out_of_memory_trial_fails_and_the_study_goes_on() -> None:
         search="grid",
         trials=2,
         max_epochs=1,
-        progress=False,
-        accelerator="cpu",
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     by_batch = {t.user_attrs["config"]["batch_size"]: t for t in result.study.trials}
     assert by_batch[64].state == TrialState.COMPLETE

@@ -133,8 +133,8 @@ def test_tune_with_a_module_of_either_package(namespace: str) -> None:
         trials=2,
         max_epochs=2,
         search="random",
-        progress=False,
-        accelerator="cpu",
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     assert list(result.trials["state"]) == ["COMPLETE", "COMPLETE"]
     assert 0.0 <= result.best_value <= 1.0
@@ -286,9 +286,9 @@ def test_every_trial_stores_its_final_metrics() -> None:
         trials=4,
         max_epochs=3,
         search="random",
-        progress=False,
-        accelerator="cpu",
         early_stopping={"patience": 1, "min_delta": 0.5},
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     trials = result.study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
@@ -322,8 +322,8 @@ def test_pruning_prunes_some_trials_of_a_real_study(pruner: dict[str, Any], tria
         max_epochs=4,
         search="random",
         pruner=pruner,
-        progress=False,
-        accelerator="cpu",
+        trainer={"accelerator": "cpu"},
+        run={"progress": False},
     )
     states = [t.state for t in result.study.trials]
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
@@ -350,7 +350,7 @@ def test_no_lightning_banners_during_tune(namespace: str, capfd: pytest.CaptureF
         trials=2,
         max_epochs=2,
         search="random",
-        progress=False,
+        run={"progress": False},
     )
     out, err = capfd.readouterr()
     text = out + err

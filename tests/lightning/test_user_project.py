@@ -65,12 +65,11 @@ def run(package: str, **kw: Any) -> Any:
         "trials": 4,
         "max_epochs": 3,
         "seed": 7,
-        "accelerator": "cpu",
-        "progress": False,
-        "keep_checkpoints": 0,
     }
+    trainer = {"accelerator": "cpu", **kw.pop("trainer", {})}
+    run_options = {"progress": False, "checkpoints": {"keep": 0}, **kw.pop("run", {})}
     args.update(kw)
-    return tune(load_project(package).build, GRID, **args)
+    return tune(load_project(package).build, GRID, trainer=trainer, run=run_options, **args)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -127,7 +126,7 @@ def test_optuna_and_ray_train_the_same_curves(tmp_path: Path) -> None:
 
     module = load_project("lightning.pytorch")
     cloudpickle.register_pickle_by_value(module)  # Ray's workers cannot import it by name
-    on_ray = run("lightning.pytorch", backend="ray", ray={"storage_path": str(tmp_path), "max_concurrent": 2})
+    on_ray = run("lightning.pytorch", backend="ray", run={"ray": {"storage_path": str(tmp_path), "max_concurrent": 2}})
     assert curves(on_ray.study) == curves(run("lightning.pytorch").study)
 
 
@@ -139,11 +138,13 @@ def test_trainer_options_a_user_callback_and_a_csv_logger(tmp_path: Path) -> Non
         trials=2,
         max_epochs=2,
         search="random",
-        trainer={"precision": "bf16-mixed", "gradient_clip_val": 1.0, "limit_train_batches": 3},
-        callbacks=[{"class_path": f"{module.__name__}:CountEpochs", "init_args": {"path": str(epochs_file)}}],
-        logger="csv",
-        log_dir=str(tmp_path / "logs"),
         study="opts",
+        trainer={
+            "options": {"precision": "bf16-mixed", "gradient_clip_val": 1.0, "limit_train_batches": 3},
+            "callbacks": [{"class_path": f"{module.__name__}:CountEpochs", "init_args": {"path": str(epochs_file)}}],
+            "logger": "csv",
+            "log_dir": str(tmp_path / "logs"),
+        },
     )
     assert [t.state.name for t in result.study.trials] == ["COMPLETE", "COMPLETE"]
     assert epochs_file.read_text().split() == ["0", "1", "0", "1"]  # a fresh callback in each trial
@@ -166,12 +167,14 @@ def test_trainer_options_tunebridge_owns_are_refused_with_where_to_set_them(
     trainer: dict[str, Any], match: str
 ) -> None:
     with pytest.raises(SchemaError, match=match):
-        run("lightning.pytorch", trainer=trainer)
+        run("lightning.pytorch", trainer={"options": trainer})
 
 
 def test_a_callback_of_the_other_lightning_package_is_refused() -> None:
     other = load_project("pytorch_lightning")
-    result = run("lightning.pytorch", trials=1, search="random", callbacks=[other.CountEpochs("unused.txt")])
+    result = run(
+        "lightning.pytorch", trials=1, search="random", trainer={"callbacks": [other.CountEpochs("unused.txt")]}
+    )
     reason = result.study.trials[0].user_attrs["fail_reason"]
     assert "CountEpochs is not a lightning.pytorch.Callback" in reason
 
@@ -183,8 +186,7 @@ def test_the_best_checkpoint_is_kept_and_reproduces_the_reported_value(package: 
         search="random",
         trials=3,
         max_epochs=4,
-        keep_checkpoints=1,
-        checkpoint_dir=str(tmp_path / "ckpt"),
+        run={"checkpoints": {"keep": 1, "dir": str(tmp_path / "ckpt")}},
         storage=f"sqlite:///{tmp_path}/s.db",
         study="keep",
     )
@@ -204,34 +206,39 @@ def test_the_best_checkpoint_is_kept_and_reproduces_the_reported_value(package: 
 
 
 def test_objective_last_epoch_reports_the_last_epoch(tmp_path: Path) -> None:
-    result = run("lightning.pytorch", trials=2, search="random", objective="last_epoch")
+    result = run("lightning.pytorch", trials=2, search="random", run={"objective": "last_epoch"})
     for t in result.study.trials:
         assert t.user_attrs["best_epoch"] == t.user_attrs["epochs"] == 3
         assert t.value == t.intermediate_values[3]
 
 
 def test_a_target_value_stops_the_study_before_its_budget(tmp_path: Path) -> None:
-    result = run("lightning.pytorch", search="random", trials=6, target=10.0)  # any val_loss reaches it
+    result = run("lightning.pytorch", search="random", trials=6, run={"stop": {"target": 10.0}})  # any val_loss
     assert len(finished(result.study)) == 1  # the rest of the queue waits (a rerun stops at once too)
     assert result.record["stopped_by"].startswith("stop.target: the best value")
 
 
 def test_patience_trials_stops_when_the_best_stops_improving(tmp_path: Path) -> None:
-    result = run("lightning.pytorch", search="grid", trials=4, patience_trials=1, enqueue=[{"lr": 0.2, "hidden": 16}])
+    result = run(
+        "lightning.pytorch",
+        search="grid",
+        trials=4,
+        run={"enqueue": [{"lr": 0.2, "hidden": 16}], "stop": {"patience_trials": 1}},
+    )
     assert len(finished(result.study)) < 4 and "stop.patience_trials" in result.record["stopped_by"]
 
 
 def test_enqueued_configs_run_first_and_are_validated(tmp_path: Path) -> None:
-    result = run("lightning.pytorch", search="random", trials=2, enqueue=[{"lr": 0.2, "hidden": 8}])
+    result = run("lightning.pytorch", search="random", trials=2, run={"enqueue": [{"lr": 0.2, "hidden": 8}]})
     assert result.study.trials[0].user_attrs["config"] == {"lr": 0.2, "hidden": 8}
     with pytest.raises(SchemaError, match=r"enqueue\[0\]"):
-        run("lightning.pytorch", search="random", trials=2, enqueue=[{"lr": 0.3, "hidden": 8}])
+        run("lightning.pytorch", search="random", trials=2, run={"enqueue": [{"lr": 0.3, "hidden": 8}]})
 
 
 def test_warm_start_from_a_best_yaml(tmp_path: Path) -> None:
     first = run("lightning.pytorch", search="random", trials=2)
     paths = first.save(tmp_path)
-    second = run("lightning.pytorch", search="random", trials=1, warm_start=str(paths["best"]))
+    second = run("lightning.pytorch", search="random", trials=1, run={"warm_start": str(paths["best"])})
     assert second.study.trials[0].user_attrs["config"] == first.best_config
 
 
@@ -252,9 +259,10 @@ def test_on_ray_the_best_checkpoint_is_kept_and_a_target_stops_the_run(tmp_path:
         backend="ray",
         search="random",
         trials=3,
-        keep_checkpoints=1,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-        ray={"storage_path": str(tmp_path / "ray"), "max_concurrent": 1},
+        run={
+            "checkpoints": {"keep": 1, "dir": str(tmp_path / "ckpt")},
+            "ray": {"storage_path": str(tmp_path / "ray"), "max_concurrent": 1},
+        },
     )
     assert result.best_checkpoint is not None
     assert [p.name for p in (tmp_path / "ckpt").iterdir()] == [Path(result.best_checkpoint).name]
@@ -267,8 +275,7 @@ def test_on_ray_the_best_checkpoint_is_kept_and_a_target_stops_the_run(tmp_path:
         backend="ray",
         search="random",
         trials=6,
-        target=10.0,
-        ray={"storage_path": str(tmp_path / "ray2"), "max_concurrent": 1},
+        run={"stop": {"target": 10.0}, "ray": {"storage_path": str(tmp_path / "ray2"), "max_concurrent": 1}},
     )
     assert len(stopped.study.trials) < 6 and stopped.record["stopped_by"].startswith("stop.target")
 
@@ -276,7 +283,7 @@ def test_on_ray_the_best_checkpoint_is_kept_and_a_target_stops_the_run(tmp_path:
 def test_a_users_model_checkpoint_callback_runs(tmp_path: Path) -> None:
     module = load_project("lightning.pytorch")
     checkpoint = module.pl.callbacks.ModelCheckpoint(dirpath=str(tmp_path / "mine"), monitor="val_loss")
-    result = run("lightning.pytorch", trials=1, search="random", callbacks=[checkpoint])
+    result = run("lightning.pytorch", trials=1, search="random", trainer={"callbacks": [checkpoint]})
     assert result.study.trials[0].state.name == "COMPLETE"
     assert any((tmp_path / "mine").glob("*.ckpt"))  # the user's own checkpoints, next to tunebridge's kept one
 
@@ -307,8 +314,8 @@ def test_a_trial_writes_its_kept_weights_once_and_a_pruned_trial_writes_none(
 
     monkeypatch.setattr(_callbacks, "_save_atomically", counted_save)
     monkeypatch.setattr(_callbacks, "_write_atomically", counted_write)
-    kw: dict[str, Any] = {"search": "grid", "max_epochs": 4, "keep_checkpoints": 4, "pruner": _PruneOddTrials()}
-    result = run(package, checkpoint_dir=str(tmp_path / "memory"), **kw)
+    kw: dict[str, Any] = {"search": "grid", "max_epochs": 4, "pruner": _PruneOddTrials()}
+    result = run(package, run={"checkpoints": {"keep": 4, "dir": str(tmp_path / "memory")}}, **kw)
     complete = [t for t in result.study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 2 and len(result.study.trials) == 4
     assert writes["at once"] == []  # small weights: taken in memory at each better epoch...
@@ -317,7 +324,7 @@ def test_a_trial_writes_its_kept_weights_once_and_a_pruned_trial_writes_none(
     # Weights over the limit are written whenever an epoch is better, as before: the same files result.
     monkeypatch.setattr(_callbacks, "IN_MEMORY_LIMIT", 0)
     writes["taken in memory"].clear()
-    again = run(package, checkpoint_dir=str(tmp_path / "at_once"), **kw)
+    again = run(package, run={"checkpoints": {"keep": 4, "dir": str(tmp_path / "at_once")}}, **kw)
     assert writes["taken in memory"] == [] and len(writes["at once"]) >= 2
     module = load_project(package)
     for first, second in zip(result.study.trials, again.study.trials):

@@ -96,7 +96,7 @@ class WorkerOptions:
 
     stop: threading.Event | None = None
     trial_timeout: float | None = None
-    heartbeat: float | None = None
+    heartbeat: float | None = 10.0
     heartbeat_timeout: float | None = None
     max_retry: int | None = 3
     join: bool = False

@@ -46,10 +46,10 @@ def _load(path: Path, *, fuse: str | None = None, **overrides: Any) -> tuple[Run
     if fuse is not None:  # --fuse auto|K overrides the spec's `fuse:`
         from dataclasses import replace
 
-        from tunebridge.spec import parse_run_options
+        from tunebridge.spec import parse_run_sections
 
         value: int | str = fuse if fuse == "auto" else int(fuse) if fuse.isdigit() else fuse
-        spec = replace(spec, run=replace(spec.run, fuse=parse_run_options({"fuse": value}).fuse))
+        spec = replace(spec, run=replace(spec.run, fuse=parse_run_sections({"fuse": value}).fuse))
     return spec, spec.storage or default_storage()
 
 
@@ -107,7 +107,7 @@ def run_command(
         # Several local processes: Optuna's journal file is the cheap, lock-safe default.
         storage_url = f"journal://{DEFAULT_ROOT}/{spec.study}.journal.log"
     out_dir = out or Path(DEFAULT_ROOT) / (spec.study or "study")
-    ray_opts = {**spec.ray, **{k: v for k, v in ray.items() if v is not None}}
+    ray_flags = {k: v for k, v in ray.items() if v is not None}
     from tunebridge.api import tune
 
     kwargs = _with_printer(spec.tune_kwargs(storage_url), print_metrics)
@@ -116,16 +116,20 @@ def run_command(
     try:
         if plan.jobs > 1:
             workers = _spawn_workers(path, plan.devices[1:], storage_url, spec, force, trial_timeout)
-        result = tune(
-            build_for(spec),
-            spec.space,
-            force=force,
-            progress=progress,
-            ray=ray_opts,
-            resume=resume,
-            trial_timeout=trial_timeout,
-            **kwargs,
-        )
+        run = {**kwargs.pop("run"), "force": force, "progress": progress}
+        if spec.backend == "ray":
+            run["ray"] = {**spec.ray, **ray_flags, **({"restore": True} if resume else {})}
+        elif ray_flags or resume:
+            flags = [f"--{k.replace('_', '-')}" for k in ray_flags] + (["--resume"] if resume else [])
+            raise SchemaError(
+                "these options are the Ray backend's",
+                path=flags[0],
+                value=" ".join(flags) + f" with backend {spec.backend!r}",
+                fix="Add --backend ray, or drop them (an Optuna study resumes by running the same command again).",
+            )
+        if trial_timeout is not None:
+            run["workers"] = {"trial_timeout": trial_timeout}
+        result = tune(build_for(spec), spec.space, run=run, **kwargs)
         for w in workers:
             w.wait()
     except KeyboardInterrupt:
@@ -231,19 +235,16 @@ def worker_command(
     signal.signal(signal.SIGTERM, on_signal)
     kwargs = _with_printer(spec.tune_kwargs(storage_url), print_metrics)
     try:
-        result = tune(
-            build_for(spec),
-            spec.space,
-            force=force,
-            progress=False,
-            stop=stop,
-            join=True,
-            trial_timeout=trial_timeout,
-            heartbeat=heartbeat,
-            heartbeat_timeout=heartbeat_timeout,
-            max_retry=max_retry,
-            **kwargs,
-        )
+        workers = {
+            "stop": stop,
+            "join": True,
+            "trial_timeout": trial_timeout,
+            "heartbeat": heartbeat,
+            "heartbeat_timeout": heartbeat_timeout,
+            "max_retry": max_retry,
+        }
+        run = {**kwargs.pop("run"), "force": force, "progress": False, "workers": workers}
+        result = tune(build_for(spec), spec.space, run=run, **kwargs)
     except KeyboardInterrupt:
         err_console.print("[yellow]worker stopped[/]: its running trial was marked failed and re-queued.")
         raise typer.Exit(130) from None
@@ -262,7 +263,7 @@ def _with_printer(kwargs: dict[str, Any], print_metrics: bool) -> dict[str, Any]
     if print_metrics:
         from tunebridge.lightning import metrics_printer
 
-        kwargs["callbacks"] = (*kwargs["callbacks"], metrics_printer)
+        kwargs["trainer"]["callbacks"] = (*kwargs["trainer"]["callbacks"], metrics_printer)
     return kwargs
 
 

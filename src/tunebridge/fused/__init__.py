@@ -1,6 +1,6 @@
 """Fused trial cohorts: many trials of the built-in MLP trained at once as one stacked model.
 
-``fuse: auto | K`` in a spec (``tune(fuse=...)``, ``--fuse``) trains up to K trials together. Every
+``fuse: auto | K`` in a spec (``tune(run={"fuse": ...})``, ``--fuse``) trains up to K trials together. Every
 member is an ordinary trial of the study (its own number, params, per-epoch values, pruning, early
 stopping and ``final_*`` attributes); fusion changes speed, not results: a member's curve is the one
 its config gives alone (same seed and data order), within floating-point rounding.
@@ -104,7 +104,7 @@ def resolve_capacity(fuse: int | str | None) -> int | Literal["auto"] | None:
 
 
 def fuse_capacity(fuse: int | str, backend: str, **trainer_only: Any) -> int | Literal["auto"]:
-    """Members trained at once for ``tune(fuse=...)``; refuses, before any trial, what fusion cannot run.
+    """Members trained at once for ``tune(run={"fuse": ...})``; refuses, before any trial, what fusion cannot run.
 
     Fused cohorts train without a Lightning Trainer: options that only a Trainer honours (``trainer``,
     ``callbacks``, ``logger``, ``trial_timeout``) are refused, never ignored; ``accelerator`` picks the

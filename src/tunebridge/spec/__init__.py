@@ -13,8 +13,8 @@ from tunebridge.spec._cli import LightningCliSpec as LightningCliSpec  # for lig
 from tunebridge.spec._objectives import objectives
 from tunebridge.spec._parse import load_spec
 from tunebridge.spec._parse import parse_spec as parse_spec  # a parsed document (tests, tools)
-from tunebridge.spec._run import RunOptions as RunOptions
-from tunebridge.spec._run import parse_run_options as parse_run_options  # `tunebridge run --fuse`
+from tunebridge.spec._run import RunSections as RunSections
+from tunebridge.spec._run import parse_run_sections as parse_run_sections  # `tunebridge run --fuse`
 from tunebridge.spec._runspec import RunSpec
 from tunebridge.spec._space import space_from_spec
 

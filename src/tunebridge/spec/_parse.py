@@ -20,7 +20,7 @@ from tunebridge.schema import EarlyStoppingSpec, PruningSpec, is_json_scalar, lo
 from tunebridge.schema._codec import check_keys
 from tunebridge.spec._cli import parse_lightning_cli
 from tunebridge.spec._objectives import NOTHING, objectives
-from tunebridge.spec._run import RUN_KEYS, parse_run_options
+from tunebridge.spec._run import RUN_KEYS, parse_run_sections
 from tunebridge.spec._runspec import RunSpec
 from tunebridge.spec._space import space_from_spec
 
@@ -193,7 +193,7 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
         accelerator=accelerator,
         threads=threads,
         ray=ray,
-        run=parse_run_options(data),
+        run=parse_run_sections(data),
         lightning_cli=cli,
         base_dir=base_dir,
     )

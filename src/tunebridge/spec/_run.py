@@ -18,7 +18,7 @@ from tunebridge.errors import SchemaError, show
 from tunebridge.schema import is_json_scalar
 from tunebridge.schema._codec import check_keys
 
-__all__ = ["RUN_KEYS", "RunOptions", "parse_run_options"]
+__all__ = ["RUN_KEYS", "RunSections", "parse_run_sections"]
 
 RUN_KEYS = (
     "trainer",
@@ -35,8 +35,8 @@ RUN_KEYS = (
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """The spec's run sections, in :func:`tunebridge.tune`'s vocabulary."""
+class RunSections:
+    """The spec's run sections; :meth:`trainer_options` and :meth:`run_options` give them as ``tune()``'s groups."""
 
     trainer: Mapping[str, Any] = field(default_factory=dict)
     callbacks: tuple[Any, ...] = ()
@@ -54,20 +54,19 @@ class RunOptions:
         """The part that decides what a trial computes (for the spec hash)."""
         return {"trainer": dict(self.trainer), "callbacks": list(self.callbacks), "objective": self.objective}
 
-    def tune_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`tunebridge.tune`."""
+    def trainer_options(self) -> dict[str, Any]:
+        """The ``trainer:`` section as :class:`tunebridge.options.TrainerOptions` fields (callbacks apart)."""
+        return {"options": dict(self.trainer), "logger": self.logger}
+
+    def run_options(self) -> dict[str, Any]:
+        """These sections as :class:`tunebridge.options.RunOptions` fields."""
         return {
-            "trainer": dict(self.trainer),
-            "callbacks": list(self.callbacks),
-            "logger": self.logger,
             "objective": self.objective,
-            "keep_checkpoints": self.keep_checkpoints,
-            "timeout": self.timeout,
-            "target": self.target,
-            "patience_trials": self.patience_trials,
-            "enqueue": [dict(c) for c in self.enqueue] or None,
-            "warm_start": self.warm_start,
             "fuse": self.fuse,
+            "checkpoints": {"keep": self.keep_checkpoints},
+            "stop": {"timeout": self.timeout, "target": self.target, "patience_trials": self.patience_trials},
+            "enqueue": [dict(c) for c in self.enqueue],
+            "warm_start": self.warm_start,
         }
 
 
@@ -195,10 +194,10 @@ def _warm_start(value: Any) -> str | Mapping[str, Any] | None:
     )
 
 
-def parse_run_options(data: Mapping[str, Any]) -> RunOptions:
+def parse_run_sections(data: Mapping[str, Any]) -> RunSections:
     """The run sections of a spec document (absent ones take their defaults)."""
     target, patience = _stop(data.get("stop"))
-    return RunOptions(
+    return RunSections(
         trainer=_trainer(data.get("trainer")),
         callbacks=_callbacks(data.get("callbacks")),
         logger=None if data.get("logger") is None else check_choice(data["logger"], LOGGERS, path="logger"),

@@ -11,7 +11,7 @@ from typing import Any
 from tunebridge._rules import check_study_name
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
 from tunebridge.spec._cli import LightningCliSpec
-from tunebridge.spec._run import RunOptions
+from tunebridge.spec._run import RunSections
 
 __all__ = ["RunSpec"]
 
@@ -39,7 +39,7 @@ class RunSpec:
     accelerator: str = "auto"
     threads: int | None = None
     ray: Mapping[str, Any] = field(default_factory=dict)
-    run: RunOptions = field(default_factory=RunOptions)
+    run: RunSections = field(default_factory=RunSections)
     lightning_cli: LightningCliSpec | None = None
     base_dir: str = "."
 
@@ -68,7 +68,7 @@ class RunSpec:
             **({"search_options": dict(self.search_options)} if self.search_options else {}),
             **({"lightning_cli": self.lightning_cli.meaning()} if self.lightning_cli else {}),
             # Only when it differs from the defaults, so that specs written before these sections keep their hash.
-            **({} if self.run.meaning() == RunOptions().meaning() else self.run.meaning()),
+            **({} if self.run.meaning() == RunSections().meaning() else self.run.meaning()),
         }
 
     def hash(self) -> str:
@@ -91,16 +91,20 @@ class RunSpec:
         }
 
     def tune_kwargs(self, storage: str | None) -> dict[str, Any]:
-        """The keyword arguments of :func:`tunebridge.tune` this spec stands for (all but the builder and space)."""
-        return {
-            **self.study_kwargs(storage),
-            "trials": self.trials,
-            "early_stopping": self.early_stopping,
+        """The keyword arguments of :func:`tunebridge.tune` this spec stands for (all but the builder and space).
+
+        ``trainer`` and ``run`` are mappings of :class:`tunebridge.options.TrainerOptions` and
+        :class:`tunebridge.options.RunOptions` fields, for the CLI to add its own (progress, workers, ray).
+        """
+        kwargs = self.study_kwargs(storage)
+        trainer = {
             "accelerator": self.accelerator,
             "threads": self.threads,
-            **self.run.tune_kwargs(),
+            **self.run.trainer_options(),
             "callbacks": self.callback_factories(),
         }
+        run = {**self.run.run_options(), "spec_hash": kwargs.pop("spec_hash")}
+        return {**kwargs, "trials": self.trials, "early_stopping": self.early_stopping, "trainer": trainer, "run": run}
 
     def callback_factories(self) -> tuple[Any, ...]:
         """The spec's callbacks as factories, imported from the spec's folder (this imports their modules)."""

@@ -61,6 +61,8 @@ class RayOptions:
             else from the start) before it is recorded failed. Default: 3 on a cluster (``address`` set,
             where a node can be lost), 0 on a local Ray (a failure there is the trial's own, and would
             fail again); see :meth:`retries`.
+        restore: Restore this study's interrupted Ray experiment (``tunebridge run --resume``):
+            its unfinished trials continue from their checkpoints.
     """
 
     address: str | None = None
@@ -77,6 +79,7 @@ class RayOptions:
     storage_path: str | None = None
     name: str | None = None
     max_failures: int | None = None
+    restore: bool = False
 
     def __post_init__(self) -> None:
         if self.address is not None and not isinstance(self.address, str):
@@ -96,7 +99,7 @@ class RayOptions:
             _count("max_failures", self.max_failures, -1)  # -1: Ray's "retry forever"
         if self.pbt_interval is not None:
             _count("pbt_interval", self.pbt_interval, 1)
-        for flag in ("reuse_actors", "pbt_synch"):
+        for flag in ("reuse_actors", "pbt_synch", "restore"):
             if not isinstance(getattr(self, flag), bool):
                 raise SchemaError(
                     f"`{flag}` must be true or false", path=f"ray.{flag}", value=repr(getattr(self, flag))
