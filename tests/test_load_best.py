@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-import tunebridge
+from tunebridge.cli._recipes import BUNDLED
 from tunebridge.results import load_best
 
 PROJECT = Path(__file__).parent / "user_project" / "my_project.py"
-RECIPES = Path(tunebridge.__file__).parent / "recipes"
+RECIPES = BUNDLED  # the package tunebridge.recipes: recipes/ at the top of this clone
 
 BUILTIN = """\
 study: builtin

@@ -1,7 +1,8 @@
 """Every recipe runs as a user would run it, with smaller trial counts (issue: "executed by the tests").
 
-The recipes ship inside the package; the last test builds the wheel, installs it into an empty folder
-and runs a bundled recipe by name from another empty folder, as a pip user would.
+The recipes live in ``recipes/`` at the top of the clone and ship in the wheel as the package
+``tunebridge.recipes``; the last test builds the wheel, installs it into an empty folder and runs a bundled
+recipe by name from another empty folder, as a pip user would.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from tunebridge.cli import app
 from tunebridge.cli._recipes import BUNDLED
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = BUNDLED  # src/tunebridge/recipes: shipped in the wheel
+RECIPES = BUNDLED  # the package tunebridge.recipes: in this editable clone, recipes/ at the top
 
 
 def test_the_recipes_exist() -> None:
-    assert RECIPES == REPO / "src" / "tunebridge" / "recipes"
+    assert RECIPES == REPO / "recipes"
     assert sorted(p.name for p in RECIPES.iterdir() if p.suffix in (".yaml", ".py")) == [
         "__init__.py",
         "custom_module.py",
@@ -39,8 +40,35 @@ def test_the_recipes_exist() -> None:
 
 
 def test_the_recipes_have_one_home() -> None:
-    # No second copy at the top of the clone to drift: the package is the one place to edit.
-    assert not (REPO / "recipes").exists()
+    # recipes/ at the top of the clone is the one place to edit: the package tunebridge.recipes is that folder
+    # (pyproject.toml's package-dir), and no second copy under src/ can drift from it.
+    import tunebridge.recipes
+
+    assert Path(tunebridge.recipes.__file__).resolve().parent == BUNDLED == REPO / "recipes"
+    assert not (REPO / "src" / "tunebridge" / "recipes").exists()
+    names = {p.name for p in RECIPES.rglob("*") if p.suffix in (".py", ".yaml") and p.name != "__init__.py"}
+    assert not [p for p in (REPO / "src").rglob("*") if p.name in names]  # nor a recipe moved elsewhere in src/
+
+
+def _packages(folder: Path, name: str) -> list[str]:
+    """``name`` and a dotted name for every folder under ``folder`` that holds Python files."""
+    return [name] + [
+        ".".join((name, *p.relative_to(folder).parts))
+        for p in sorted(folder.rglob("*"))
+        if p.is_dir() and "__pycache__" not in p.parts and any(p.glob("*.py"))
+    ]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is in the standard library from Python 3.11")
+def test_pyproject_lists_every_package() -> None:
+    # A package outside src/ rules out packages.find, so pyproject.toml lists the packages: a new folder under
+    # src/tunebridge must be added there, or the wheel would ship without it.
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert setuptools["package-dir"] == {"": "src", "tunebridge.recipes": "recipes"}
+    expected = _packages(REPO / "src" / "tunebridge", "tunebridge") + _packages(RECIPES, "tunebridge.recipes")
+    assert sorted(setuptools["packages"]) == sorted(expected)
 
 
 @pytest.mark.slow
@@ -113,11 +141,17 @@ def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
+def _recipe_files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in (".py", ".yaml")}
+
+
 @pytest.mark.slow
 def test_the_installed_wheel_runs_a_bundled_recipe_by_name_from_an_empty_folder(tmp_path: Path) -> None:
     # Build from a clean copy of the sources: an in-tree build would reuse a stale build/ folder.
     source = tmp_path / "source"
-    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "src", source / "src", ignore=skip)
+    shutil.copytree(REPO / "recipes", source / "recipes", ignore=skip)  # the one source of tunebridge.recipes
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     _pip("wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp_path / "dist", source, cwd=tmp_path)
@@ -125,6 +159,7 @@ def test_the_installed_wheel_runs_a_bundled_recipe_by_name_from_an_empty_folder(
     site = tmp_path / "site"
     _pip("install", "--no-deps", "--no-index", "--target", site, wheel, cwd=tmp_path)
     installed = site / "tunebridge" / "recipes"
+    assert _recipe_files(installed) == _recipe_files(REPO / "recipes")  # every recipe, from the top-level folder
     assert {"digits_mlp.yaml", "digits_cnn.yaml", "custom_module.py"} <= {p.name for p in installed.iterdir()}
     before = _files(site)
 

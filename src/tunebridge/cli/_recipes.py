@@ -1,11 +1,13 @@
 """The bundled recipes: where they live, a recipe name on the command line, the list, editable copies.
 
-The recipes ship inside the package (``tunebridge/recipes``), so ``tunebridge run digits_mlp`` works from
-an installed wheel; the study still writes into the working directory (``tunebridge-runs/``).
+The recipes live in ``recipes/`` at the top of the clone and ship in the wheel as the package
+``tunebridge.recipes`` (pyproject.toml maps that package to the folder), so ``tunebridge run digits_mlp``
+works from an installed wheel; the study still writes into the working directory (``tunebridge-runs/``).
 """
 
 from __future__ import annotations
 
+import importlib
 import shutil
 from pathlib import Path
 
@@ -24,7 +26,19 @@ __all__ = [
     "resolve_spec",
 ]
 
-BUNDLED = Path(__file__).resolve().parents[1] / "recipes"
+
+def _recipes_folder() -> Path:
+    """The folder of the package ``tunebridge.recipes``: the installed copy, or ``recipes/`` of an editable clone."""
+    package = importlib.import_module("tunebridge.recipes")  # a docstring only: imports nothing else
+    if package.__file__ is None:  # a folder without __init__.py took the name: not the recipes
+        raise ImportError(
+            f"tunebridge.recipes resolves to {', '.join(package.__path__)}, a folder without the recipes "
+            "(in a clone, a leftover src/tunebridge/recipes/ of __pycache__: remove it)"
+        )
+    return Path(package.__file__).resolve().parent
+
+
+BUNDLED = _recipes_folder()
 _SPEC_SUFFIXES = (".yaml", ".yml")
 #: A folder recipe (a project: code, configs and its spec) is run by the folder's name; this is its spec.
 FOLDER_SPEC = "spec.yaml"
