@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from tunebridge._atomic import write_atomically
 from tunebridge.backends import CHECKPOINT_FILE, EarlyStopRule, FollowsTrialEpochs, Reporter, TrialEpochs
+from tunebridge.lightning._seed import random_states, restore_random_states
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
 __all__ = ["apply_config", "early_stopping", "reapply_config_callback", "report_callback", "scalars"]
@@ -67,6 +68,20 @@ def report_callback(
                 # Early stopping is Lightning's own callback here (its state travels in the checkpoint).
                 self.trial_epochs = TrialEpochs(metric, mode, rule=rule)
                 self.pending: dict[str, Any] | None = None  # a checkpoint taken in memory, not yet written
+                self.restored_states: dict[str, Any] | None = None  # random states from a checkpoint
+
+            # The random states travel in every checkpoint this trial writes: a trial resumed from one
+            # draws (shuffles, dropout) what it would have drawn had it never stopped.
+            def state_dict(self) -> dict[str, Any]:
+                return {"random_states": random_states()}
+
+            def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+                self.restored_states = state_dict.get("random_states")
+
+            def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+                if self.restored_states is not None:
+                    restore_random_states(self.restored_states)
+                    self.restored_states = None
 
             def write_kept(self, trainer: Any) -> None:
                 """Write the checkpoint taken in memory (if any) to ``keep``."""

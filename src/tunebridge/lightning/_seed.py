@@ -17,10 +17,11 @@ import json
 import os
 import zlib
 from collections.abc import Mapping
+from typing import Any
 
 from tunebridge.schema import Scalar
 
-__all__ = ["seed_process", "seed_trial", "trial_seed"]
+__all__ = ["random_states", "restore_random_states", "seed_process", "seed_trial", "trial_seed"]
 
 
 def trial_seed(seed: int, config: Mapping[str, Scalar]) -> int:
@@ -65,3 +66,46 @@ def seed_process(seed: int | None) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def random_states() -> dict[str, Any]:
+    """This process's python, numpy, torch (and CUDA) random states: what a resumed trial restores so
+    that the epochs after the resume draw what they would have drawn without the interruption."""
+    import random
+
+    import numpy as np
+    import torch
+
+    # Plain types and tensors only: Lightning loads checkpoints with torch.load(weights_only=True).
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_random_states(states: Mapping[str, Any]) -> None:
+    """Put back what :func:`random_states` took (the states it has; CUDA's only where CUDA runs)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    if "python" in states:
+        random.setstate(_tuples(states["python"]))
+    if "numpy" in states:
+        name, keys, pos, has_gauss, gauss = states["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "torch" in states:
+        torch.set_rng_state(states["torch"].cpu())
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _tuples(value: Any) -> Any:
+    """``random.setstate`` wants tuples where a checkpoint's round trip may have made lists."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value

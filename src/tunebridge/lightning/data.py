@@ -200,6 +200,8 @@ def _build(pl: ModuleType) -> dict[str, Any]:
             self.val_fraction = float(val_fraction)
             self.train_set: BatchIndexDataset | None = None
             self.val_set: BatchIndexDataset | None = None
+            self._shuffle: torch.Generator | None = None  # the training order's generator, once made
+            self._restored: Tensor | None = None  # its state from a checkpoint, until the loader is made
 
         @staticmethod
         def _extra_args() -> str:
@@ -227,8 +229,19 @@ def _build(pl: ModuleType) -> dict[str, Any]:
             """Shuffled batches; the order is fixed by ``seed`` (and advances from one epoch to the next)."""
             train = self._splits()[0]
             generator = torch.Generator().manual_seed(self.seed)
+            if self._restored is not None:  # a resumed trial goes on with the order it had reached
+                generator.set_state(self._restored)
+                self._restored = None
+            self._shuffle = generator
             sampler = BatchSampler(RandomSampler(train, generator=generator), self.batch_size, drop_last=False)
             return DataLoader(train, batch_size=None, sampler=sampler, num_workers=0)
+
+        def state_dict(self) -> dict[str, Any]:
+            """The training order's generator state: it travels in checkpoints (resume points, Ray's)."""
+            return {} if self._shuffle is None else {"shuffle": self._shuffle.get_state()}
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            self._restored = state_dict.get("shuffle")
 
         def val_dataloader(self) -> DataLoader[tuple[Tensor, Tensor]]:
             """Batches of ``val_batch_size`` in a fixed order."""

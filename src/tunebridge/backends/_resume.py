@@ -1,0 +1,216 @@
+"""Resume points: a running trial's state at the end of an epoch, so that a killed or preempted trial
+goes on from there on any worker that sees the folder (standard library only).
+
+A resume point is a folder ``<root>/<trial label>/`` holding the training state a reporter's
+``checkpoint(folder)`` writes (:data:`~tunebridge.backends._base.CHECKPOINT_FILE`: for Lightning trials the
+whole checkpoint, optimizer, schedulers, loop and callback states and RNG states included) and
+``resume.json``: the epoch, every epoch's metrics so far, the spec hash, the config and the versions
+that wrote it. It is written next to the old one and swapped in with two renames, so a reader finds a
+complete point or the previous one, never half of one (a ``.partial`` folder left by a kill is ignored).
+
+:func:`read_point` checks a point before anything trusts it: a missing folder, another spec, another
+config, another tunebridge or Lightning version, or a checkpoint that is not whole gives the reason,
+and the trial starts from epoch 0 with that reason recorded — never a crash, never a mixed curve.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunebridge._rules import check_int
+from tunebridge.backends._base import CHECKPOINT_FILE
+from tunebridge.errors import SchemaError, show
+
+__all__ = ["META_FILE", "ResumeOptions", "ResumePoint", "ResumeWriter", "discard_point", "read_point"]
+
+META_FILE = "resume.json"
+
+
+@dataclass(frozen=True)
+class ResumeOptions:
+    """When a running trial writes its resume point (``resume:`` in a spec, ``run={"resume": ...}``).
+
+    Attributes:
+        every_epochs: Write one at the end of every this many epochs (None: only by ``every_minutes``).
+        every_minutes: Also write one when this many minutes passed since the last (None: off).
+    """
+
+    every_epochs: int | None = 1
+    every_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.every_epochs is not None:
+            check_int(self.every_epochs, 1, path="resume.every_epochs", fix="Write e.g. resume: {every_epochs: 1}.")
+        if self.every_minutes is not None and (
+            isinstance(self.every_minutes, bool)
+            or not isinstance(self.every_minutes, int | float)
+            or not self.every_minutes > 0
+        ):
+            raise SchemaError(
+                "`every_minutes` must be a number > 0",
+                path="resume.every_minutes",
+                value=show(self.every_minutes),
+                fix="Write e.g. resume: {every_minutes: 10}, or null.",
+            )
+        if self.every_epochs is None and self.every_minutes is None:
+            raise SchemaError(
+                "a resume point needs every_epochs or every_minutes",
+                path="resume",
+                value=show({"every_epochs": None, "every_minutes": None}),
+                fix="Write resume: false to turn resume points off.",
+            )
+
+    @classmethod
+    def of(cls, value: ResumeOptions | Mapping[str, Any] | bool | None) -> ResumeOptions | None:
+        """``resume:`` as options: True or None the defaults, False off (None), or a mapping."""
+        if value is None or value is True:
+            return cls()
+        if value is False:
+            return None
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise SchemaError(
+                "`resume` must be true, false or {every_epochs, every_minutes}",
+                path="resume",
+                value=show(value),
+                fix="Write e.g. resume: {every_epochs: 1}, or resume: false.",
+            )
+        from tunebridge.schema._codec import check_keys
+
+        check_keys("resume", value, ("every_epochs", "every_minutes"))
+        return cls(**value)
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """A checked resume point: go on from the epoch after :attr:`epoch`."""
+
+    folder: str
+    epoch: int
+    history: dict[int, dict[str, float]]
+
+    @property
+    def checkpoint(self) -> str:
+        return os.path.join(self.folder, CHECKPOINT_FILE)
+
+
+@dataclass
+class ResumeWriter:
+    """Writes one running trial's resume points into ``<root>/<label>``.
+
+    Attributes:
+        root: The study's resume folder (next to its checkpoints).
+        label: The trial's file name (``trial_7``).
+        options: When to write.
+        meta: What every point records besides its epoch and history (spec hash, config, versions).
+    """
+
+    root: str
+    label: str
+    options: ResumeOptions
+    meta: dict[str, Any] = field(default_factory=dict)
+    last_epoch: int = 0
+    last_time: float = field(default_factory=time.monotonic)
+    written: bool = False
+
+    @property
+    def folder(self) -> str:
+        return os.path.join(self.root, self.label)
+
+    def due(self, epoch: int) -> bool:
+        """Whether the end of ``epoch`` gets a resume point."""
+        every, minutes = self.options.every_epochs, self.options.every_minutes
+        if every is not None and epoch - self.last_epoch >= every:
+            return True
+        return minutes is not None and time.monotonic() - self.last_time >= 60 * minutes
+
+    def write(self, epoch: int, history: Mapping[int, Mapping[str, float]], save: Callable[[str], None]) -> None:
+        """``save(folder)`` the training state, then record the epoch and history, then swap the point in."""
+        partial, old = self.folder + ".partial", self.folder + ".old"
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial)
+        save(partial)
+        checkpoint = os.path.join(partial, CHECKPOINT_FILE)
+        meta = {
+            **self.meta,
+            "epoch": epoch,
+            "history": {str(e): dict(m) for e, m in history.items() if e <= epoch},
+            "size": os.path.getsize(checkpoint),
+            "host": socket.gethostname(),
+            "written": time.time(),
+        }
+        _write_json(os.path.join(partial, META_FILE), meta)
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.isdir(self.folder):
+            os.rename(self.folder, old)
+        os.rename(partial, self.folder)
+        shutil.rmtree(old, ignore_errors=True)
+        self.last_epoch, self.last_time, self.written = epoch, time.monotonic(), True
+
+    def discard(self) -> None:
+        discard_point(self.folder)
+
+
+def _write_json(path: str, data: Mapping[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def discard_point(folder: str | None) -> None:
+    """Delete a resume point (and what a kill mid-write left of the next one)."""
+    if folder:
+        for path in (folder, folder + ".partial", folder + ".old"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def read_point(folder: str, *, expect: Mapping[str, Any]) -> tuple[ResumePoint | None, str | None]:
+    """The resume point in ``folder`` if it can be trusted, else ``(None, reason)``.
+
+    ``expect`` holds what must match the point's record (``spec_hash``, ``config``, versions); a key the
+    point does not record, or that ``expect`` gives as None, is not compared.
+    """
+    if not os.path.isdir(folder) and os.path.isdir(folder + ".old"):
+        folder = folder + ".old"  # killed between the two renames of a swap: the previous point is whole
+    if not os.path.isdir(folder):
+        return None, f"its resume point {folder} is not on this host ({socket.gethostname()})"
+    try:
+        with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
+            meta = json.load(f)
+        epoch = int(meta["epoch"])
+        history = {int(e): {str(k): float(v) for k, v in m.items()} for e, m in meta["history"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return None, f"its resume point {folder} has no readable {META_FILE} ({type(exc).__name__})"
+    for key, wanted in expect.items():
+        if wanted is not None and key in meta and meta[key] != wanted:
+            return None, f"its resume point was written with another {key} ({show(meta[key])}, now {show(wanted)})"
+    checkpoint = os.path.join(folder, CHECKPOINT_FILE)
+    if not _whole(checkpoint, meta.get("size")):
+        return None, f"its resume point's checkpoint {checkpoint} is missing or truncated"
+    if sorted(history) != list(range(1, epoch + 1)):
+        return None, f"its resume point's history does not hold epochs 1..{epoch}"
+    return ResumePoint(folder, epoch, history), None
+
+
+def _whole(path: str, size: Any) -> bool:
+    """The file exists, has the size recorded when it was written and, as a zip (torch.save's format),
+    passes its CRC checks."""
+    try:
+        if size is not None and os.path.getsize(path) != int(size):
+            return False
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                return z.testzip() is None
+        return os.path.getsize(path) > 0
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return False
