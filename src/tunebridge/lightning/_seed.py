@@ -17,7 +17,7 @@ import json
 import os
 import zlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from tunebridge.schema import Scalar
 
@@ -77,13 +77,13 @@ def random_states() -> dict[str, Any]:
     import torch
 
     # Plain types and tensors only: Lightning loads checkpoints with torch.load(weights_only=True).
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    name, keys, pos, has_gauss, gauss = cast(tuple[str, Any, int, int, float], np.random.get_state())
     states: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": [str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
 
