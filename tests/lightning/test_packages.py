@@ -193,7 +193,9 @@ def test_package_classes_build_once_and_publish_classes_only() -> None:
 
 
 def test_dataset_loaders_cover_exactly_the_builtin_data() -> None:
-    assert tuple(data._LOADERS) == BUILTIN_DATA
+    from tunebridge.lightning import _arrays
+
+    assert tuple(_arrays._LOADERS) == BUILTIN_DATA
 
 
 @pytest.mark.parametrize(
