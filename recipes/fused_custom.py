@@ -75,7 +75,7 @@ if __name__ == "__main__":
     parser.add_argument("--no-fuse", action="store_true", help="one Trainer per trial, for comparison")
     args = parser.parse_args()
     result = tunebridge.tune(
-        build, space, metric="val_acc", mode="max", trials=args.trials, max_epochs=args.epochs,
-        fuse=None if args.no_fuse else "auto", accelerator="cpu", seed=0, storage=None,
+        build, space, metric="val_acc", mode="max", trials=args.trials, max_epochs=args.epochs, seed=0, storage=None,
+        trainer={"accelerator": "cpu"}, run={"fuse": None if args.no_fuse else "auto"},
     )  # fmt: skip
     print(f"best val_acc {result.best_value:.4f} with {result.best_config}")

@@ -40,7 +40,7 @@ if __name__ == "__main__":
             trials=args.trials,
             max_epochs=args.epochs,
             seed=0,
-            progress=False,
+            run={"progress": False},
         )
         rows.append((search, result.best_value, result.record["wall_time_s"], result.best_config))
     for search, best, wall, config in rows:
