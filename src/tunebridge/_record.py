@@ -65,6 +65,9 @@ __all__ = [
     "RAY_RETRIES",
     "RAY_TRIAL_ID",
     "REQUEUED",
+    "RESUMED_AT",
+    "RESUME_POINT",
+    "RESUME_REFUSED",
     "RETRIES",
     "RETRY_OF",
     "SLOT",
@@ -105,6 +108,11 @@ RETRY_OF = "retry_of"
 RETRIES = "retries"
 RAY_TRIAL_ID = "ray_trial_id"
 RAY_EXPERIMENT = "ray_experiment"
+# The folder of a trial's latest resume point (carried to the trial that re-runs its config), the epoch a
+# trial went on after, and why a resume point was not used (the trial then started from epoch 0).
+RESUME_POINT = "resume_point"
+RESUMED_AT = "resumed_at"
+RESUME_REFUSED = "resume_refused"
 # tunebridge's bookkeeping: stored as the system attribute SYSTEM_PREFIX + key, out of the user's attributes.
 SYSTEM_PREFIX = "tb_"
 BOOKKEEPING = frozenset(
@@ -123,6 +131,9 @@ BOOKKEEPING = frozenset(
         RAY_EXPERIMENT,
         RAY_NODE,
         RAY_RETRIES,
+        RESUME_POINT,
+        RESUMED_AT,
+        RESUME_REFUSED,
     }
 )
 REASON_LIMIT = 2000

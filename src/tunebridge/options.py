@@ -23,11 +23,12 @@ from typing import Any
 
 from tunebridge._rules import check_choice, check_fuse, check_int
 from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES
+from tunebridge.backends import ResumeOptions
 from tunebridge.backends._options import StudyLimits, WorkerOptions
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema._codec import check_keys
 
-__all__ = ["Checkpoints", "RunOptions", "StudyLimits", "TrainerOptions", "WorkerOptions"]
+__all__ = ["Checkpoints", "ResumeOptions", "RunOptions", "StudyLimits", "TrainerOptions", "WorkerOptions"]
 
 
 def _group(cls: Any, value: Any, path: str) -> Any:
@@ -147,6 +148,10 @@ class RunOptions:
             would alone (see :mod:`tunebridge.fused`).
         progress: Show one progress bar for the study.
         checkpoints: The weights kept (:class:`Checkpoints`).
+        resume: Resume points (:class:`ResumeOptions`; default: at the end of every epoch; False: none):
+            a trial whose worker is killed or preempted goes on from its last one on the next worker that
+            claims it, on any host that sees the study's resume folder (next to its checkpoints). Not
+            written for an in-memory study, which no other process can resume.
         stop: Stop before the trial budget (:class:`StudyLimits`: ``timeout`` seconds of wall time,
             a ``target`` best value, ``patience_trials`` without improvement).
         enqueue: Configs to evaluate first (each validated against the space).
@@ -166,6 +171,7 @@ class RunOptions:
     fuse: int | str | None = None
     progress: bool = True
     checkpoints: Checkpoints = field(default_factory=Checkpoints)
+    resume: ResumeOptions | Mapping[str, Any] | bool | None = True
     stop: StudyLimits = field(default_factory=StudyLimits)
     enqueue: Sequence[Mapping[str, Any]] = ()
     warm_start: str | Mapping[str, Any] | None = None
@@ -185,6 +191,7 @@ class RunOptions:
                 )
         object.__setattr__(self, "checkpoints", _group(Checkpoints, self.checkpoints, "checkpoints"))
         object.__setattr__(self, "stop", _group(StudyLimits, self.stop, "stop"))
+        object.__setattr__(self, "resume", ResumeOptions.of(self.resume))
         if self.workers is not None:
             object.__setattr__(self, "workers", _group(WorkerOptions, self.workers, "workers"))
         if self.ray is not None and not isinstance(self.ray, Mapping) and not dataclasses.is_dataclass(self.ray):

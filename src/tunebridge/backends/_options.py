@@ -92,6 +92,10 @@ class WorkerOptions:
             study was created with (``tunebridge worker``). Otherwise this process owns the budget
             and tops the queue up to it (``tunebridge run``, a resume with a larger budget).
         poll: Seconds between looks at the queue while other workers hold the remaining trials.
+        preempt_grace: Seconds between SIGTERM and the end this process gets (Slurm's
+            ``--signal=B:TERM@N``, Kubernetes' ``terminationGracePeriodSeconds``): running trials finish
+            their epoch if they can, write a resume point and are re-queued; after 80 % of it they are
+            interrupted and go on from their last point. None: SIGTERM keeps its default (the process ends).
     """
 
     stop: threading.Event | None = None
@@ -101,6 +105,7 @@ class WorkerOptions:
     max_retry: int | None = 3
     join: bool = False
     poll: float = 0.5
+    preempt_grace: float | None = 20.0
 
     @property
     def dead_after(self) -> float:

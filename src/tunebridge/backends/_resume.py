@@ -29,9 +29,20 @@ from tunebridge._rules import check_int
 from tunebridge.backends._base import CHECKPOINT_FILE
 from tunebridge.errors import SchemaError, show
 
-__all__ = ["META_FILE", "ResumeOptions", "ResumePoint", "ResumeWriter", "discard_point", "read_point"]
+__all__ = [
+    "KEPT_FILE",
+    "META_FILE",
+    "ResumeOptions",
+    "ResumePlan",
+    "ResumePoint",
+    "ResumeWriter",
+    "discard_point",
+    "read_point",
+]
 
 META_FILE = "resume.json"
+#: The trial's kept weights (its best epoch so far) as of the point, when it keeps any.
+KEPT_FILE = "kept.ckpt"
 
 
 @dataclass(frozen=True)
@@ -133,12 +144,26 @@ class ResumeWriter:
             return True
         return minutes is not None and time.monotonic() - self.last_time >= 60 * minutes
 
-    def write(self, epoch: int, history: Mapping[int, Mapping[str, float]], save: Callable[[str], None]) -> None:
-        """``save(folder)`` the training state, then record the epoch and history, then swap the point in."""
+    def write(
+        self,
+        epoch: int,
+        history: Mapping[int, Mapping[str, float]],
+        save: Callable[[str], None],
+        kept: str | None = None,
+    ) -> None:
+        """``save(folder)`` the training state, then record the epoch and history, then swap the point in.
+
+        ``kept``: the trial's kept weights so far, linked into the point (:data:`KEPT_FILE`).
+        """
         partial, old = self.folder + ".partial", self.folder + ".old"
         shutil.rmtree(partial, ignore_errors=True)
         os.makedirs(partial)
         save(partial)
+        if kept is not None and os.path.exists(kept):
+            try:
+                os.link(kept, os.path.join(partial, KEPT_FILE))
+            except OSError:
+                shutil.copyfile(kept, os.path.join(partial, KEPT_FILE))
         checkpoint = os.path.join(partial, CHECKPOINT_FILE)
         meta = {
             **self.meta,
@@ -158,6 +183,30 @@ class ResumeWriter:
 
     def discard(self) -> None:
         discard_point(self.folder)
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """A study's resume points: where they go, when, and what each records besides the trial's own state.
+
+    Attributes:
+        root: The study's resume folder (``<checkpoints' folder>/../resume``; on a cluster, a shared one).
+        options: When a running trial writes one.
+        meta: Recorded in every point and required to match when one is read: the spec hash and the
+            versions that decide whether a checkpoint loads (tunebridge, torch, the Lightning package).
+    """
+
+    root: str
+    options: ResumeOptions = field(default_factory=ResumeOptions)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def writer(self, label: str, config: Mapping[str, Any]) -> ResumeWriter:
+        """The writer of one trial's points (its config recorded, and required on resume)."""
+        return ResumeWriter(self.root, label, self.options, meta={**self.meta, "config": dict(config)})
+
+    def read(self, folder: str, config: Mapping[str, Any]) -> tuple[ResumePoint | None, str | None]:
+        """The point in ``folder`` if it was written for this study's meaning and ``config``."""
+        return read_point(folder, expect={**self.meta, "config": dict(config)})
 
 
 def _write_json(path: str, data: Mapping[str, Any]) -> None:

@@ -9,6 +9,7 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,8 +19,10 @@ from types import ModuleType
 from typing import Any
 
 from tunebridge import _record
+from tunebridge._atomic import write_atomically
 from tunebridge._compat import lightning_namespace_of
 from tunebridge.backends import (
+    KEPT_FILE,
     Reporter,
     Resume,
     TrialEpochs,
@@ -189,6 +192,8 @@ def _fit(
     module, datamodule, ns = _build(build, config)
     label = trial_label(reporter, config)
     keep = None if settings.checkpoint_dir is None else checkpoint_path(settings.checkpoint_dir, label)
+    if keep is not None and resume is not None:
+        carry_kept(resume, keep)  # the best epoch so far may be one trained before the resume
     reporting = report_callback(ns, reporter, settings.metric, mode=settings.mode, rule=settings.objective, keep=keep)
     stopper = (
         None
@@ -222,6 +227,21 @@ def _fit(
     else:
         discard_checkpoint(keep)
     return outcome
+
+
+def carry_kept(resume: Resume, keep: str) -> None:
+    """The weights a resume point kept (its trial's best epoch so far) become this trial's kept weights."""
+    kept = os.path.join(resume.folder, KEPT_FILE)
+    if not os.path.exists(kept):
+        return
+
+    def link(partial: str) -> None:
+        try:
+            os.link(kept, partial)
+        except OSError:  # another file system, or no hard links: a copy
+            shutil.copyfile(kept, partial)
+
+    write_atomically(keep, link)
 
 
 def _stop_launched_ranks(trainer: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from tunebridge._rules import check_choice, check_finite, check_fuse, check_int, check_mapping
 from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES, OWNED_TRAINER_KEYS
+from tunebridge.backends import ResumeOptions
 from tunebridge.errors import SchemaError, show
 from tunebridge.schema import is_json_scalar
 from tunebridge.schema._codec import check_keys
@@ -31,6 +32,7 @@ RUN_KEYS = (
     "enqueue",
     "warm_start",
     "fuse",
+    "resume",
 )
 
 
@@ -49,6 +51,7 @@ class RunSections:
     enqueue: tuple[Mapping[str, Any], ...] = ()
     warm_start: str | Mapping[str, Any] | None = None
     fuse: int | str | None = None
+    resume: ResumeOptions | None = field(default_factory=ResumeOptions)
 
     def meaning(self) -> dict[str, Any]:
         """The part that decides what a trial computes (for the spec hash)."""
@@ -67,6 +70,7 @@ class RunSections:
             "stop": {"timeout": self.timeout, "target": self.target, "patience_trials": self.patience_trials},
             "enqueue": [dict(c) for c in self.enqueue],
             "warm_start": self.warm_start,
+            "resume": False if self.resume is None else self.resume,
         }
 
 
@@ -214,4 +218,5 @@ def parse_run_sections(data: Mapping[str, Any]) -> RunSections:
         enqueue=_enqueue(data.get("enqueue")),
         warm_start=_warm_start(data.get("warm_start")),
         fuse=None if data.get("fuse") is None else check_fuse(data["fuse"]),
+        resume=ResumeOptions.of(data.get("resume")),
     )
