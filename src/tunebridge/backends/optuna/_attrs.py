@@ -8,7 +8,8 @@ last state change when there is one (:func:`tell`); other storages fall back to 
 one per key. The attributes are split into user and system attributes by :func:`tunebridge._record.split_attrs`.
 
 The single operation uses Optuna's storage internals (what its own calls do, minus the commit or append
-per key); where they are missing (another Optuna version, another storage), the public calls are used.
+per key; checked against optuna 5.1.0, each tested in ``tests/backends/test_optuna_internals.py``); where they
+are missing (another Optuna version, another storage), the public calls are used.
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from tunebridge import _record
+from tunebridge.backends.optuna._internals import (
+    cached_backend,
+    rdb_session,
+    storage_of,
+    study_id_of,
+    tell_without_copy,
+    trial_id_of,
+)
 
 __all__ = ["enqueue", "enqueue_many", "tell", "waiting_ids", "write_attrs"]
 
@@ -44,9 +53,7 @@ def write_attrs(
     if kind == "journal":
         _journal_append(backend, trial_id, user, sys_attrs, None)
     elif kind == "rdb":
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        with _create_scoped_session(backend.scoped_session, True) as session:
+        with rdb_session(backend, True) as session:
             _rdb_attrs(backend, session, trial_id, user, sys_attrs)
     else:
         for key, value in user.items():
@@ -68,11 +75,8 @@ def tell(
     sampler's ``after_trial``); its final state change is joined by the attributes: all are written, or,
     when the trial has already finished elsewhere, none.
     """
-    from optuna.study._tell import _tell_with_warning
-
-    with _joined(study._storage, trial._trial_id, attrs):
-        # Study.tell minus the copy of the finished trial it returns (one more read of the storage).
-        _tell_with_warning(study=study, trial=trial, value_or_values=values, state=state)
+    with _joined(storage_of(study), trial_id_of(trial), attrs):
+        tell_without_copy(study, trial, values, state)
 
 
 def enqueue(study: optuna.Study, params: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
@@ -87,7 +91,7 @@ def enqueue(study: optuna.Study, params: Mapping[str, Any], attrs: Mapping[str, 
 
 def enqueue_many(study: optuna.Study, items: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
     """:func:`enqueue` for each ``(params, attrs)``; on a journal file, all of them in one append."""
-    backend, kind = _backend(study._storage)
+    backend, kind = _backend(storage_of(study))
     from optuna.storages.journal._base import BaseJournalSnapshot
 
     if kind != "journal" or isinstance(backend._backend, BaseJournalSnapshot) or len(items) < 2:
@@ -103,7 +107,7 @@ def enqueue_many(study: optuna.Study, items: Sequence[tuple[Mapping[str, Any], M
             {  # what JournalStorage.create_new_trial writes for enqueue_trial's waiting trial
                 "op_code": JournalOperation.CREATE_TRIAL,
                 "worker_id": backend._replay_result.worker_id,
-                "study_id": study._study_id,
+                "study_id": study_id_of(study),
                 "state": TrialState.WAITING,
                 "value": None,
                 "values": None,
@@ -126,16 +130,15 @@ def waiting_ids(study: optuna.Study, limit: int = 8) -> list[int] | None:
     Optuna's claim reads every waiting trial whole (params, attributes, values) to take the first: with
     the whole budget queued, that read costs more than the trial's writes. Here only the ids are read.
     """
-    backend, kind = _backend(study._storage)
+    backend, kind = _backend(storage_of(study))
     if kind != "rdb":
         return None
     from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
 
-    with _create_scoped_session(backend.scoped_session) as session:
+    with rdb_session(backend) as session:
         rows = (
             session.query(models.TrialModel.trial_id)
-            .filter(models.TrialModel.study_id == study._study_id, models.TrialModel.state == TrialState.WAITING)
+            .filter(models.TrialModel.study_id == study_id_of(study), models.TrialModel.state == TrialState.WAITING)
             .order_by(models.TrialModel.trial_id)
             .limit(limit)
             .all()
@@ -147,9 +150,8 @@ def _backend(storage: Any) -> tuple[Any, str]:
     """The storage that writes (a cached RDB storage's own), and ``journal``, ``rdb`` or ``other``."""
     from optuna.storages import JournalStorage, RDBStorage
 
-    backend = storage
-    if type(storage).__name__ == "_CachedStorage":  # Optuna's cache around an RDBStorage writes through it
-        backend = getattr(storage, "_backend", storage)
+    cached = cached_backend(storage)  # Optuna's cache around an RDBStorage writes through it
+    backend = storage if cached is None else cached
     if isinstance(backend, JournalStorage) and all(
         hasattr(backend, a) for a in ("_thread_lock", "_backend", "_replay_result", "_sync_with_backend")
     ):
@@ -178,10 +180,8 @@ def _joined(storage: Any, trial_id: int, attrs: Mapping[str, Any]) -> Iterator[N
         vars(backend).pop("set_trial_state_values", None)  # once
         if kind == "journal":
             return _journal_append(backend, trial_id, user, system, (state, values))
-        from optuna.storages._rdb.storage import _create_scoped_session
-
         # The scoped session is this thread's one: the state change commits the attributes with it.
-        with _create_scoped_session(backend.scoped_session) as session:
+        with rdb_session(backend) as session:
             _rdb_attrs(backend, session, trial_id, user, system)
             return bool(original(tid, state, values))
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
 
 from tunebridge.errors import ConversionError
 from tunebridge.schema import Bool, Choice, Fixed, Float, Int, Param, Scalar, Space
@@ -155,6 +156,9 @@ def params_and_distributions(
     params = encode(space, config)
     dists = {key: distribution(base_name(key), space[base_name(key)]) for key in params}
     for key, value in params.items():
-        if not dists[key]._contains(dists[key].to_internal_repr(value)):
-            raise ValueError(f"{key}={value!r} is outside {dists[key]}")
+        dists[key].to_internal_repr(value)  # a value of the wrong kind raises here, in Optuna's words
+        try:  # Optuna's public check that a value lies in its distribution (what add_trial checks)
+            create_trial(state=TrialState.WAITING, params={key: value}, distributions={key: dists[key]})
+        except ValueError:
+            raise ValueError(f"{key}={value!r} is outside {dists[key]}") from None
     return params, dists

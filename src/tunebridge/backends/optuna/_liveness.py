@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from tunebridge import _record
 from tunebridge.backends.optuna._attrs import write_attrs
+from tunebridge.backends.optuna._internals import storage_of, trial_id_of
 
 __all__ = ["HEARTBEAT_ATTR", "PID_NAMESPACE", "PROCESS_ATTR", "Heartbeat", "gone_here", "waiting_for", "worker_id"]
 
@@ -109,7 +110,7 @@ class Heartbeat:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._storage, self._trial_id = study._storage, trial._trial_id
+        self._storage, self._trial_id = storage_of(study), trial_id_of(trial)
 
     def __enter__(self) -> Heartbeat:
         if self.interval:

@@ -30,6 +30,14 @@ from tunebridge.backends._options import StudyOptions
 from tunebridge.backends.optuna._attrs import enqueue, enqueue_many, waiting_ids, write_attrs
 from tunebridge.backends.optuna._compile import check_convertible, encode
 from tunebridge.backends.optuna._factories import make_storage, study_pruner, study_sampler
+from tunebridge.backends.optuna._internals import (
+    forget_cached_trials,
+    new_to_cache,
+    pop_waiting_trial_id,
+    storage_of,
+    study_id_of,
+    trial_id_of,
+)
 from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat, gone_here, waiting_for
 from tunebridge.errors import SpecMismatchError
 from tunebridge.schema import Space
@@ -65,7 +73,7 @@ def open_study(opts: StudyOptions, *, n_trials: int | None = None, wait: float =
         _write_record(study, opts)
         if n_trials is not None:
             _fill(study, opts, n_trials)
-        study._storage.set_study_system_attr(study._study_id, READY_ATTR, True)
+        storage_of(study).set_study_system_attr(study_id_of(study), READY_ATTR, True)
         return study
     _reseed(study, opts)
     _wait_until_ready(study, opts, n_trials, wait)
@@ -162,11 +170,11 @@ def _wait_until_ready(study: optuna.Study, opts: StudyOptions, n_trials: int | N
         time.sleep(0.05)
     if not _ready(study) and n_trials is not None:
         _fill(study, opts, n_trials)
-        study._storage.set_study_system_attr(study._study_id, READY_ATTR, True)
+        storage_of(study).set_study_system_attr(study_id_of(study), READY_ATTR, True)
 
 
 def _ready(study: optuna.Study) -> bool:
-    return bool(study._storage.get_study_system_attrs(study._study_id).get(READY_ATTR))
+    return bool(storage_of(study).get_study_system_attrs(study_id_of(study)).get(READY_ATTR))
 
 
 def _check_spec_hash(study: optuna.Study, opts: StudyOptions) -> None:
@@ -227,9 +235,10 @@ def ensure_budget(study: optuna.Study, n_trials: int, *, space: Space | None = N
     ]
     for t in surplus[::-1][: max(0, -missing)]:
         try:
-            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                write_attrs(study._storage, t._trial_id, {_record.CANCELLED: True})
-                study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            storage, trial_id = storage_of(study), trial_id_of(t)
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                write_attrs(storage, trial_id, {_record.CANCELLED: True})
+                storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # a worker claimed it first
     return missing
@@ -241,15 +250,15 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     Uses the same private step as ``Study.ask`` minus its fallback of creating a fresh trial, which
     would let concurrent workers overshoot the budget.
     """
-    study._thread_local.cached_all_trials = None
+    forget_cached_trials(study)
     trial_id = _claim_id(study)
     if trial_id is None:
         return None
-    known = getattr(study._storage, "_trial_id_to_study_id_and_number", None)
-    if known is not None and trial_id not in known:
+    storage = storage_of(study)
+    if new_to_cache(storage, trial_id):
         # Optuna's cached database storage writes a trial's params only for trials it has read: a trial
         # another process enqueued after this one last read the study is new to it (KeyError on suggest).
-        study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        storage.get_all_trials(study_id_of(study), deepcopy=False, states=(TrialState.RUNNING,))
     return optuna.Trial(study, trial_id)
 
 
@@ -260,11 +269,11 @@ def _claim_id(study: optuna.Study) -> int | None:
             return None
         for trial_id in ids:  # the same atomic WAITING -> RUNNING change as Optuna's
             try:
-                if study._storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                if storage_of(study).set_trial_state_values(trial_id, state=TrialState.RUNNING):
                     return trial_id
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # cancelled meanwhile
-    return study._pop_waiting_trial_id()
+    return pop_waiting_trial_id(study)
 
 
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int | None) -> bool:
@@ -290,7 +299,7 @@ def fail_stale(
     trial left RUNNING by a process that died before this one started and that sent no heartbeats.
     """
     now = time.time()
-    storage = study._storage
+    storage = storage_of(study)
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         beat = t.system_attrs.get(HEARTBEAT_ATTR)
@@ -308,14 +317,15 @@ def fail_stale(
             continue
         retries = int(_record.bookkeeping(t, _record.RETRIES, 0))
         will_requeue = max_retry is None or retries < max_retry
+        trial_id = trial_id_of(t)
         try:
             # Attributes first (a finished trial refuses them), then the state change only one worker wins.
-            write_attrs(storage, t._trial_id, {_record.FAIL_REASON: reason, _record.REQUEUED: will_requeue})
-            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+            write_attrs(storage, trial_id, {_record.FAIL_REASON: reason, _record.REQUEUED: will_requeue})
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
             continue
         if will_requeue:
-            requeue(study, storage.get_trial(t._trial_id), max_retry)
+            requeue(study, storage.get_trial(trial_id), max_retry)
         n += 1
     return n

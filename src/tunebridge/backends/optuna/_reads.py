@@ -9,8 +9,9 @@ reported alone, in the same order, except for what *other processes* write durin
 
 The pass's intermediate values are written when it ends, in one transaction on a database storage
 (one per value elsewhere); everything else is written at once.
-This swaps ``Study._storage`` and ``Trial.storage`` for the pass (Optuna's pruners and trials reach the
-storage only through them): ``tests/backends/test_reads.py`` fails with a clear message if that changes.
+This swaps ``Study._storage`` (:func:`~tunebridge.backends.optuna._internals.set_storage`) and ``Trial.storage``
+for the pass (Optuna's pruners and trials reach the storage only through them): ``tests/backends/test_reads.py``
+and ``tests/backends/test_optuna_internals.py`` fail with a clear message if that changes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
+
+from tunebridge.backends.optuna._internals import rdb_session, set_storage, storage_of, study_id_of, trial_id_of
 
 __all__ = ["one_read_per_pass"]
 
@@ -43,7 +46,7 @@ class _PassView(BaseStorage):
     def _snapshot(self) -> list[FrozenTrial]:
         if self._trials is None:
             self._trials = list(self._inner.get_all_trials(self._study_id, deepcopy=False))
-            self._by_id = {t._trial_id: i for i, t in enumerate(self._trials)}
+            self._by_id = {trial_id_of(t): i for i, t in enumerate(self._trials)}
             self.reads += 1
             for trial_id, step, value in self._pending:
                 self._update(trial_id, "intermediate", step, value)
@@ -58,10 +61,8 @@ class _PassView(BaseStorage):
 
         backend, kind = _backend(self._inner)
         if kind == "rdb" and hasattr(backend, "_set_trial_intermediate_value_without_commit"):
-            from optuna.storages._rdb.storage import _create_scoped_session
-
-            try:
-                with _create_scoped_session(backend.scoped_session, True) as session:
+            try:  # Optuna's write of one value, minus its commit (checked against optuna 5.1.0)
+                with rdb_session(backend, True) as session:
                     for trial_id, step, value in pending:
                         backend._set_trial_intermediate_value_without_commit(session, trial_id, step, value)
                 return
@@ -164,13 +165,13 @@ def one_read_per_pass(study: optuna.Study, trials: Iterable[optuna.Trial] = ()) 
     ``trials`` are the live trials whose reports the pass makes: their writes go through the view too.
     Nested passes use the outer one.
     """
-    inner = study._storage
+    inner = storage_of(study)
     if isinstance(inner, _PassView):
         yield inner
         return
-    view = _PassView(inner, study._study_id)
+    view = _PassView(inner, study_id_of(study))
     swapped = [t for t in trials if getattr(t, "storage", None) is inner]
-    study._storage = view
+    set_storage(study, view)
     for t in swapped:
         t.storage = view
     try:
@@ -179,6 +180,6 @@ def one_read_per_pass(study: optuna.Study, trials: Iterable[optuna.Trial] = ()) 
         try:
             view.flush()
         finally:
-            study._storage = inner
+            set_storage(study, inner)
             for t in swapped:
                 t.storage = inner

@@ -26,6 +26,7 @@ from tunebridge.backends._options import StudyOptions, WorkerOptions
 from tunebridge.backends.optuna._attrs import tell
 from tunebridge.backends.optuna._checkpoints import discard_checkpoint
 from tunebridge.backends.optuna._compile import decode, suggest
+from tunebridge.backends.optuna._internals import storage_of, trial_id_of
 from tunebridge.backends.optuna._queue import requeue
 from tunebridge.schema import Scalar, Space
 
@@ -141,4 +142,4 @@ def abandon_trial(study: optuna.Study, trial: optuna.Trial, exc: BaseException) 
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):
         exc = KeyboardInterrupt(f"interrupted ({type(exc).__name__}); the config was re-queued")
     fail_trial(study, trial, exc)
-    requeue(study, study._storage.get_trial(trial._trial_id), None)
+    requeue(study, storage_of(study).get_trial(trial_id_of(trial)), None)
