@@ -161,7 +161,7 @@ MALFORMED = [
         "unknown-key-typo",
         "spec",
         SPEC + "space: mlp\nmax_epoch: 3\n",
-        "spec: unknown key, but got 'max_epoch'. Did you mean 'max_epochs'? Known keys: study, model, data, builder, lightning_cli, space, metric, mode, max_epochs, early_stopping, pruner, search, trials, seed, storage, backend, accelerator, threads, ray, description, trainer, callbacks, logger, objective, keep_checkpoints, timeout, stop, enqueue, warm_start, fuse.",
+        "spec: unknown key, but got 'max_epoch'. Did you mean 'max_epochs'? Known keys: study, model, data, builder, lightning_cli, space, metric, mode, max_epochs, early_stopping, pruner, search, trials, seed, storage, backend, accelerator, threads, ray, description, trainer, callbacks, logger, objective, keep_checkpoints, timeout, stop, enqueue, warm_start, fuse, resume.",
     ),
     (
         "no-space",

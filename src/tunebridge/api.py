@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -13,7 +14,7 @@ from tunebridge._compat import versions
 from tunebridge._rules import check_backend, check_int, check_study_name
 from tunebridge._setup import early_stopping_spec, initial_configs, run_folder
 from tunebridge._storage_url import is_memory
-from tunebridge.backends import Objective, Progress, StudyLimits, silent
+from tunebridge.backends import Objective, Progress, ResumeOptions, ResumePlan, StudyLimits, silent
 from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials
 from tunebridge.errors import SchemaError
 from tunebridge.lightning import (
@@ -225,6 +226,7 @@ def tune(
         LightningObjective(build, settings)(*follower)
         raise SystemExit(0)
     worker = run.worker_options(in_memory=is_memory(storage))
+    plan = _resume_plan(run, storage, folder, opts.spec_hash)
     started = time.perf_counter()
     capacity = None
     if run.fuse is not None:
@@ -274,14 +276,43 @@ def tune(
             backend=backend,
             n_trials=trials,
             progress=run.progress,
-            ray=run.ray,
+            ray=_ray_checkpoints(run) if backend == "ray" else run.ray,
             worker=worker,
             limits=limits,
             keep_checkpoints=keep,
+            resume=plan,
         )
     result = make_result(optuna_study, opts, wall_time=time.perf_counter() - started, backend=backend, trials=trials)
     result.build = build
     return result
+
+
+def _resume_plan(run: RunOptions, storage: str | None, folder: str, spec_hash: str | None) -> ResumePlan | None:
+    """Where this study's resume points go: ``resume`` next to its checkpoints (None: off, or an
+    in-memory study, which no other process can resume)."""
+    if not isinstance(run.resume, ResumeOptions) or is_memory(storage):
+        return None
+    if run.checkpoints.dir:
+        root = os.path.join(os.path.dirname(os.path.abspath(run.checkpoints.dir)), "resume")
+    else:
+        root = run_folder(storage, folder, "resume")
+    known = versions()
+    # What decides whether a checkpoint loads and trains on the same way; the other packages may differ.
+    wanted = {k: known[k] for k in ("tunebridge", "torch", "lightning", "pytorch-lightning") if k in known}
+    return ResumePlan(root, run.resume, meta={"spec_hash": spec_hash, "versions": wanted})
+
+
+def _ray_checkpoints(run: RunOptions) -> Mapping[str, Any] | Any:
+    """Ray's options with resume points on: a checkpoint every ``resume.every_epochs`` epochs (unless
+    ``checkpoint_frequency`` or PBT says otherwise), so that a trial whose actor or node dies, or a run
+    rerun with ``restore``, goes on from its last epoch (Ray's own restore)."""
+    ray = run.ray or {}
+    if not isinstance(run.resume, ResumeOptions):
+        return ray
+    data = dict(ray) if isinstance(ray, Mapping) else dataclasses.asdict(ray)
+    if data.get("checkpoint_frequency") is None and data.get("scheduler") != "pbt":
+        data["checkpoint_frequency"] = run.resume.every_epochs or 1
+    return data
 
 
 def _display(progress: bool) -> Progress:
@@ -304,6 +335,7 @@ def run_study(
     worker: WorkerOptions | None = None,
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,
+    resume: ResumePlan | None = None,
 ) -> Any:
     """Run ``objective`` over ``opts.space`` with a backend; returns the Optuna study holding every trial.
 
@@ -315,6 +347,7 @@ def run_study(
             heartbeats, joining a shared study).
         limits: Stop before the budget (wall time, target value, no improvement).
         keep_checkpoints: Keep the weights of this many best trials (those the objective wrote).
+        resume: Optuna backend: the study's resume points (None: none).
     """
     if backend == "optuna":
         study = open_study(opts, n_trials=n_trials)
@@ -327,6 +360,7 @@ def run_study(
             worker=worker,
             limits=limits,
             keep_checkpoints=keep_checkpoints,
+            resume=resume,
         )
         return study
     if backend == "ray":

@@ -16,6 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tunebridge._record import bookkeeping
+from tunebridge.backends import PREEMPTED_EXIT_CODE
 from tunebridge.backends.optuna import make_storage
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -69,7 +70,9 @@ def _wait_running(storage: str, study: str, proc: subprocess.Popen[bytes], timeo
     raise AssertionError("no trial started")
 
 
-def test_sigterm_fails_and_requeues_the_running_trial_then_a_rerun_finishes(tmp_path: Path, postgres_url: str) -> None:
+def test_sigterm_is_a_preemption_that_requeues_the_running_trial_then_a_rerun_finishes(
+    tmp_path: Path, postgres_url: str
+) -> None:
     study = f"term-{uuid.uuid4().hex[:8]}"
     spec = _spec(tmp_path, study, trials=2, epochs=30)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -82,7 +85,7 @@ def test_sigterm_fails_and_requeues_the_running_trial_then_a_rerun_finishes(tmp_
     number = _wait_running(postgres_url, study, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err.decode()[-2000:]
+    assert proc.returncode == PREEMPTED_EXIT_CODE, err.decode()[-2000:]  # schedulers retry on it
     interrupted = _trials(postgres_url, study)[number]
     assert interrupted.state == TrialState.FAIL
     assert bookkeeping(interrupted, "requeued") is True

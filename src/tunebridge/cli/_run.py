@@ -15,6 +15,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from tunebridge.backends import PREEMPTED_EXIT_CODE, preemption_requested
 from tunebridge.cli._common import DEFAULT_ROOT, console, default_storage, err_console, esc, shown_url
 from tunebridge.cli._gpus import plan_jobs, restrict_this_process, visible_gpus, worker_env
 from tunebridge.cli._recipes import resolve_spec
@@ -133,10 +134,13 @@ def run_command(
         for w in workers:
             w.wait()
     except KeyboardInterrupt:
+        preempted = preemption_requested()
         for w in workers:
-            w.send_signal(signal.SIGINT)
+            w.send_signal(signal.SIGTERM if preempted else signal.SIGINT)
         for w in workers:
             w.wait()
+        if preempted:
+            _preempted(storage_url, spec.study)
         err_console.print(
             f"\n[yellow]interrupted[/]: finished trials are kept in {esc(shown_url(storage_url))} "
             f"(study {esc(repr(spec.study))}). "
@@ -232,7 +236,8 @@ def worker_command(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    if drain:  # otherwise SIGTERM is a preemption: the study's loop takes it (backends/_preempt.py)
+        signal.signal(signal.SIGTERM, on_signal)
     kwargs = _with_printer(spec.tune_kwargs(storage_url), print_metrics)
     try:
         workers = {
@@ -246,7 +251,12 @@ def worker_command(
         run = {**kwargs.pop("run"), "force": force, "progress": False, "workers": workers}
         result = tune(build_for(spec), spec.space, run=run, **kwargs)
     except KeyboardInterrupt:
-        err_console.print("[yellow]worker stopped[/]: its running trial was marked failed and re-queued.")
+        if preemption_requested():
+            _preempted(storage_url, spec.study)
+        err_console.print(
+            "[yellow]worker stopped[/]: its running trial was re-queued; the next worker goes on from its "
+            "last resume point."
+        )
         raise typer.Exit(130) from None
     c = result.record["counts"]
     console.print(
@@ -256,6 +266,16 @@ def worker_command(
         ),
         highlight=False,
     )
+
+
+def _preempted(storage: str, study: str | None) -> None:
+    """SIGTERM: the running trials were re-queued with their resume points; exit with the code schedulers retry on."""
+    err_console.print(
+        f"[yellow]preempted[/] (SIGTERM): the running trials of study {esc(repr(study))} in "
+        f"{esc(shown_url(storage))} were re-queued with their resume points; exit code {PREEMPTED_EXIT_CODE}.",
+        soft_wrap=True,
+    )
+    raise typer.Exit(PREEMPTED_EXIT_CODE)
 
 
 def _with_printer(kwargs: dict[str, Any], print_metrics: bool) -> dict[str, Any]:

@@ -125,7 +125,9 @@ def report_callback(
                             return
                     trainer.save_checkpoint(target)
 
-                asked = self.reporter is not None and self.reporter.report(epoch, metrics, save)
+                # Saving is collective under DDP and only rank 0 reports: no checkpoint to hand over there
+                # (a DDP trial writes no resume points yet; it restarts from epoch 0 when re-queued).
+                asked = self.reporter is not None and self.reporter.report(epoch, metrics, None if several else save)
                 if several:  # only rank 0 reports to the study: its decision stops every rank at once
                     asked = bool(trainer.strategy.broadcast(asked, src=0))
                 if self.trial_epochs.reported(epoch, asked):

@@ -25,13 +25,16 @@ import optuna
 from optuna.trial import TrialState
 
 from tunebridge import _record
-from tunebridge.backends._base import Objective, Progress, StudyEvents, TrialOutcome, silent
+from tunebridge.backends._base import Objective, Progress, Resume, StudyEvents, TrialOutcome, silent
 from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
+from tunebridge.backends._preempt import preemptible
+from tunebridge.backends._resume import ResumePlan
 from tunebridge.backends.optuna._checkpoints import keep_best_checkpoints
 from tunebridge.backends.optuna._deadline import deadline
 from tunebridge.backends.optuna._limits import limit_reached
 from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat, waiting_for
 from tunebridge.backends.optuna._queue import claim, ensure_budget, fail_stale
+from tunebridge.backends.optuna._resuming import check_shared_folder, end_resume, resume_from
 from tunebridge.backends.optuna._study import (
     OptunaReporter,
     abandon_trial,
@@ -53,6 +56,7 @@ class Slot:
     reporter: OptunaReporter
     heartbeat: Heartbeat
     attrs: dict[str, Any] = field(default_factory=dict)  # the executor's own notes (e.g. ``fused``)
+    resume: Resume | None = None  # where it goes on from (its predecessor's resume point), else epoch 0
 
 
 @dataclass(eq=False)
@@ -117,7 +121,10 @@ class SingleExecutor:
         assert slot is not None  # the loop steps only an executor with an active trial
         try:
             with deadline(self.worker.trial_timeout):
-                outcome = self.objective(slot.config, slot.reporter)
+                if slot.resume is not None:
+                    outcome = self.objective(slot.config, slot.reporter, resume=slot.resume)
+                else:
+                    outcome = self.objective(slot.config, slot.reporter)
         except (KeyboardInterrupt, SystemExit):
             self._slot = slot  # still held: the loop abandons it
             raise
@@ -137,6 +144,7 @@ def run_loop(
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,
     on_start: Callable[[Slot], None] | None = None,
+    resume: ResumePlan | None = None,
 ) -> None:
     """Claim and run waiting trials with ``executor`` until ``n_trials`` have finished in the whole study.
 
@@ -149,6 +157,9 @@ def run_loop(
         keep_checkpoints: Keep the weights of this many best trials (the objective writes them; the
             others' are deleted after each complete trial that kept weights).
         on_start: Called with each started trial before the executor takes it.
+        resume: The study's resume points (None: none): each running trial writes them, a re-queued
+            trial goes on from its predecessor's (``_resuming.py``). SIGTERM is a preemption while the
+            loop runs (``worker.preempt_grace``, ``backends/_preempt.py``).
     """
     worker = worker or WorkerOptions()
     if not worker.join:
@@ -160,7 +171,9 @@ def run_loop(
     mode = opts.modes[0] if len(opts.metrics) == 1 else None
     budget = opts.pruning.budget(opts.max_epochs)
     claimed: dict[int, tuple[optuna.Trial, Heartbeat]] = {}  # trial number -> trial, heartbeat: until it ends
-    with progress(study, opts, n_trials) as bar:
+    with preemptible(worker.preempt_grace), progress(study, opts, n_trials) as bar:
+        if resume is not None and (unshared := check_shared_folder(study, resume)) is not None:
+            bar.note(unshared)
 
         def finish(done: Finished) -> None:
             trial = done.slot.trial
@@ -170,7 +183,9 @@ def run_loop(
             finally:
                 done.slot.heartbeat.__exit__(None, None, None)
             if state is None:
-                return
+                return  # re-queued: its resume point stays for the trial that re-runs its config
+            writer = done.slot.reporter.writer
+            end_resume(writer.folder if writer else None, done.slot.resume.folder if done.slot.resume else None)
             # Only a complete trial that kept weights can change which are the best (pruned and failed
             # trials keep none): the bookkeeping reads the whole study, so it runs only then.
             if keep_checkpoints > 0 and state == "complete" and kept:
@@ -191,7 +206,7 @@ def run_loop(
                     if trial is None:
                         queue_empty = True
                         break
-                    slot = _start(study, trial, opts, worker, budget, bar, claimed)
+                    slot = _start(study, trial, opts, worker, budget, bar, claimed, resume)
                     if slot is None:
                         continue
                     try:
@@ -233,6 +248,7 @@ def _start(
     budget: int | None,
     bar: StudyEvents,
     claimed: dict[int, tuple[optuna.Trial, Heartbeat]],
+    plan: ResumePlan | None = None,
 ) -> Slot | None:
     """Start a claimed trial (heartbeat, config); None when its config cannot be sampled (it failed)."""
     beat = Heartbeat(study, trial, worker.heartbeat)
@@ -247,7 +263,12 @@ def _start(
     reporter = OptunaReporter(trial, opts.metrics[0], len(opts.metrics), budget)
     bar.running(trial.number, 0, opts.max_epochs)
     reporter.watch = lambda epoch, value: bar.running(trial.number, epoch, opts.max_epochs, value)
-    return Slot(trial, config, reporter, beat)
+    slot = Slot(trial, config, reporter, beat)
+    if plan is not None:
+        slot.resume = resume_from(study, trial, reporter, config, plan)
+        reporter.writer = plan.writer(reporter.label, config)
+        reporter.kept_checkpoint = None  # type: ignore[attr-defined]  # kept weights are written at once, so that a resume point carries them
+    return slot
 
 
 def _end(study: optuna.Study, opts: StudyOptions, done: Finished) -> tuple[str | None, float | None, bool]:
@@ -305,6 +326,7 @@ def run_trials(
     worker: WorkerOptions | None = None,
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,
+    resume: ResumePlan | None = None,
 ) -> None:
     """:func:`run_loop` with one ``objective(config, reporter)`` call per trial (:class:`SingleExecutor`)."""
     worker = worker or WorkerOptions()
@@ -317,4 +339,5 @@ def run_trials(
         worker=worker,
         limits=limits,
         keep_checkpoints=keep_checkpoints,
+        resume=resume,
     )

@@ -23,7 +23,10 @@ from optuna.trial import TrialState
 from tunebridge import _record
 from tunebridge.backends._base import TrialOutcome, finite_objective_values, may_prune
 from tunebridge.backends._options import StudyOptions, WorkerOptions
-from tunebridge.backends.optuna._attrs import tell
+from tunebridge.backends._preempt import Preempted
+from tunebridge.backends._preempt import requested as preemption_requested
+from tunebridge.backends._resume import ResumeWriter, discard_point
+from tunebridge.backends.optuna._attrs import tell, write_attrs
 from tunebridge.backends.optuna._checkpoints import discard_checkpoint
 from tunebridge.backends.optuna._compile import decode, suggest
 from tunebridge.backends.optuna._internals import storage_of, trial_id_of
@@ -59,6 +62,10 @@ class OptunaReporter:
         self.n_objectives = n_objectives
         self.budget = budget
         self.last_epoch = 0
+        # Every epoch's metrics (those before a resume included): what a resume point records.
+        self.history: dict[int, dict[str, float]] = {}
+        # Writes the trial's resume points (None: none); the study names the latest on the trial.
+        self.writer: ResumeWriter | None = None
         # Told every epoch and value (the progress display names the running trial with it).
         self.watch: Callable[[int, float | None], None] | None = None
 
@@ -66,6 +73,8 @@ class OptunaReporter:
         if self.watch is not None:
             value = metrics.get(self.metric)
             self.watch(epoch, float(value) if value is not None else None)
+        self.history[epoch] = dict(metrics)
+        self._resume_point(epoch, checkpoint)
         if self.n_objectives > 1 or epoch <= self.last_epoch:
             # Optuna cannot report multi-objective values, and one value per step: a second
             # validation within the same epoch (val_check_interval < 1) is not reported again.
@@ -73,6 +82,21 @@ class OptunaReporter:
         self.last_epoch = epoch
         self.trial.report(float(metrics[self.metric]), step=epoch)
         return may_prune(epoch, self.budget) and bool(self.trial.should_prune())
+
+    def _resume_point(self, epoch: int, checkpoint: Callable[[str], None] | None) -> None:
+        """Write a resume point when one is due, or when the process was asked to go (then stop here)."""
+        going = preemption_requested()
+        if self.writer is not None and checkpoint is not None and (going or self.writer.due(epoch)):
+            first = not self.writer.written
+            self.writer.write(epoch, self.history, checkpoint, kept=getattr(self, "kept_checkpoint", None))
+            if first:  # the trial's own point replaces the one it resumed from
+                storage, trial_id = storage_of(self.trial.study), trial_id_of(self.trial)
+                resumed_from = _record.bookkeeping(storage.get_trial(trial_id), _record.RESUME_POINT)
+                write_attrs(storage, trial_id, {_record.RESUME_POINT: self.writer.folder})
+                if resumed_from and resumed_from != self.writer.folder:
+                    discard_point(resumed_from)
+        if going:
+            raise Preempted(f"preempted after epoch {epoch}: the trial goes on from its resume point")
 
 
 def start_trial(
