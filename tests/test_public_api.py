@@ -48,7 +48,14 @@ PUBLIC = {
         "same_value",
     ],
     # tune(trainer=..., run=...): the two option groups and the groups nested in RunOptions.
-    tunebridge.options: ["Checkpoints", "ResumeOptions", "RunOptions", "StudyLimits", "TrainerOptions", "WorkerOptions"],
+    tunebridge.options: [
+        "Checkpoints",
+        "ResumeOptions",
+        "RunOptions",
+        "StudyLimits",
+        "TrainerOptions",
+        "WorkerOptions",
+    ],
 }
 LAZY = {"tune", "TuneResult"}  # imported on first use, so `import tunebridge` stays light
 
