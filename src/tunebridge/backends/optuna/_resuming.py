@@ -75,17 +75,20 @@ def check_shared_folder(study: optuna.Study, plan: ResumePlan) -> str | None:
         f.write(host)
     storage, study_id = storage_of(study), study_id_of(study)
     storage.set_study_system_attr(study_id, _MARKER_ATTR + os.path.basename(mine), {"host": host, "path": mine})
+    # Another worker's marker must be in *this* folder: a different folder on the same host counts too.
     unseen = sorted(
         {
-            str(value.get("host"))
+            f"{value.get('host')} ({os.path.dirname(os.path.dirname(str(value.get('path'))))})"
             for key, value in storage.get_study_system_attrs(study_id).items()
-            if key.startswith(_MARKER_ATTR) and isinstance(value, dict) and not os.path.exists(str(value.get("path")))
+            if key.startswith(_MARKER_ATTR)
+            and isinstance(value, dict)
+            and not os.path.exists(os.path.join(plan.root, ".workers", os.path.basename(str(value.get("path")))))
         }
     )
     if not unseen:
         return None
     return (
-        f"the resume folder {plan.root} is not the one worker(s) on {', '.join(unseen)} write to: a trial "
-        "they leave will start from epoch 0 here. Put it on a filesystem every worker shares "
-        "(run={'checkpoints': {'dir': ...}} or the working directory)."
+        f"this worker's resume folder {plan.root} does not hold the points of the worker(s) on {', '.join(unseen)}: "
+        "a trial they leave starts from epoch 0 here. Give every worker one shared folder (the same working "
+        "directory on a shared filesystem, or run={'checkpoints': {'dir': ...}})."
     )
