@@ -288,3 +288,19 @@ def test_lightning_trials_pause_resume_and_stop_early_under_ray(tmp_path: Path, 
             assert t.user_attrs["early_stopped"] is True and t.user_attrs["epochs"] == 2
             assert t.value == t.intermediate_values[t.user_attrs["best_epoch"]] and t.user_attrs["final_n_params"] > 0
     assert any(tmp_path.rglob("checkpoint_*/checkpoint.ckpt"))
+
+    # The trial HyperBand paused and resumed trains the curve it would have trained without the pause
+    # (its checkpoint carries the random states and the data order): every config, trained again at once.
+    class Curve:
+        def __init__(self) -> None:
+            self.values: dict[int, float] = {}
+
+        def report(self, epoch: int, metrics: Any, checkpoint: Any = None) -> bool:
+            self.values[epoch] = float(metrics["val_acc"])
+            return False
+
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE:
+            again = Curve()
+            LightningObjective(build, settings)(dict(t.user_attrs["config"]), again)
+            assert again.values == pytest.approx(dict(t.intermediate_values), abs=1e-6)
