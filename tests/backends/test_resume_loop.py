@@ -1,0 +1,109 @@
+"""The study loop's resume points with a plain objective: one point per running trial, deleted when the trial
+ends for good, kept (and carried to the re-queued trial) when it is interrupted, refused when it cannot be
+trusted."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from tunebridge import _record
+from tunebridge.backends import CHECKPOINT_FILE, Resume, ResumeOptions, ResumePlan, ResumeWriter, TrialOutcome
+from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials
+from tunebridge.schema import Float, Space
+
+SPACE = Space(lr=Float(0.01, 0.1, log=True))
+EPOCHS = 4
+
+
+class Objective:
+    """Trains ``EPOCHS`` epochs of a curve from its config; its state is the epoch it reached."""
+
+    def __init__(self, interrupt_at: int | None = None, fail: bool = False) -> None:
+        self.interrupt_at, self.fail = interrupt_at, fail
+        self.started: list[int] = []  # the first epoch each call trained
+
+    def __call__(self, config: dict[str, Any], reporter: Any, *, resume: Resume | None = None) -> TrialOutcome:
+        first = 1
+        if resume is not None:
+            first = int(Path(resume.checkpoint).read_text()) + 1
+        self.started.append(first)
+        value = 0.0
+        for epoch in range(first, EPOCHS + 1):
+            value = config["lr"] * epoch
+
+            def save(folder: str, epoch: int = epoch) -> None:
+                Path(folder, CHECKPOINT_FILE).write_text(str(epoch))
+
+            reporter.report(epoch, {"score": value}, save)
+            if epoch == self.interrupt_at:
+                raise KeyboardInterrupt
+        if self.fail:
+            raise RuntimeError("a real failure")
+        return TrialOutcome(metrics={"score": value}, best={"score": value}, epochs=EPOCHS, best_epoch=EPOCHS)
+
+
+def _run(tmp_path: Path, objective: Callable[..., Any], n_trials: int = 1, **plan: Any) -> optuna.Study:
+    opts = StudyOptions(
+        space=SPACE, metrics=["score"], modes=["max"], search="random", seed=0,
+        storage=f"sqlite:///{tmp_path}/s.db", study="loop", spec_hash="h",
+    )  # fmt: skip
+    study = open_study(opts, n_trials=n_trials)
+    resume = ResumePlan(str(tmp_path / "resume"), meta={"spec_hash": "h"}, **plan)
+    run_trials(study, opts, objective, n_trials=n_trials, worker=WorkerOptions(heartbeat=None), resume=resume)
+    return study
+
+
+def _points(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "resume").glob("trial_*"))
+
+
+def test_points_go_when_trials_end_and_stay_when_they_are_interrupted(tmp_path: Path) -> None:
+    _run(tmp_path, Objective(), n_trials=2)
+    assert _points(tmp_path) == []  # complete: gone
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, Objective(interrupt_at=2), n_trials=3)
+    assert _points(tmp_path) == ["trial_2"]  # interrupted: kept for the trial that re-runs its config
+
+    again = Objective()
+    study = _run(tmp_path, again, n_trials=3)
+    assert again.started == [3]  # it went on after epoch 2
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    resumed = [t for t in done if _record.bookkeeping(t, _record.RESUMED_AT) == 2]
+    assert len(resumed) == 1 and sorted(resumed[0].intermediate_values) == [1, 2, 3, 4]  # one whole curve
+    assert _points(tmp_path) == []
+
+
+def test_a_failed_trial_leaves_no_point(tmp_path: Path) -> None:
+    _run(tmp_path, Objective(fail=True))
+    assert _points(tmp_path) == []
+
+
+def test_a_point_from_another_spec_is_refused_and_the_trial_starts_over(tmp_path: Path, capfd: Any) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, Objective(interrupt_at=2))
+    meta = tmp_path / "resume" / "trial_0" / "resume.json"
+    meta.write_text(meta.read_text().replace('"spec_hash": "h"', '"spec_hash": "other"'))
+    again = Objective()
+    study = _run(tmp_path, again)
+    assert again.started == [1]
+    (retry,) = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert "another spec_hash" in _record.bookkeeping(retry, _record.RESUME_REFUSED)
+    assert "starts from epoch 0" in capfd.readouterr().err
+
+
+def test_every_epochs_and_every_minutes_decide_when_a_point_is_written(tmp_path: Path) -> None:
+    writer = ResumeWriter(str(tmp_path), "t", ResumeOptions(every_epochs=3))
+    assert [writer.due(e) for e in (1, 2, 3)] == [False, False, True]
+    by_time = ResumeWriter(str(tmp_path), "t", ResumeOptions(every_epochs=None, every_minutes=0.001))
+    assert not by_time.due(1)
+    time.sleep(0.07)
+    assert by_time.due(1)
+    assert not os.path.exists(tmp_path / "t")
