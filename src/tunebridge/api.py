@@ -252,6 +252,7 @@ def tune(
             worker=worker,
             limits=limits,
             keep_checkpoints=keep,
+            resume=plan,
         )
     elif capacity is not None:  # fused cohorts: an execution engine in front of the same study and queue
         from tunebridge.fused import run_fused
@@ -268,6 +269,7 @@ def tune(
             worker=worker,
             limits=limits,
             keep_checkpoints=keep,
+            resume=plan,
         )
     else:
         optuna_study = run_study(

@@ -3,7 +3,8 @@
 Every member keeps what its own Lightning run would have: its data order (a generator seeded like the
 datamodule's), its optimizer and schedule, its epoch count and budget, its early stopping, its
 history and its objective epoch's weights. Members may join a cohort at any time (a freed slot is
-refilled), so they are at different epochs; each one reads its own batch from the shared data.
+refilled, a member goes on from its resume point: :mod:`tunebridge.fused._resume`), so they are at different
+epochs; each one reads its own batch from the shared data.
 
 A cohort trains on one ``device``: its data is moved there once, each member's data order is still drawn
 on the CPU with its own generator (so it is the order the member gets alone) and moved there per epoch.
@@ -12,6 +13,7 @@ A step that runs out of device memory halves the members training (see :func:`tu
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from tunebridge.backends import EarlyStopRule, FollowsTrialEpochs, Reporter, Tri
 from tunebridge.fused._epoch import device_data, run_epoch
 from tunebridge.fused._mlp import FusedMLP, MemberShape, member_shape, paid_work, work
 from tunebridge.fused._optim import scheduled_lr
+from tunebridge.fused._resume import load_point, mlp_state, restore_mlp, save_point
 from tunebridge.lightning import TrainingConfig
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
@@ -81,6 +84,7 @@ class Member(FollowsTrialEpochs):
     kept: dict[str, Tensor] | None = None
     error: BaseException | None = None
     train_loss: float | None = None
+    resumed: dict[str, Any] | None = None  # its part of a cohort from a resume point, until a cohort takes it
 
     def __post_init__(self) -> None:
         self.training = TrainingConfig.from_config(self.config)
@@ -109,8 +113,20 @@ class Member(FollowsTrialEpochs):
         n_params = float(sum(p.numel() for p in self.module.parameters() if p.requires_grad))  # as the runner counts
         return self.trial_epochs.outcome({"n_params": n_params})
 
-    def decide(self, metrics: dict[str, float], snapshot: Callable[[], dict[str, Tensor]]) -> None:
-        """After one epoch: the decisions of :class:`TrialEpochs`, and what they ask for (snapshot, report)."""
+    def load(self, path: str) -> None:
+        """Go on from the resume point at ``path`` (before joining a cohort): see :mod:`tunebridge.fused._resume`."""
+        load_point(self, path)
+
+    def decide(
+        self,
+        metrics: dict[str, float],
+        snapshot: Callable[[], dict[str, Tensor]],
+        point: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        """After one epoch: the decisions of :class:`TrialEpochs`, and what they ask for (snapshot, report).
+
+        ``point()`` gives the member's part of its cohort: with it, the reporter may have a resume point written.
+        """
         try:
             decision = self.trial_epochs.validated(self.epoch, metrics)
         except Exception as exc:  # the member fails; the others go on
@@ -118,7 +134,8 @@ class Member(FollowsTrialEpochs):
             return
         if self.keep and decision.keep:
             self.kept = snapshot()
-        asked = self.reporter is not None and self.reporter.report(self.epoch, metrics)
+        save = functools.partial(save_point, self, point) if point is not None else None
+        asked = self.reporter is not None and self.reporter.report(self.epoch, metrics, save)
         self.trial_epochs.reported(self.epoch, asked)
 
 
@@ -179,7 +196,11 @@ class Cohort:
         self.slots[slot] = member
         assert member.shape is not None  # accepts() admits MLP members only
         self.net.load_member(slot, member.module, member.shape)
-        self.optimizer.set_member(slot, member.training, scheduled_lr(member.training, 0, member.module.max_epochs))
+        lr = scheduled_lr(member.training, member.epoch, member.module.max_epochs)  # epoch > 0: a resumed member
+        self.optimizer.set_member(slot, member.training, lr)
+        if member.resumed is not None:
+            restore_mlp(self.net, slot, member.resumed)
+            member.resumed = None
         if self._data is None:
             self._data = device_data(member.datamodule, self.device, self.dtype)
 
@@ -218,6 +239,7 @@ class Cohort:
             optimizer=self.optimizer,
             snapshot=lambda slot, m: self.net.member_state(slot, m.module),
             shrink=shrink,
+            point=lambda slot, m: mlp_state(self.net, slot, m.shape.widths if m.shape else ()),
         )
         if dropped:
             self.limit = max(1, len(active) - len(dropped))

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from tunebridge.backends._preempt import Preempted
 from tunebridge.errors import TrialOutOfMemoryError
 from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
 
@@ -117,19 +118,24 @@ def run_epoch(
     dtype: torch.dtype | None = None,
     forward: Callable[[list[int], Tensor, bool], Tensor] | None = None,
     l1: Callable[[list[int]], Tensor] | None = None,
+    point: Callable[[int, Member], dict[str, Any]] | None = None,
 ) -> list[Member]:
     """One epoch of the ``active`` members of a cohort (any kind): train, validate, decide per member.
 
     ``data`` is the cohort's :class:`EpochSteps`, or the built-in models' data on the device (:func:`device_data`,
     each member in its own order, cross-entropy plus L1: see ``_OwnOrders`` for ``forward`` and ``l1``).
     ``snapshot(slot, member)`` gives a member's weights as its module's ``state_dict``. A step never waits for
-    the device: losses and metrics are read back once per epoch.
+    the device: losses and metrics are read back once per epoch. ``point(slot, member)`` gives a member's part
+    of the cohort for its resume point (:mod:`tunebridge.fused._resume`).
 
     Out of device memory (``torch.OutOfMemoryError``) in a forward or backward pass, the members past the
     first half stop, the first half goes on from the failed step (``shrink(kept)`` repacks the cohort
     for them and gives its new parameters): each member's epoch is the one it trains alone. Out of memory
     in an optimizer update, no member's state is whole: all stop. A member alone fails with
     :class:`~tunebridge.errors.TrialOutOfMemoryError`.
+
+    Preempted (SIGTERM) while the members report, every member still reports its epoch (and writes its
+    resume point) before the preemption is raised again.
 
     Returns:
         The members that stopped without a result, for the caller to put back in the queue.
@@ -175,6 +181,7 @@ def run_epoch(
         active, sums = active[:half], sums[:half]
         steps.keep(half)
         params = shrink(active)
+    preempted: Preempted | None = None
     for j, (slot, m) in enumerate(active):
         m.epoch += 1
         if m.training.lr_schedule != "none":  # stepped once per epoch, as Lightning's "interval: epoch" does
@@ -185,5 +192,11 @@ def run_epoch(
         if m.train_loss is not None:
             values.setdefault("train_loss", m.train_loss)
         m.train_loss = train_sums[j] / max(seen, 1)
-        m.decide(values, functools.partial(snapshot, slot, m))
+        own_point = functools.partial(point, slot, m) if point is not None else None
+        try:
+            m.decide(values, functools.partial(snapshot, slot, m), own_point)
+        except Preempted as exc:  # the others write their points too
+            preempted = preempted or exc
+    if preempted is not None:
+        raise preempted
     return dropped

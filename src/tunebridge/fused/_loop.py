@@ -11,6 +11,9 @@ out of device memory halves its cohort: the members it stops go back in the queu
 finished members are untouched, and the run's K halves. The members of a cohort report an epoch in one
 pass over the study (:func:`tunebridge.backends.optuna.one_read_per_pass`), and members that share data
 share its tensors.
+
+With resume points on, each member writes its own at the end of its epochs (its whole training state,
+:mod:`tunebridge.fused._resume`), and a re-queued member goes on from it in whatever cohort it joins next.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 from tunebridge import _record
 from tunebridge.backends import (
     Progress,
+    ResumePlan,
     StudyLimits,
     StudyOptions,
     WorkerOptions,
@@ -32,11 +36,13 @@ from tunebridge.backends import (
     silent,
     trial_epochs,
 )
+from tunebridge.backends._preempt import Preempted
 from tunebridge.backends.optuna import Finished, Slot, one_read_per_pass, run_loop
 from tunebridge.fused._cohort import Cohort, Member
 from tunebridge.fused._export import save_member_checkpoint
-from tunebridge.fused._memory import default_capacity, fused_device, member_bytes
+from tunebridge.fused._memory import auto_capacity, default_capacity, fused_device
 from tunebridge.fused._mlp import MemberShape, paid_work, stack_widths, work
+from tunebridge.fused._resume import fused_plan
 from tunebridge.fused._user import UserCohort, UserMember, is_user_module
 from tunebridge.fused._vmap import VmapCohort, architecture
 from tunebridge.lightning import TrialSettings, seed_trial
@@ -106,7 +112,8 @@ class FusedExecutor:
         return [m.handle for m in self.fresh] + [m.handle for c in self.cohorts for m in c.members]
 
     def start(self, slot: Slot) -> None:
-        """Build the trial's model as the unfused trial would (same seed) and wait for the next step."""
+        """Build the trial's model as the unfused trial would (same seed) and wait for the next step; a
+        trial that goes on from a resume point (``slot.resume``) takes its state first."""
         from tunebridge.fused import check_fusable
 
         settings, config = self.settings, dict(slot.config)
@@ -126,6 +133,8 @@ class FusedExecutor:
             keep=settings.checkpoint_dir is not None,
             handle=slot,
         )
+        if slot.resume is not None:
+            member.load(slot.resume.checkpoint)
         if not isinstance(member, UserMember):  # built-in data: one datamodule (one split, one copy) per data
             member.datamodule = self.datamodules.setdefault(
                 (member.signature.data, member.signature.batch_size), member.datamodule
@@ -139,15 +148,22 @@ class FusedExecutor:
         """Place the members started since the last step, then one epoch of every cohort.
 
         Every member's report and prune decision of the epoch is made in one pass over the study (one
-        read, not one per member or per cohort).
+        read, not one per member or per cohort). Preempted (SIGTERM), every cohort still trains its epoch
+        and its members write their resume points; then the preemption goes on.
         """
         _place_all(self.fresh, self.cohorts, self.limit, self.dtype, self.stats, device=self.device)
         self.fresh.clear()
         ended: list[Finished] = []
+        preempted: Preempted | None = None
         trials = [m.handle.trial for c in self.cohorts for m in c.members]
         with one_read_per_pass(self.study, trials):
             for cohort in list(self.cohorts):
-                ended += self._epoch(cohort)
+                try:
+                    ended += self._epoch(cohort)
+                except Preempted as exc:
+                    preempted = preempted or exc
+        if preempted is not None:
+            raise preempted
         return ended
 
     def _epoch(self, cohort: Any) -> list[Finished]:
@@ -233,12 +249,14 @@ def run_fused(
     keep_checkpoints: int = 1,
     dtype: torch.dtype = torch.float32,
     device: torch.device | None = None,
+    resume: ResumePlan | None = None,
 ) -> FuseStats:
     """Run the study's queue in fused cohorts of at most ``capacity`` members in all (the one trial loop).
 
     Args:
         capacity: K, or ``"auto"``: sized from the first member built (:func:`auto_capacity`).
         device: Where the cohorts train; default: from ``settings.accelerator`` (:func:`fused_device`).
+        resume: The study's resume points (None: none): every member writes its own, a re-queued one goes on.
 
     A config whose model fusion cannot train (see :func:`tunebridge.fused.check_fusable`) fails with
     the reason, and the run goes on.
@@ -257,6 +275,7 @@ def run_fused(
             worker=worker,
             limits=limits,
             keep_checkpoints=keep_checkpoints,
+            resume=fused_plan(resume),
         )
     finally:
         executor.close()
@@ -378,20 +397,3 @@ def _place(
 ) -> None:
     """Place one member (see :func:`_place_all`)."""
     _place_all([member], cohorts, capacity, dtype, stats, device=device)
-
-
-def auto_capacity(member: Member, device: torch.device, dtype: torch.dtype) -> int:
-    """``fuse: auto`` for a run whose first member is ``member``: :func:`default_capacity` on ``device``.
-
-    On a CUDA device, from its free memory, the data's size and :func:`member_bytes` of ``member`` (its
-    parameter count, optimizer state, and activations for one batch and for validation).
-    """
-    if device.type != "cuda":
-        return default_capacity(device)
-    dm = member.datamodule
-    dm.setup()
-    x, x_val = dm.train_set.x, dm.val_set.x
-    size = torch.empty((), dtype=dtype).element_size()
-    data = size * (x.numel() + x_val.numel()) + 8 * (len(x) + len(x_val))
-    per = member_bytes(member.module, x, batch_size=member.signature.batch_size, n_val=len(x_val), dtype=dtype)
-    return default_capacity(device, per_member=per, data_bytes=data)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tunebridge.errors import SchemaError
 
-__all__ = ["default_capacity", "fused_device", "member_bytes"]
+if TYPE_CHECKING:
+    from tunebridge.fused._cohort import Member
+
+__all__ = ["auto_capacity", "default_capacity", "fused_device", "member_bytes"]
 
 #: Bytes per parameter element, counted in elements of the cohort's dtype: the value, its gradient and two
 #: optimizer states (4), the padded stack a step scatters them into and its gradient (2), the per-element
@@ -119,3 +122,20 @@ def default_capacity(
         return int(max(32, min(MAX_AUTO, free_bytes // (64 * 2**20))))
     usable = HEADROOM * free_bytes - data_bytes
     return int(max(1, min(MAX_AUTO, usable // max(1, per_member))))
+
+
+def auto_capacity(member: Member, device: torch.device, dtype: torch.dtype) -> int:
+    """``fuse: auto`` for a run whose first member is ``member``: :func:`default_capacity` on ``device``.
+
+    On a CUDA device, from its free memory, the data's size and :func:`member_bytes` of ``member`` (its
+    parameter count, optimizer state, and activations for one batch and for validation).
+    """
+    if device.type != "cuda":
+        return default_capacity(device)
+    dm = member.datamodule
+    dm.setup()
+    x, x_val = dm.train_set.x, dm.val_set.x
+    size = torch.empty((), dtype=dtype).element_size()
+    data = size * (x.numel() + x_val.numel()) + 8 * (len(x) + len(x_val))
+    per = member_bytes(member.module, x, batch_size=member.signature.batch_size, n_val=len(x_val), dtype=dtype)
+    return default_capacity(device, per_member=per, data_bytes=data)

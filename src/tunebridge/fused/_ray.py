@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tunebridge._storage_url import is_memory
-from tunebridge.backends import StudyLimits, StudyOptions, WorkerOptions
+from tunebridge.backends import ResumePlan, StudyLimits, StudyOptions, WorkerOptions
 from tunebridge.errors import SchemaError
 
 __all__ = ["cohort_workers", "run_fused_on_ray"]
@@ -45,6 +45,7 @@ def _worker(
     worker: WorkerOptions,
     limits: StudyLimits | None,
     keep_checkpoints: int,
+    resume: ResumePlan | None = None,
 ) -> int:
     """One cohort worker (a Ray task): join the study and train cohorts until its queue is done."""
     from tunebridge.backends.optuna import open_study
@@ -61,6 +62,7 @@ def _worker(
         worker=worker,
         limits=limits,
         keep_checkpoints=keep_checkpoints,
+        resume=resume,
     )
     return stats.members
 
@@ -76,8 +78,13 @@ def run_fused_on_ray(
     worker: WorkerOptions | None = None,
     limits: StudyLimits | None = None,
     keep_checkpoints: int = 1,
+    resume: ResumePlan | None = None,
 ) -> Any:
     """Train the study's queue in fused cohorts on Ray workers; returns the Optuna study.
+
+    ``resume``: the study's resume points (None: none), written and read by every worker: a member that a
+    lost worker leaves goes on from its last one on any worker that sees the folder (one machine, or a
+    shared filesystem).
 
     Raises:
         SchemaError: The study is in memory (Ray workers could not share it).
@@ -105,7 +112,8 @@ def run_fused_on_ray(
     n, gpus, cpus = cohort_workers(resources, alive, options)
     joining = dataclasses.replace(worker or WorkerOptions(), join=True, stop=None)  # an Event does not travel
     task = ray_module.remote(num_gpus=gpus, num_cpus=cpus, max_retries=0)(_worker)
-    refs = [task.remote(opts, build, settings, n_trials, capacity, joining, limits, keep_checkpoints) for _ in range(n)]
+    args = (opts, build, settings, n_trials, capacity, joining, limits, keep_checkpoints, resume)
+    refs = [task.remote(*args) for _ in range(n)]
     try:
         ray_module.get(refs)
     except (KeyboardInterrupt, SystemExit):

@@ -14,7 +14,9 @@ and each member's optimizer is read from its own ``configure_optimizers()`` (SGD
 with torch's default betas, eps and flags, one parameter group, no LR scheduler). Members share each
 epoch's batches, drawn once from the first member's ``train_dataloader()``: a member's curve equals its
 unfused run when the loader's order does not depend on the trial (give the loader a seeded generator).
-Validation metrics are averaged over batches weighted by batch size, as ``self.log`` does.
+Validation metrics are averaged over batches weighted by batch size, as ``self.log`` does. A member that goes
+on from a resume point trains beside members at its own epoch only, on the loader's state of its point (its
+datamodule's ``state_dict()``, which the built-in datamodules fill with their order's generator).
 
 What cannot be fused is refused with the reason (:class:`~tunebridge.fused.NotFusableError`), never
 trained otherwise: missing hooks, an optimizer or scheduler without a fused form, or a hook that ``vmap``
@@ -143,6 +145,11 @@ class UserMember(Member):
         self.generator = torch.Generator()
         self._start_early_stopping()
 
+    def load(self, path: str) -> None:
+        """Go on from a resume point: with members at the same epoch only (a cohort's members share its batches)."""
+        super().load(path)
+        self.signature = UserSignature((*user_key(self), ("epoch", self.epoch)))  # type: ignore[assignment]
+
 
 class _Hooks(torch.nn.Module):
     """``functional_call`` calls ``forward``: this one calls the wrapped module's hook instead."""
@@ -216,8 +223,13 @@ class UserCohort(StackedCohort):
         self.hooks = _Hooks(self.base)
         for slot, m in enumerate(members):
             self.optimizer.set_member(slot, m.training, m.training.lr)
-        dm = members[0].datamodule
+        self.datamodule = dm = members[0].datamodule
         dm.setup("fit")
+        # Resumed members (all at one epoch) go on with the loader's state of their points.
+        data = next((m.resumed.get("data") for m in members if m.resumed is not None), None)
+        if data and callable(getattr(dm, "load_state_dict", None)):
+            dm.load_state_dict(data)
+        self._restore_members()
         # Made once and iterated every epoch, as Lightning does: a loader's generator goes on from epoch to epoch.
         self.train_loader, self.val_loader = dm.train_dataloader(), dm.val_dataloader()
 
@@ -238,6 +250,11 @@ class UserCohort(StackedCohort):
 
     def _module(self, member: Member) -> Any:
         return self.hooks.module
+
+    def point_state(self, slot: int, member: Member) -> dict[str, Any]:
+        """A member's part (see :class:`StackedCohort`), with the shared training loader's state (its datamodule's)."""
+        state = getattr(self.datamodule, "state_dict", None)
+        return {**super().point_state(slot, member), "data": state() if callable(state) else {}}
 
 
 class _SharedBatches:

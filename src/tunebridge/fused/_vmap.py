@@ -23,6 +23,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tunebridge.fused._cohort import Member
 from tunebridge.fused._epoch import device_data, run_epoch
 from tunebridge.fused._optim import FusedOptimizer, scheduled_lr
+from tunebridge.fused._resume import restore_stacked, stacked_state
 
 __all__ = ["StackedCohort", "VmapCohort", "architecture"]
 
@@ -73,6 +74,17 @@ class StackedCohort:
         slot = self.slots.index(member)
         self.slots[slot] = None
         self.optimizer.clear(slot)
+
+    def point_state(self, slot: int, member: Member) -> dict[str, Any]:
+        """Member ``slot``'s part of the cohort for its resume point (:mod:`tunebridge.fused._resume`)."""
+        return stacked_state(self, slot)
+
+    def _restore_members(self) -> None:
+        """Members that go on from a resume point take their part back (after their optimizers are set)."""
+        for slot, m in enumerate(self.slots):
+            if m is not None and m.resumed is not None:
+                restore_stacked(self, slot, m.resumed)
+                m.resumed = None
 
     def _slots(self, slots: list[int]) -> Tensor | None:
         """``slots`` as an index on the device (made once per set of slots), or None for every slot."""
@@ -133,6 +145,7 @@ class StackedCohort:
             optimizer=self.optimizer,
             snapshot=self.member_state,
             shrink=shrink,
+            point=self.point_state,
             **options,
         )
         for member in dropped:
@@ -166,8 +179,9 @@ class VmapCohort(StackedCohort):
             for i, n in enumerate(self.names)
             if n.endswith(".weight") and kinds.get(n.rsplit(".", 1)[0]) in (torch.nn.Linear, torch.nn.Conv2d)
         ]
-        for slot, m in enumerate(members):
-            self.optimizer.set_member(slot, m.training, scheduled_lr(m.training, 0, m.module.max_epochs))
+        for slot, m in enumerate(members):  # a resumed member is at its epoch's learning rate
+            self.optimizer.set_member(slot, m.training, scheduled_lr(m.training, m.epoch, m.module.max_epochs))
+        self._restore_members()
         self._data = device_data(members[0].datamodule, self.device, dtype)
 
     def _forward(self, slots: list[int], x: Tensor, *, train: bool) -> Tensor:
