@@ -301,7 +301,9 @@ def _resume_plan(run: RunOptions, storage: str | None, folder: str, spec_hash: s
     known = versions()
     # What decides whether a checkpoint loads and trains on the same way; the other packages may differ.
     wanted = {k: known[k] for k in ("tunebridge", "torch", "lightning", "pytorch-lightning") if k in known}
-    return ResumePlan(root, run.resume, meta={"spec_hash": spec_hash, "versions": wanted})
+    # A fused member's point is not a Lightning checkpoint, and the reverse: `fuse` is not in the spec hash.
+    meta = {"spec_hash": spec_hash, "versions": wanted, "fused": run.fuse is not None}
+    return ResumePlan(root, run.resume, meta=meta)
 
 
 def _ray_checkpoints(run: RunOptions) -> Mapping[str, Any] | Any:
