@@ -281,6 +281,7 @@ def test_a_ray_basic_variant_generator_and_asha_scheduler_run_a_study(tmp_path: 
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_instance", "by_value")
 def test_a_users_optuna_sampler_runs_on_the_ray_backend_over_a_conditional_space(tmp_path: Path) -> None:
     from ray.tune.schedulers import FIFOScheduler

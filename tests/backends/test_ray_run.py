@@ -153,6 +153,7 @@ def test_pbt_restored_trials_report_the_last_epoch_under_last_epoch(tmp_path: Pa
         assert t.value == t.intermediate_values[4]
 
 
+@pytest.mark.slow
 def test_patience_policy_stops_a_plateaued_trial(tmp_path: Path) -> None:
     opts = _opts(tmp_path, pruning=PruningSpec(policy="patience", patience=2), max_epochs=8)
     study = run_ray(opts, CurveObjective(8, rising=True), n_trials=2, options={"storage_path": str(tmp_path)})
@@ -165,6 +166,7 @@ def test_patience_policy_stops_a_plateaued_trial(tmp_path: Path) -> None:
     [{"search": "nsga2"}, {"sampler": optuna.samplers.NSGAIISampler(seed=0, population_size=2)}],
     ids=["nsga2", "users-NSGAIISampler"],
 )
+@pytest.mark.slow
 def test_several_objectives(tmp_path: Path, search: dict[str, Any]) -> None:
     # optuna 5.1's NSGAIISampler holds a lock; Ray pickles the searcher (tuner.pkl, experiment checkpoints).
     opts = _opts(tmp_path, metrics=["loss", "n_params"], modes=["min", "min"], **search)

@@ -165,6 +165,7 @@ def test_early_stopping_is_honoured(backend: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_trials_table_has_the_same_columns(tmp_path: Path, ray_instance: None) -> None:
     space = Space(n=Int(1, 4))
     objective = Curve(2, fail_when=("n", 2))
