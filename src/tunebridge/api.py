@@ -223,7 +223,8 @@ def tune(
     )
     follower = follower_trial()
     if follower is not None:  # a DDP rank > 0 that Lightning launched for a trial of this run: train it, exit
-        LightningObjective(build, settings)(*follower)
+        config, reporter, resume = follower
+        LightningObjective(build, settings)(config, reporter, resume=resume)
         raise SystemExit(0)
     worker = run.worker_options(in_memory=is_memory(storage))
     plan = _resume_plan(run, storage, folder, opts.spec_hash)

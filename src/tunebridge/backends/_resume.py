@@ -132,6 +132,7 @@ class ResumeWriter:
     last_epoch: int = 0
     last_time: float = field(default_factory=time.monotonic)
     written: bool = False
+    prepared: str | None = None  # a folder :meth:`prepare` made, not yet committed
 
     @property
     def folder(self) -> str:
@@ -153,12 +154,28 @@ class ResumeWriter:
     ) -> None:
         """``save(folder)`` the training state, then record the epoch and history, then swap the point in.
 
-        ``kept``: the trial's kept weights so far, linked into the point (:data:`KEPT_FILE`).
+        ``kept``: the trial's kept weights so far, linked into the point (:data:`KEPT_FILE`). A folder
+        :meth:`prepare` handed out (a DDP trial's, which every rank saved into) is completed instead.
         """
-        partial, old = self.folder + ".partial", self.folder + ".old"
+        partial = self.prepared if self.prepared is not None else self.prepare()
+        save(partial)
+        self.commit(epoch, history, kept=kept)
+
+    def prepare(self) -> str:
+        """An empty ``.partial`` folder for the next point's training state; :meth:`commit` completes it.
+
+        The two steps of :meth:`write`, for a save that is not this process's alone (under DDP every rank
+        takes part in ``trainer.save_checkpoint``, rank 0 writes): prepare, save, commit.
+        """
+        partial = self.folder + ".partial"
         shutil.rmtree(partial, ignore_errors=True)
         os.makedirs(partial)
-        save(partial)
+        self.prepared = partial
+        return partial
+
+    def commit(self, epoch: int, history: Mapping[int, Mapping[str, float]], kept: str | None = None) -> None:
+        """Record the epoch and history in the prepared folder (its checkpoint saved), then swap it in."""
+        partial, old = self.folder + ".partial", self.folder + ".old"
         if kept is not None and os.path.exists(kept):
             try:
                 os.link(kept, os.path.join(partial, KEPT_FILE))
@@ -179,6 +196,7 @@ class ResumeWriter:
             os.rename(self.folder, old)
         os.rename(partial, self.folder)
         shutil.rmtree(old, ignore_errors=True)
+        self.prepared = None
         self.last_epoch, self.last_time, self.written = epoch, time.monotonic(), True
 
     def discard(self) -> None:

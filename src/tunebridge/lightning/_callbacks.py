@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, cast
 
@@ -99,7 +99,7 @@ def report_callback(
                 earlier = getattr(self.reporter, "history", None)
                 decision = self.trial_epochs.validated(epoch, metrics, earlier=earlier)
                 several = int(getattr(trainer, "world_size", 1)) > 1
-                kept_now = False
+                wrote_keep = False
                 if self.keep is not None:
                     best_now = decision.keep
                     if several:  # rank 0 decides; saving is collective, so every rank takes part
@@ -109,10 +109,11 @@ def report_callback(
                         self.pending = taken
                     elif best_now:
                         _save_atomically(trainer, self.keep)
-                        kept_now = not several and os.path.exists(self.keep)
+                        wrote_keep = True
                         if hasattr(self.reporter, "kept_checkpoint"):  # e.g. Ray's: stopped trials' files go too
                             setattr(self.reporter, "kept_checkpoint", self.keep)  # noqa: B010
-                kept = self.keep if kept_now else None
+                written = self.keep if wrote_keep else None  # this epoch's weights, just written
+                kept = written if written is not None and not several and os.path.exists(written) else None
 
                 def save(folder: str) -> None:
                     target = os.path.join(folder, CHECKPOINT_FILE)
@@ -125,9 +126,13 @@ def report_callback(
                             return
                     trainer.save_checkpoint(target)
 
-                # Saving is collective under DDP and only rank 0 reports: no checkpoint to hand over there
-                # (a DDP trial writes no resume points yet; it restarts from epoch 0 when re-queued).
-                asked = self.reporter is not None and self.reporter.report(epoch, metrics, None if several else save)
+                # Saving is collective under DDP and only rank 0 reports: every rank saves the resume point's
+                # state first (rank 0 writes), then rank 0's report completes the point.
+                if several:
+                    checkpoint = _save_point_collectively(trainer, self.reporter, epoch, written)
+                else:
+                    checkpoint = save
+                asked = self.reporter is not None and self.reporter.report(epoch, metrics, checkpoint)
                 if several:  # only rank 0 reports to the study: its decision stops every rank at once
                     asked = bool(trainer.strategy.broadcast(asked, src=0))
                 if self.trial_epochs.reported(epoch, asked):
@@ -135,6 +140,46 @@ def report_callback(
 
         _REPORT[ns.__name__] = ReportCallback
     return _REPORT[ns.__name__](reporter, metric, mode, rule, keep)
+
+
+def _save_point_collectively(
+    trainer: Any, reporter: Reporter | None, epoch: int, kept: str | None
+) -> Callable[[str], None] | None:
+    """A DDP trial's resume point, its save shared by every rank: rank 0's reporter says whether one is due
+    and which folder its state goes into (``point_due``); the folder is broadcast, every rank takes part
+    in ``trainer.save_checkpoint`` (only rank 0 writes). Returns the ``checkpoint`` rank 0 reports (the
+    state is already in the folder it is given), None when no point is due.
+
+    ``kept``: this epoch's weights, just written by rank 0 (the same state): linked, not saved again.
+    """
+    due = getattr(reporter, "point_due", None)
+    folder = due(epoch) if callable(due) else None  # rank 0's reporter decides; ranks 1..N-1 have none
+    linked = False
+    if folder is not None and kept is not None and os.path.exists(kept):
+        linked = _link(kept, os.path.join(folder, CHECKPOINT_FILE))
+    folder, linked = trainer.strategy.broadcast((folder, linked), src=0)
+    if folder is None:
+        return None
+    if not linked:
+        trainer.save_checkpoint(os.path.join(folder, CHECKPOINT_FILE))
+
+    def saved(partial: str) -> None:
+        if os.path.abspath(partial) != os.path.abspath(folder):
+            raise RuntimeError(f"the resume point was saved into {folder}, not {partial}")
+
+    return saved
+
+
+def _link(source: str, target: str) -> bool:
+    """Hard-link (else copy) a file; False when neither works."""
+    try:
+        os.link(source, target)
+    except OSError:
+        try:
+            shutil.copyfile(source, target)
+        except OSError:
+            return False
+    return True
 
 
 #: Weights up to this size are checkpointed in memory and written once when the trial ends (with their

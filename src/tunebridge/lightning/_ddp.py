@@ -4,7 +4,8 @@ Lightning's ``ddp`` strategy starts ranks 1..N-1 by running the same command aga
 script launcher), with ``LOCAL_RANK`` set. tunebridge tells those processes which trial they belong
 to (:data:`TRIAL_ENV`, set around ``trainer.fit``): when :func:`tunebridge.tune` runs in such a
 process, it trains that one config as a follower (:func:`follower_trial`) and exits, instead of
-opening the study. Rank 0 (the worker that claimed the trial) alone reports to the study; its prune
+opening the study; a trial that goes on from a resume point names it, so every rank loads the same
+checkpoint. Rank 0 (the worker that claimed the trial) alone reports to the study; its prune
 decision is broadcast, so every rank stops at the same epoch (Optuna's own Lightning callback gets
 this wrong: optuna#6043).
 """
@@ -17,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from tunebridge.backends import Resume
 from tunebridge.schema import Scalar
 
 __all__ = ["TRIAL_ENV", "FollowerReporter", "follower_trial", "trial_environment"]
@@ -37,20 +39,27 @@ class FollowerReporter:
         return False
 
 
-def follower_trial() -> tuple[dict[str, Scalar], FollowerReporter] | None:
-    """The trial this process follows as a DDP rank > 0, or None for an ordinary process."""
+def follower_trial() -> tuple[dict[str, Scalar], FollowerReporter, Resume | None] | None:
+    """The trial this process follows as a DDP rank > 0 (its config, reporter, and the resume point
+    rank 0 goes on from: every rank loads the same checkpoint), or None for an ordinary process."""
     raw = os.environ.get(TRIAL_ENV)
     if not raw or int(os.environ.get("LOCAL_RANK", "0") or 0) == 0:
         return None
     job = json.loads(raw)
-    return dict(job["config"]), FollowerReporter(str(job["label"]))
+    point = job.get("resume")
+    resume = None if not point else Resume(str(point["folder"]), reapply_config=bool(point.get("reapply_config")))
+    return dict(job["config"]), FollowerReporter(str(job["label"])), resume
 
 
 @contextmanager
-def trial_environment(config: Mapping[str, Scalar], label: str) -> Iterator[None]:
-    """Name the trial for the ranks Lightning launches during ``fit``; restore the environment after."""
+def trial_environment(config: Mapping[str, Scalar], label: str, resume: Resume | None = None) -> Iterator[None]:
+    """Name the trial (and the point it resumes from) for the ranks Lightning launches during ``fit``;
+    restore the environment after."""
     saved = {key: os.environ.get(key) for key in _LAUNCHER_ENV}
-    os.environ[TRIAL_ENV] = json.dumps({"config": dict(config), "label": label})
+    job: dict[str, Any] = {"config": dict(config), "label": label}
+    if resume is not None:
+        job["resume"] = {"folder": resume.folder, "reapply_config": resume.reapply_config}
+    os.environ[TRIAL_ENV] = json.dumps(job)
     try:
         yield
     finally:

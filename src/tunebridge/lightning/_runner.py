@@ -34,7 +34,7 @@ from tunebridge.backends import (
 )
 from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError, TrialOutOfMemoryError
 from tunebridge.lightning._callbacks import early_stopping, reapply_config_callback, report_callback, scalars
-from tunebridge.lightning._ddp import trial_environment
+from tunebridge.lightning._ddp import FollowerReporter, trial_environment
 from tunebridge.lightning._seed import seed_process, trial_seed
 from tunebridge.lightning._trainer import make_callbacks, make_logger
 from tunebridge.schema import EarlyStoppingSpec, Scalar
@@ -192,8 +192,8 @@ def _fit(
     module, datamodule, ns = _build(build, config)
     label = trial_label(reporter, config)
     keep = None if settings.checkpoint_dir is None else checkpoint_path(settings.checkpoint_dir, label)
-    if keep is not None and resume is not None:
-        carry_kept(resume, keep)  # the best epoch so far may be one trained before the resume
+    if keep is not None and resume is not None and not isinstance(reporter, FollowerReporter):
+        carry_kept(resume, keep)  # the best epoch so far may be one trained before the resume (rank 0 writes)
     reporting = report_callback(ns, reporter, settings.metric, mode=settings.mode, rule=settings.objective, keep=keep)
     stopper = (
         None
@@ -211,7 +211,8 @@ def _fit(
         **_trainer_kwargs(settings, trial_epochs(config, settings.max_epochs), trial_callbacks, logger)
     )
     try:
-        with trial_environment(config, label):  # ranks that DDP launches learn which trial they follow
+        # Ranks that DDP launches learn which trial they follow, and the point they go on from with rank 0.
+        with trial_environment(config, label, resume):
             _interruptible_fit(trainer, module, datamodule, None if resume is None else resume.checkpoint)
         outcome = _outcome(reporting, stopper, module, trainer)
         if keep is not None and not outcome.pruned:

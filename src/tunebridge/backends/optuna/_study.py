@@ -83,10 +83,22 @@ class OptunaReporter:
         self.trial.report(float(metrics[self.metric]), step=epoch)
         return may_prune(epoch, self.budget) and bool(self.trial.should_prune())
 
+    def point_due(self, epoch: int) -> str | None:
+        """The folder that the end of ``epoch`` saves its training state into when a resume point is due
+        (None: none). For a save every rank of a DDP trial takes part in: rank 0 asks, all ranks save
+        there, then :meth:`report` (given a ``checkpoint`` that saves nothing more) completes the point."""
+        if self.writer is None or not (preemption_requested() or self.writer.due(epoch)):
+            return None
+        return self.writer.prepare()
+
     def _resume_point(self, epoch: int, checkpoint: Callable[[str], None] | None) -> None:
         """Write a resume point when one is due, or when the process was asked to go (then stop here)."""
         going = preemption_requested()
-        if self.writer is not None and checkpoint is not None and (going or self.writer.due(epoch)):
+        if (
+            self.writer is not None
+            and checkpoint is not None
+            and (going or self.writer.prepared is not None or self.writer.due(epoch))
+        ):
             first = not self.writer.written
             self.writer.write(epoch, self.history, checkpoint, kept=getattr(self, "kept_checkpoint", None))
             if first:  # the trial's own point replaces the one it resumed from
