@@ -92,6 +92,7 @@ def test_a_search_spec_with_options_is_recorded_and_used() -> None:
     assert study.user_attrs["search_options"] == {"n_startup_trials": 2, "constant_liar": False}
 
 
+@pytest.mark.slow
 def test_a_resumed_study_reseeds_a_users_sampler_so_it_does_not_replay_its_draws(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/s.db"
 

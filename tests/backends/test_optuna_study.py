@@ -394,6 +394,7 @@ def test_grid_search_respects_a_smaller_budget() -> None:
     assert len(keys) == len(set(keys)) == 5, f"{len(keys)} grid configs ran for trials=5"
 
 
+@pytest.mark.slow
 def test_resume_continues_counting_towards_the_budget(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path}/s.db"
     o = opts(storage=storage, study="resume-me", spec_hash="abc")

@@ -278,6 +278,7 @@ def test_show_unknown_study_exits_2(ran: Path, runner: CliRunner) -> None:
     assert "no study 'nope'" in err and "studies there: tiny" in err
 
 
+@pytest.mark.slow
 def test_report_writes_markdown_and_plots(ran: Path, runner: CliRunner) -> None:
     code, out, err = invoke(runner, "report", "tiny")
     assert code == 0, out + err

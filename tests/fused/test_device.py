@@ -301,6 +301,7 @@ def test_an_out_of_memory_step_halves_a_vmapped_cohort(
         _same(member.history, cnn_reference[members.index(member)].history)
 
 
+@pytest.mark.slow
 def test_a_fused_study_that_runs_out_of_memory_halves_k_and_finishes_every_trial_once(
     oom_once: dict[str, int], tmp_path: Any
 ) -> None:

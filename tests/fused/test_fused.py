@@ -143,6 +143,7 @@ CNN_CONFIGS: list[dict[str, Any]] = [  # one architecture, different training hy
 
 
 @pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "batch_norm"])
+@pytest.mark.slow
 def test_a_convnet_member_trains_the_curve_its_config_trains_alone_in_float64(batch_norm: bool) -> None:
     settings, cohorts, members = _settings(), [], []
     configs = [dict(c, batch_norm=batch_norm) for c in CNN_CONFIGS]
@@ -166,6 +167,7 @@ def test_a_convnet_member_trains_the_curve_its_config_trains_alone_in_float64(ba
                 assert member.history[epoch][key] == pytest.approx(metrics[key], abs=tolerance), (epoch, key)
 
 
+@pytest.mark.slow
 def test_a_fused_study_records_ordinary_trials_prunes_and_keeps_the_best_model(tmp_path: Any) -> None:
     space = Space(
         n_layers=Int(1, 2),

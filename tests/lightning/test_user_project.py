@@ -180,6 +180,7 @@ def test_a_callback_of_the_other_lightning_package_is_refused() -> None:
 
 
 @pytest.mark.parametrize("package", PACKAGES)
+@pytest.mark.slow
 def test_the_best_checkpoint_is_kept_and_reproduces_the_reported_value(package: str, tmp_path: Path) -> None:
     result = run(
         package,
