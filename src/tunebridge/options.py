@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunebridge._rules import check_choice, check_fuse, check_int
+from tunebridge._rules import check_choice, check_fuse, check_int, check_mapping
 from tunebridge._vocab import LOGGERS, OBJECTIVE_RULES
 from tunebridge.backends import ResumeOptions
 from tunebridge.backends._options import StudyLimits, WorkerOptions
@@ -37,13 +37,12 @@ def _group(cls: Any, value: Any, path: str) -> Any:
         return cls()
     if isinstance(value, cls):
         return value
-    if not isinstance(value, Mapping):
-        raise SchemaError(
-            f"`{path}` must be a {cls.__name__} or a mapping of its fields",
-            path=path,
-            value=show(value),
-            fix=f"Pass e.g. {path}={cls.__name__}(...) or {path}={{...}}; see help(tunebridge.options.{cls.__name__}).",
-        )
+    check_mapping(
+        value,
+        path=path,
+        rule=f"`{path}` must be a {cls.__name__} or a mapping of its fields",
+        fix=f"Pass e.g. {path}={cls.__name__}(...) or {path}={{...}}; see help(tunebridge.options.{cls.__name__}).",
+    )
     names = [f.name for f in dataclasses.fields(cls)]
     check_keys(path, value, names)
     return cls(**value)
@@ -98,13 +97,12 @@ class TrainerOptions:
         """``tune(trainer=...)`` as options: an instance, None (the defaults), or a mapping."""
         if value is None or isinstance(value, cls):
             return value or cls()
-        if not isinstance(value, Mapping):
-            raise SchemaError(
-                "`trainer` must be TrainerOptions or a mapping of its fields and Trainer keywords",
-                path="trainer",
-                value=show(value),
-                fix="Pass e.g. trainer={'accelerator': 'cpu', 'precision': 'bf16-mixed'}.",
-            )
+        value = check_mapping(
+            value,
+            path="trainer",
+            rule="`trainer` must be TrainerOptions or a mapping of its fields and Trainer keywords",
+            fix="Pass e.g. trainer={'accelerator': 'cpu', 'precision': 'bf16-mixed'}.",
+        )
         names = {f.name for f in dataclasses.fields(cls)} - {"options"}
         fields = {k: v for k, v in value.items() if k in names}
         extra = {k: v for k, v in value.items() if k not in names and k != "options"}

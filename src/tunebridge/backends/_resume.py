@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunebridge._rules import check_int
+from tunebridge._rules import check_int, check_mapping
 from tunebridge.backends._base import CHECKPOINT_FILE
 from tunebridge.errors import SchemaError, show
 
@@ -88,13 +88,10 @@ class ResumeOptions:
             return None
         if isinstance(value, cls):
             return value
-        if not isinstance(value, Mapping):
-            raise SchemaError(
-                "`resume` must be true, false or {every_epochs, every_minutes}",
-                path="resume",
-                value=show(value),
-                fix="Write e.g. resume: {every_epochs: 1}, or resume: false.",
-            )
+        rule = "`resume` must be true, false or {every_epochs, every_minutes}"
+        value = check_mapping(
+            value, path="resume", rule=rule, fix="Write e.g. resume: {every_epochs: 1}, or resume: false."
+        )
         from tunebridge.schema._codec import check_keys
 
         check_keys("resume", value, ("every_epochs", "every_minutes"))
