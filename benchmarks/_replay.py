@@ -1,0 +1,272 @@
+"""The study loop replayed on a learning-curve table: the real sampler, pruners and early-stopping rule.
+
+One replayed study is sequential (one worker): each trial asks Optuna's sampler for a row of the table
+(``trial.suggest_int("row", 0, N - 1)``, so the *real* sampler proposes it; with ``RandomSampler`` this is
+random search over the table's configs, which were themselves drawn at random from the task's space), then
+"trains" epoch by epoch by reading the row's recorded curve. After each epoch it does what a tunebridge trial
+does, through tunebridge's own objects, not copies of them:
+
+* :class:`tunebridge.backends.TrialEpochs` with :class:`~tunebridge.backends.EarlyStopRule` (the rule's one
+  home: the same object the Lightning callback and fused members ask) decides early stopping, the objective
+  epoch (``best_epoch``) and whether a prune request counts (never at the budget's last epoch);
+* the pruner is the one :func:`tunebridge.backends.optuna._factories.make_pruner` builds for a
+  :class:`~tunebridge.PruningSpec`, asked through :class:`~tunebridge.backends.optuna._study.OptunaReporter`
+  (``trial.report`` + ``trial.should_prune``), and the trial is told COMPLETE (its best epoch's value) or
+  PRUNED as ``settle_trial`` tells it;
+* with ``backend="ray"`` the scheduler is the one :func:`tunebridge.backends.ray._schedulers.make_scheduler`
+  builds, asked through its own ``on_trial_add`` / ``on_trial_result`` / ``on_trial_complete`` (ASHA and
+  median only: Ray's synchronous HyperBand pauses trials and needs Ray's trial controller); the rows are the
+  ones Optuna's ``RandomSampler`` proposes for the same seed (it does not read the history).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import optuna
+
+from tunebridge.backends import EarlyStopRule, TrialEpochs
+from tunebridge.backends.optuna._factories import make_pruner
+from tunebridge.backends.optuna._study import OptunaReporter
+from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
+
+__all__ = ["Run", "Table", "Variant", "replay", "rows_of"]
+
+METRIC, MODE = "val_acc", "max"
+
+
+@dataclass(frozen=True)
+class Table:
+    """Recorded curves: ``acc[i, e]`` and ``loss[i, e]`` are row ``i``'s val_acc and val_loss after epoch ``e + 1``."""
+
+    name: str
+    acc: np.ndarray
+    loss: np.ndarray
+    n_params: np.ndarray
+    epoch_s: np.ndarray | None = None
+
+    @property
+    def budget(self) -> int:
+        return int(self.acc.shape[1])
+
+    @property
+    def rows(self) -> int:
+        return int(self.acc.shape[0])
+
+    @property
+    def best(self) -> float:
+        """The best value any config reaches at any epoch (a trial's value is its best epoch's)."""
+        return float(np.nanmax(self.acc))
+
+    @classmethod
+    def load(cls, path: Any) -> Table:
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                name=str(path).rsplit("/", 1)[-1].removesuffix(".npz"),
+                acc=z["val_acc"].astype(np.float64),
+                loss=z["val_loss"].astype(np.float64),
+                n_params=z["n_params"].astype(np.float64),
+                epoch_s=z["epoch_s"].astype(np.float64),
+            )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One replayed policy: a pruning spec, early stopping or not, and the backend whose pruner decides."""
+
+    policy: str = "none"
+    grace_period: int = 1
+    reduction_factor: int = 3
+    es_patience: int | None = None
+    es_min_delta: float = 0.0
+    backend: str = "optuna"
+    patience: int = 3
+
+    @property
+    def label(self) -> str:
+        p = self.policy
+        if p in ("asha", "hyperband"):
+            p += f"(g{self.grace_period},rf{self.reduction_factor})"
+        elif p == "median":
+            p += f"(g{self.grace_period})"
+        elif p == "patience":
+            p += f"(p{self.patience})"
+        if self.backend != "optuna":
+            p += f"[{self.backend}]"
+        if self.es_patience is not None:
+            p += f" + ES(p{self.es_patience}"
+            p += f",d{self.es_min_delta:g})" if self.es_min_delta else ")"
+        return p
+
+    def pruning(self) -> PruningSpec:
+        return PruningSpec(
+            policy=self.policy,  # type: ignore[arg-type]
+            grace_period=self.grace_period,
+            reduction_factor=self.reduction_factor,
+            patience=self.patience,
+        )
+
+    def early_stopping(self) -> EarlyStoppingSpec | None:
+        if self.es_patience is None:
+            return None
+        return EarlyStoppingSpec(patience=self.es_patience, min_delta=self.es_min_delta)
+
+
+@dataclass
+class Run:
+    """One replayed study: per trial (in order) its row, epochs trained and value (None: pruned)."""
+
+    rows: list[int] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    values: list[float | None] = field(default_factory=list)
+
+    def cumulative(self) -> np.ndarray:
+        return np.cumsum(self.epochs)
+
+    def best_so_far(self) -> np.ndarray:
+        """The best complete value after each trial (-inf before the first)."""
+        v = np.array([-math.inf if x is None else x for x in self.values], dtype=float)
+        return np.maximum.accumulate(v) if len(v) else v
+
+    def epochs_to(self, target: float) -> float:
+        """Cumulative epochs up to and including the first complete trial at or above ``target`` (inf: never)."""
+        hit = np.nonzero(self.best_so_far() >= target)[0]
+        return float(self.cumulative()[hit[0]]) if len(hit) else math.inf
+
+
+def _trial_epochs(table: Table, variant: Variant) -> TrialEpochs:
+    rule = EarlyStopRule.of(variant.early_stopping(), metric=METRIC, mode=MODE)
+    return TrialEpochs(METRIC, MODE, rule="best_epoch", budget=table.budget, early_stopping=rule)
+
+
+def _train(table: Table, row: int, epochs: TrialEpochs, ask: Any) -> TrialEpochs:
+    """Row ``row``'s epochs, one at a time, until the budget, early stopping or a prune (``ask(epoch, metrics)``)."""
+    for e in range(1, table.budget + 1):
+        metrics = {METRIC: float(table.acc[row, e - 1]), "val_loss": float(table.loss[row, e - 1])}
+        decision = epochs.validated(e, metrics)
+        if epochs.reported(e, ask(e, metrics)) or decision.early_stop:
+            break
+    return epochs
+
+
+@functools.cache
+def rows_of(n_rows: int, seed: int, n: int) -> list[int]:
+    """The first ``n`` rows of ``n_rows`` Optuna's ``RandomSampler(seed)`` proposes (it does not read the history)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        out.append(trial.suggest_int("row", 0, n_rows - 1))
+        study.tell(trial, 0.0)
+    return out
+
+
+def replay(
+    table: Table,
+    variant: Variant,
+    seed: int,
+    *,
+    cap: int,
+    rows: list[int] | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    study_name: str | None = None,
+    stop_at: float | None = None,
+    horizon: int = 0,
+) -> Run:
+    """One sequential study on ``table`` until ``cap`` trial-epochs are spent.
+
+    Args:
+        stop_at, horizon: Stop sooner, once ``horizon`` trial-epochs are spent and a complete trial reached
+            ``stop_at`` (what the measures read is known by then: saves replaying long tails).
+        study_name: The study's name (default ``replay-SEED``): Optuna's Hyperband assigns trials to brackets
+            by a hash of the study name and trial number.
+        rows: Replay these rows in this order (enqueued) instead of what the sampler proposes (the test's path).
+        sampler: The study's sampler (default ``RandomSampler(seed)``).
+    """
+    if variant.backend == "ray":
+        return _replay_ray(table, variant, seed, cap=cap, rows=rows, stop_at=stop_at, horizon=horizon)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = make_pruner(variant.pruning(), max_epochs=table.budget)
+    study = optuna.create_study(
+        study_name=study_name or f"replay-{seed}",
+        direction="maximize",
+        sampler=sampler or optuna.samplers.RandomSampler(seed=seed),
+        pruner=pruner,
+    )
+    run, spent, i = Run(), 0, 0
+    best = -math.inf
+    while spent < cap and (rows is None or i < len(rows)) and not (_done(best, stop_at) and spent >= horizon):
+        if rows is not None:
+            study.enqueue_trial({"row": rows[i]})
+        trial = study.ask()
+        row = trial.suggest_int("row", 0, table.rows - 1)
+        reporter = OptunaReporter(trial, METRIC, 1, budget=table.budget)
+        epochs = _train(table, row, _trial_epochs(table, variant), reporter.report)
+        outcome = epochs.outcome()
+        if outcome.pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            value = None
+        else:
+            value = float(outcome.best[METRIC])
+            study.tell(trial, value)
+        run.rows.append(row)
+        run.epochs.append(outcome.epochs)
+        run.values.append(value)
+        spent += outcome.epochs
+        best = max(best, value if value is not None else -math.inf)
+        i += 1
+    return run
+
+
+def _done(best: float, stop_at: float | None) -> bool:
+    return stop_at is not None and best >= stop_at
+
+
+def _replay_ray(
+    table: Table,
+    variant: Variant,
+    seed: int,
+    *,
+    cap: int,
+    rows: list[int] | None,
+    stop_at: float | None = None,
+    horizon: int = 0,
+) -> Run:
+    """As :func:`replay`, with tunebridge's Ray scheduler deciding (its own decision methods)."""
+    from tunebridge.backends.ray._schedulers import TIME_ATTR, make_scheduler
+
+    scheduler = make_scheduler(variant.pruning(), max_epochs=table.budget, n_objectives=1, mode=MODE, space=Space({}))
+    if scheduler is None:  # policy none: FIFO
+        fifo = Variant(es_patience=variant.es_patience, es_min_delta=variant.es_min_delta)
+        return replay(table, fifo, seed, cap=cap, rows=rows, stop_at=stop_at, horizon=horizon)
+    scheduler.set_search_properties(METRIC, MODE)
+    order = rows if rows is not None else rows_of(table.rows, seed, max(1, cap))  # at least one epoch per trial
+    run, spent, best = Run(), 0, -math.inf
+    for i, row in enumerate(order):
+        if spent >= cap or (_done(best, stop_at) and spent >= horizon):
+            break
+        trial = SimpleNamespace(trial_id=f"t{i}", status="RUNNING")
+        scheduler.on_trial_add(None, trial)
+        last: dict[str, Any] = {}
+
+        def ask(e: int, m: dict[str, float], trial: Any = trial, last: dict[str, Any] = last) -> bool:
+            last.clear()
+            last.update({TIME_ATTR: e, **m})
+            return str(scheduler.on_trial_result(None, trial, dict(last))) == str(scheduler.STOP)
+
+        epochs = _train(table, row, _trial_epochs(table, variant), ask)
+        scheduler.on_trial_complete(None, trial, dict(last))  # what Ray's controller does when a trial stops
+        outcome = epochs.outcome()
+        value = None if outcome.pruned else float(outcome.best[METRIC])
+        run.rows.append(row)
+        run.epochs.append(outcome.epochs)
+        run.values.append(value)
+        spent += outcome.epochs
+        best = max(best, value if value is not None else -math.inf)
+    return run

@@ -1,0 +1,228 @@
+"""Pruners and early stopping replayed on the learning-curve tables: epochs to near the best, with intervals.
+
+Run:  python benchmarks/replay_pruning.py [--tasks digits_mlp digits_cnn synth_mlp] [--seeds 100] [--grid full]
+                                          [--jobs 2] [--png DIR] [--json PATH]
+
+For every task table in ``benchmarks/data/`` (made by ``make_curves.py``) and every variant of the grid, ``--seeds``
+sequential studies are replayed (``_replay.replay``: Optuna's RandomSampler proposing table rows, tunebridge's
+pruners and early-stopping rule deciding). Seed ``s`` proposes the same rows under every variant, so the
+variants are compared seed by seed (paired).
+
+Measures, per task and variant:
+  target(eps)      = best * (1 - eps), ``best`` the table's best val_acc (any config, any epoch);
+  epochs to target = trial-epochs spent (pruned and early-stopped trials count what they trained) up to and
+                     including the first complete trial whose value (its best epoch's val_acc) reaches it;
+                     "not reached" (inf) when ``--cap`` full-budget trials' worth of epochs did not;
+  ratio vs none    = median over seeds of none's epochs to target / median of the variant's, with a 95 %
+                     paired bootstrap interval (seeds resampled, 2000 times);
+  anytime regret   = best - best value so far, against cumulative epochs (mean over seeds, 95 % band).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _replay import Table, Variant, replay
+
+DATA = Path(__file__).parent / "data"
+TASKS = ("digits_mlp", "digits_cnn", "synth_mlp")
+EPS = (0.0025, 0.005, 0.01, 0.02)
+MAIN_EPS = 0.005  # the issue's measure: within 0.5 % of the best
+HORIZON = 60  # the anytime-regret plot's horizon, in full-budget trials (every study runs at least this far)
+ES = (None, 3)  # early stopping: off, or patience 3 (min_delta 0: the EarlyStoppingSpec default)
+
+
+def grid(name: str) -> list[Variant]:
+    """The variants replayed: ``full`` (the search for defaults), ``small`` (the defaults and the recipes')."""
+    out: list[Variant] = []
+    for es in ES:
+        out.append(Variant("none", es_patience=es))
+        if name == "small":
+            out += [Variant("asha", es_patience=es), Variant("hyperband", es_patience=es)]
+            continue
+        out += [Variant("median", grace_period=g, es_patience=es) for g in (1, 3)]
+        out += [Variant("patience", es_patience=es)]
+        for rf in (2, 3, 4, 5):
+            out += [Variant("asha", grace_period=g, reduction_factor=rf, es_patience=es) for g in (1, 2, 3)]
+            out += [Variant("hyperband", grace_period=g, reduction_factor=rf, es_patience=es) for g in (1, 2)]
+        out += [Variant("asha", backend="ray", es_patience=es), Variant("asha", 3, 3, backend="ray", es_patience=es)]
+    out.append(Variant("asha", 3, 3, es_patience=4, es_min_delta=0.001))  # the digits_mlp recipe's settings
+    return out
+
+
+def run_variant(job: tuple[str, Variant, int, int]) -> dict[str, Any]:
+    """Every seed of one (task, variant): per seed the epochs to each target, and the best-so-far trace."""
+    task, variant, seeds, cap_trials = job
+    table = Table.load(DATA / f"{task}.npz")
+    cap = cap_trials * table.budget
+    targets = [table.best * (1 - eps) for eps in EPS]
+    started = time.perf_counter()
+    per_seed = []
+    for seed in range(seeds):
+        run = replay(table, variant, seed, cap=cap, stop_at=max(targets), horizon=HORIZON * table.budget)
+        per_seed.append(
+            {
+                "to": [run.epochs_to(t) for t in targets],
+                "x": run.cumulative().tolist(),
+                "best": run.best_so_far().tolist(),
+                "trials": len(run.rows),
+                "pruned": sum(v is None for v in run.values),
+            }
+        )
+    return {
+        "task": task,
+        "variant": variant.label,
+        "v": vars(variant),
+        "seeds": per_seed,
+        "s": time.perf_counter() - started,
+    }
+
+
+def ratio_interval(
+    base: np.ndarray, other: np.ndarray, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """median(base) / median(other) and its 95 % paired bootstrap interval (inf medians allowed)."""
+
+    def r(b: np.ndarray, o: np.ndarray) -> float:
+        mb, mo = np.median(b), np.median(o)
+        if not math.isfinite(mo):
+            return 0.0
+        return math.inf if not math.isfinite(mb) else float(mb / mo)
+
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(base), size=(n_boot, len(base)))
+    boots = np.array([r(base[i], other[i]) for i in idx])
+    return r(base, other), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+
+
+def fmt_ratio(x: float) -> str:
+    return "inf" if math.isinf(x) else ("-" if x == 0 else f"{x:.2f}")
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per task and variant, per eps: median epochs, reached count, ratio vs none (with interval)."""
+    out: dict[str, dict[str, Any]] = {}
+    for task in dict.fromkeys(r["task"] for r in results):
+        rows = [r for r in results if r["task"] == task]
+        base = next(r for r in rows if r["variant"] == "none")
+        b = np.array([s["to"] for s in base["seeds"]])
+        out[task] = {}
+        for r in rows:
+            o = np.array([s["to"] for s in r["seeds"]])
+            out[task][r["variant"]] = {
+                "median": [float(np.median(o[:, k])) for k in range(len(EPS))],
+                "reached": [int(np.isfinite(o[:, k]).sum()) for k in range(len(EPS))],
+                "ratio": [ratio_interval(b[:, k], o[:, k]) for k in range(len(EPS))],
+                "seeds": len(o),
+                "trials": float(np.median([s["trials"] for s in r["seeds"]])),
+                "pruned": float(np.median([s["pruned"] for s in r["seeds"]])),
+                "seconds": r["s"],
+            }
+    return out
+
+
+def table_md(task: str, summary: dict[str, Any], *, top: int | None = None) -> str:
+    k = EPS.index(MAIN_EPS)
+    items = sorted(summary.items(), key=lambda kv: -kv[1]["ratio"][k][0])
+    if top is not None:
+        keep = {"none", "none + ES(p3)", "asha(g1,rf3)", "hyperband(g1,rf3)", "asha(g3,rf3) + ES(p4,d0.001)"}
+        items = [kv for i, kv in enumerate(items) if i < top or kv[0] in keep]
+    head = " | ".join(f"within {100 * e:g} %: epochs (reached) / ratio [95 % CI]" for e in EPS)
+    lines = [f"| variant | {head} | replay s |", "|---|" + "---|" * len(EPS) + "---|"]
+    for label, st in items:
+        cells = []
+        for j in range(len(EPS)):
+            med, reached, (r, lo, hi) = st["median"][j], st["reached"][j], st["ratio"][j]
+            medtxt = "n.r." if not math.isfinite(med) else f"{med:.0f}"
+            cells.append(f"{medtxt} ({reached}/{st['seeds']}) / **{fmt_ratio(r)}x** [{fmt_ratio(lo)}, {fmt_ratio(hi)}]")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {st['seconds']:.1f} |")
+    return f"### {task}\n\n" + "\n".join(lines)
+
+
+def regret_bands(result: dict[str, Any], best: float, grid_x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean anytime regret over seeds on ``grid_x`` and its 95 % band (normal approximation over seeds)."""
+    curves = []
+    for s in result["seeds"]:
+        x, b = np.asarray(s["x"]), np.asarray(s["best"])
+        pos = np.searchsorted(x, grid_x, side="right") - 1  # the last trial finished by then
+        held = np.where(pos >= 0, b[np.clip(pos, 0, None)], -np.inf)
+        if len(b):  # a run that stopped early holds its last best
+            held = np.where(grid_x > x[-1], b[-1], held)
+        curves.append(np.minimum(best - held, 1.0))  # before any complete trial: regret capped at 1
+    arr = np.array(curves)
+    mean, half = arr.mean(0), 1.96 * arr.std(0, ddof=1) / math.sqrt(len(arr))
+    return mean, mean - half, mean + half
+
+
+def plot(results: list[dict[str, Any]], summary: dict[str, dict[str, Any]], out: Path, show: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(summary)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        table = Table.load(DATA / f"{task}.npz")
+        grid_x = np.unique(np.geomspace(table.budget, HORIZON * table.budget, 200).astype(int))
+        for label in show:
+            r = next((r for r in results if r["task"] == task and r["variant"] == label), None)
+            if r is None:
+                continue
+            mean, lo, hi = regret_bands(r, table.best, grid_x)
+            (line,) = ax.plot(grid_x, 100 * mean, label=label, lw=1.4)
+            ax.fill_between(grid_x, 100 * lo, 100 * hi, color=line.get_color(), alpha=0.2)
+        ax.axhline(100 * MAIN_EPS * table.best, color="black", lw=0.6, ls=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("trial-epochs (cumulative)")
+        ax.set_ylabel("best val_acc - best so far (points, %)")
+        ax.set_title(f"{task} ({table.rows} configs, budget {table.budget})", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Anytime regret, mean over seeds and 95 % band (dotted: within 0.5 %)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--grid", choices=("full", "small"), default="full")
+    parser.add_argument("--cap", type=int, default=400, help="most trial-epochs per study, in full-budget trials")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--png", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
+    args = parser.parse_args()
+    tasks = [t for t in args.tasks if (DATA / f"{t}.npz").exists()]
+    jobs = [(t, v, args.seeds, args.cap) for t in tasks for v in grid(args.grid)]
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+        results = pool.map(run_variant, jobs, chunksize=1)
+    wall = time.perf_counter() - started
+    summary = summarize(results)
+    print(
+        f"{len(jobs)} variants x {args.seeds} seeds on {len(tasks)} tasks replayed in {wall:.0f} s ({args.jobs} processes)\n"
+    )
+    for task in tasks:
+        print(table_md(task, summary[task]) + "\n")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "summary": summary}))
+    if args.png:
+        show = ["none", "none + ES(p3)", "asha(g1,rf3)", "hyperband(g1,rf3)"]
+        plot(results, summary, args.png, show)
+
+
+if __name__ == "__main__":
+    main()
