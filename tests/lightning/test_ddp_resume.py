@@ -116,9 +116,11 @@ def test_an_interrupted_ddp_trial_goes_on_from_its_resume_point_on_every_rank(tm
     code, err = _finish(first)
     assert code != 0, err  # interrupted: the config is re-queued with its resume point
     (point,) = {Path(str(p)) for t in _trials(stopped, "ddp") if (p := _record.bookkeeping(t, _record.RESUME_POINT))}
-    assert json.loads((point / "resume.json").read_text())["epoch"] == K
-    assert (point / "checkpoint.ckpt").stat().st_size > 0  # written by rank 0 in the save both ranks took part in
-    assert not (point / "kept.ckpt").exists()
+    meta = json.loads((point / "resume.json").read_text())
+    assert meta["epoch"] == K
+    slot = point / meta["slot"]
+    assert (slot / "checkpoint.ckpt").stat().st_size > 0  # written by rank 0 in the save both ranks took part in
+    assert not (slot / "kept.ckpt").exists()
 
     code, err = _finish(_start(stopped, "ddp", keep=0))
     assert code == 0, err

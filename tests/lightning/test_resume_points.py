@@ -168,7 +168,7 @@ def test_a_bad_resume_point_is_refused_with_its_reason(tmp_path: Path) -> None:
     assert "another config" in str(read_point(writer.folder, expect={"config": {"lr": 0.2}})[1])
     assert "not on this host" in str(read_point(str(tmp_path / "trial_9"), expect={})[1])
 
-    checkpoint = Path(writer.folder) / "checkpoint.ckpt"
+    checkpoint = Path(point.checkpoint)
     data = checkpoint.read_bytes()
     checkpoint.write_bytes(data[: len(data) // 2])  # killed while it was written
     assert "missing or truncated" in str(read_point(writer.folder, expect={})[1])
@@ -177,16 +177,24 @@ def test_a_bad_resume_point_is_refused_with_its_reason(tmp_path: Path) -> None:
     assert not Path(writer.folder).exists()
 
 
-def test_a_kill_between_the_two_renames_leaves_the_previous_point(tmp_path: Path) -> None:
+def test_a_kill_while_the_next_point_is_written_leaves_the_previous_point(tmp_path: Path) -> None:
     writer = ResumeWriter(str(tmp_path), "trial_1", ResumeOptions())
 
     def save(folder: str) -> None:
         Path(folder, "checkpoint.ckpt").write_bytes(b"weights")
 
-    writer.write(1, {1: {"val_loss": 1.0}}, save)
-    os.rename(writer.folder, writer.folder + ".old")  # the first rename of the next swap happened, not the second
+    def killed(folder: str) -> None:
+        Path(folder, "checkpoint.ckpt").write_bytes(b"wei")  # half written, then the process is gone
+        raise KeyboardInterrupt
+
+    for epoch in (1, 2):
+        writer.write(epoch, {e: {"val_loss": 1.0 / e} for e in range(1, epoch + 1)}, save)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write(3, {e: {"val_loss": 1.0 / e} for e in range(1, 4)}, killed)
     point, reason = read_point(writer.folder, expect={})
-    assert reason is None and point is not None and point.epoch == 1
+    assert reason is None and point is not None and point.epoch == 2
+    assert Path(point.checkpoint).read_bytes() == b"weights"
+    assert sorted(p.name for p in Path(writer.folder).iterdir()) == ["a", "b", "resume.json"]  # no folder per point
 
 
 @pytest.mark.parametrize(

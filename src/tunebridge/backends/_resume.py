@@ -1,12 +1,15 @@
 """Resume points: a running trial's state at the end of an epoch, so that a killed or preempted trial
 goes on from there on any worker that sees the folder (standard library only).
 
-A resume point is a folder ``<root>/<trial label>/`` holding the training state a reporter's
-``checkpoint(folder)`` writes (:data:`~tunebridge.backends._base.CHECKPOINT_FILE`: for Lightning trials the
-whole checkpoint, optimizer, schedulers, loop and callback states and RNG states included) and
-``resume.json``: the epoch, every epoch's metrics so far, the spec hash, the config and the versions
-that wrote it. It is written next to the old one and swapped in with two renames, so a reader finds a
-complete point or the previous one, never half of one (a ``.partial`` folder left by a kill is ignored).
+A resume point is a folder ``<root>/<trial label>/`` with two slots, ``a/`` and ``b/``, and ``resume.json``.
+A slot holds the training state a reporter's ``checkpoint(folder)`` writes
+(:data:`~tunebridge.backends._base.CHECKPOINT_FILE`: for Lightning trials the whole checkpoint, optimizer,
+schedulers, loop and callback states and RNG states included) and the trial's kept weights
+(:data:`KEPT_FILE`). ``resume.json`` names the slot of the latest point, its epoch, every epoch's metrics so
+far, the spec hash, the config and the versions that wrote it. A new point goes into the slot that
+``resume.json`` does not name, and then ``resume.json`` is replaced in one step (``os.replace``): a reader
+finds the latest whole point or the one before it, never half of one, and a point costs no folder made,
+renamed or deleted.
 
 :func:`read_point` checks a point before anything trusts it: a missing folder, another spec, another
 config, another tunebridge or Lightning version, or a checkpoint that is not whole gives the reason,
@@ -15,6 +18,7 @@ and the trial starts from epoch 0 with that reason recorded — never a crash, n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunebridge._atomic import write_atomically
 from tunebridge._rules import check_int, check_mapping
 from tunebridge.backends._base import CHECKPOINT_FILE
 from tunebridge.errors import SchemaError, show
@@ -37,12 +42,15 @@ __all__ = [
     "ResumePoint",
     "ResumeWriter",
     "discard_point",
+    "has_point",
     "read_point",
 ]
 
 META_FILE = "resume.json"
 #: The trial's kept weights (its best epoch so far) as of the point, when it keeps any.
 KEPT_FILE = "kept.ckpt"
+_SLOTS = ("a", "b")
+_HOST = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,8 @@ class ResumeOptions:
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """A checked resume point: go on from the epoch after :attr:`epoch`."""
+    """A checked resume point: go on from the epoch after :attr:`epoch`; :attr:`folder` is its slot, which
+    holds its checkpoint and kept weights."""
 
     folder: str
     epoch: int
@@ -129,11 +138,12 @@ class ResumeWriter:
     last_epoch: int = 0
     last_time: float = field(default_factory=time.monotonic)
     written: bool = False
-    prepared: str | None = None  # a folder :meth:`prepare` made, not yet committed
+    prepared: str | None = None  # the slot :meth:`prepare` emptied, not yet committed
+    slot: str | None = None  # the slot of the latest point (None: none written yet)
 
     @property
     def folder(self) -> str:
-        return os.path.join(self.root, self.label)
+        return point_folder(self.root, self.label)
 
     def due(self, epoch: int) -> bool:
         """Whether the end of ``epoch`` gets a resume point."""
@@ -149,51 +159,52 @@ class ResumeWriter:
         save: Callable[[str], None],
         kept: str | None = None,
     ) -> None:
-        """``save(folder)`` the training state, then record the epoch and history, then swap the point in.
+        """``save(slot)`` the training state into the free slot, then record the epoch and history there.
 
-        ``kept``: the trial's kept weights so far, linked into the point (:data:`KEPT_FILE`). A folder
+        ``kept``: the trial's kept weights so far, linked into the point (:data:`KEPT_FILE`). A slot
         :meth:`prepare` handed out (a DDP trial's, which every rank saved into) is completed instead.
         """
-        partial = self.prepared if self.prepared is not None else self.prepare()
-        save(partial)
+        slot = self.prepared if self.prepared is not None else self.prepare()
+        save(slot)
         self.commit(epoch, history, kept=kept)
 
     def prepare(self) -> str:
-        """An empty ``.partial`` folder for the next point's training state; :meth:`commit` completes it.
+        """The emptied slot that the next point's training state goes into; :meth:`commit` completes it.
 
         The two steps of :meth:`write`, for a save that is not this process's alone (under DDP every rank
         takes part in ``trainer.save_checkpoint``, rank 0 writes): prepare, save, commit.
         """
-        partial = self.folder + ".partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        os.makedirs(partial)
-        self.prepared = partial
-        return partial
+        slot = os.path.join(self.folder, _SLOTS[1] if self.slot == _SLOTS[0] else _SLOTS[0])
+        if self.slot is None:  # the trial's first point: its folder, and nothing left in it by an earlier run
+            shutil.rmtree(self.folder, ignore_errors=True)
+            for name in _SLOTS:
+                os.makedirs(os.path.join(self.folder, name))
+        else:
+            for name in (CHECKPOINT_FILE, KEPT_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(slot, name))
+        self.prepared = slot
+        return slot
 
     def commit(self, epoch: int, history: Mapping[int, Mapping[str, float]], kept: str | None = None) -> None:
-        """Record the epoch and history in the prepared folder (its checkpoint saved), then swap it in."""
-        partial, old = self.folder + ".partial", self.folder + ".old"
+        """Record the epoch and history of the prepared slot (its checkpoint saved): it becomes the point."""
+        slot = self.prepared if self.prepared is not None else self.prepare()
         if kept is not None and os.path.exists(kept):
             try:
-                os.link(kept, os.path.join(partial, KEPT_FILE))
+                os.link(kept, os.path.join(slot, KEPT_FILE))
             except OSError:
-                shutil.copyfile(kept, os.path.join(partial, KEPT_FILE))
-        checkpoint = os.path.join(partial, CHECKPOINT_FILE)
+                shutil.copyfile(kept, os.path.join(slot, KEPT_FILE))
         meta = {
             **self.meta,
+            "slot": os.path.basename(slot),
             "epoch": epoch,
             "history": {str(e): dict(m) for e, m in history.items() if e <= epoch},
-            "size": os.path.getsize(checkpoint),
-            "host": socket.gethostname(),
+            "size": os.path.getsize(os.path.join(slot, CHECKPOINT_FILE)),
+            "host": _HOST,
             "written": time.time(),
         }
-        _write_json(os.path.join(partial, META_FILE), meta)
-        shutil.rmtree(old, ignore_errors=True)
-        if os.path.isdir(self.folder):
-            os.rename(self.folder, old)
-        os.rename(partial, self.folder)
-        shutil.rmtree(old, ignore_errors=True)
-        self.prepared = None
+        write_atomically(os.path.join(self.folder, META_FILE), lambda path: _write_json(path, meta))
+        self.prepared, self.slot = None, os.path.basename(slot)
         self.last_epoch, self.last_time, self.written = epoch, time.monotonic(), True
 
     def discard(self) -> None:
@@ -215,6 +226,10 @@ class ResumePlan:
     options: ResumeOptions = field(default_factory=ResumeOptions)
     meta: Mapping[str, Any] = field(default_factory=dict)
 
+    def folder(self, label: str) -> str:
+        """The folder of the points of the trial ``label`` (``trial_7``)."""
+        return point_folder(self.root, label)
+
     def writer(self, label: str, config: Mapping[str, Any]) -> ResumeWriter:
         """The writer of one trial's points (its config recorded, and required on resume)."""
         return ResumeWriter(self.root, label, self.options, meta={**self.meta, "config": dict(config)})
@@ -222,6 +237,11 @@ class ResumePlan:
     def read(self, folder: str, config: Mapping[str, Any]) -> tuple[ResumePoint | None, str | None]:
         """The point in ``folder`` if it was written for this study's meaning and ``config``."""
         return read_point(folder, expect={**self.meta, "config": dict(config)})
+
+
+def point_folder(root: str, label: str) -> str:
+    """Where the trial ``label`` writes its points in the resume folder ``root``."""
+    return os.path.join(root, label)
 
 
 def _write_json(path: str, data: Mapping[str, Any]) -> None:
@@ -232,10 +252,14 @@ def _write_json(path: str, data: Mapping[str, Any]) -> None:
 
 
 def discard_point(folder: str | None) -> None:
-    """Delete a resume point (and what a kill mid-write left of the next one)."""
+    """Delete a resume point (both slots, and what a kill mid-write left of the next one)."""
     if folder:
-        for path in (folder, folder + ".partial", folder + ".old"):
-            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def has_point(folder: str) -> bool:
+    """Whether ``folder`` holds a written point (whole or not: :func:`read_point` says), as seen from this host."""
+    return os.path.exists(os.path.join(folder, META_FILE))
 
 
 def read_point(folder: str, *, expect: Mapping[str, Any]) -> tuple[ResumePoint | None, str | None]:
@@ -244,26 +268,27 @@ def read_point(folder: str, *, expect: Mapping[str, Any]) -> tuple[ResumePoint |
     ``expect`` holds what must match the point's record (``spec_hash``, ``config``, versions); a key the
     point does not record, or that ``expect`` gives as None, is not compared.
     """
-    if not os.path.isdir(folder) and os.path.isdir(folder + ".old"):
-        folder = folder + ".old"  # killed between the two renames of a swap: the previous point is whole
     if not os.path.isdir(folder):
-        return None, f"its resume point {folder} is not on this host ({socket.gethostname()})"
+        return None, f"its resume point {folder} is not on this host ({_HOST})"
     try:
         with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
             meta = json.load(f)
         epoch = int(meta["epoch"])
         history = {int(e): {str(k): float(v) for k, v in m.items()} for e, m in meta["history"].items()}
+        slot = str(meta["slot"])
+        if slot not in _SLOTS:
+            raise ValueError(slot)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return None, f"its resume point {folder} has no readable {META_FILE} ({type(exc).__name__})"
     for key, wanted in expect.items():
         if wanted is not None and key in meta and meta[key] != wanted:
             return None, f"its resume point was written with another {key} ({show(meta[key])}, now {show(wanted)})"
-    checkpoint = os.path.join(folder, CHECKPOINT_FILE)
+    checkpoint = os.path.join(folder, slot, CHECKPOINT_FILE)
     if not _whole(checkpoint, meta.get("size")):
         return None, f"its resume point's checkpoint {checkpoint} is missing or truncated"
     if sorted(history) != list(range(1, epoch + 1)):
         return None, f"its resume point's history does not hold epochs 1..{epoch}"
-    return ResumePoint(folder, epoch, history), None
+    return ResumePoint(os.path.join(folder, slot), epoch, history), None
 
 
 def _whole(path: str, size: Any) -> bool:

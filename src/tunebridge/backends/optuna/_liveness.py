@@ -11,6 +11,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -106,8 +108,12 @@ def waiting_for(study: optuna.Study, dead_after: float) -> str | None:
 class Heartbeat:
     """Keeps a running trial's heartbeat fresh from a daemon thread (works with every storage)."""
 
-    def __init__(self, study: optuna.Study, trial: optuna.Trial, interval: float | None) -> None:
+    def __init__(
+        self, study: optuna.Study, trial: optuna.Trial, interval: float | None, first: Mapping[str, Any] | None = None
+    ) -> None:
         self.interval = interval
+        # Record attributes written with the first heartbeat (a trial's resume folder): no write of their own.
+        self.first = dict(first or {})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._storage, self._trial_id = storage_of(study), trial_id_of(trial)
@@ -117,9 +123,11 @@ class Heartbeat:
             # Who runs the trial (several workers may share the study), and where, so that a worker on
             # this host can see at once that it died: with the first heartbeat, in one write.
             process = {PROCESS_ATTR: [PID_NAMESPACE, os.getpid()], HEARTBEAT_ATTR: time.time()}
-            write_attrs(self._storage, self._trial_id, {_record.WORKER: worker_id()}, system=process)
+            write_attrs(self._storage, self._trial_id, {**self.first, _record.WORKER: worker_id()}, system=process)
             self._thread = threading.Thread(target=self._run, daemon=True, name="tunebridge-heartbeat")
             self._thread.start()
+        elif self.first:
+            write_attrs(self._storage, self._trial_id, self.first)
         return self
 
     def _beat(self) -> None:

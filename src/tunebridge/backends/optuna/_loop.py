@@ -31,6 +31,7 @@ from tunebridge.backends._preempt import preemptible
 from tunebridge.backends._resume import ResumePlan
 from tunebridge.backends.optuna._checkpoints import keep_best_checkpoints
 from tunebridge.backends.optuna._deadline import deadline
+from tunebridge.backends.optuna._internals import storage_of, trial_id_of
 from tunebridge.backends.optuna._limits import limit_reached
 from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, Heartbeat, waiting_for
 from tunebridge.backends.optuna._queue import claim, ensure_budget, fail_stale
@@ -251,7 +252,15 @@ def _start(
     plan: ResumePlan | None = None,
 ) -> Slot | None:
     """Start a claimed trial (heartbeat, config); None when its config cannot be sampled (it failed)."""
-    beat = Heartbeat(study, trial, worker.heartbeat)
+    reporter = OptunaReporter(trial, opts.metrics[0], len(opts.metrics), budget)
+    source, first = None, {}
+    if plan is not None:
+        # A re-queued trial names the point it goes on from; a fresh one names the folder of its own points,
+        # with its first heartbeat (no write of its own), so that a dead worker's trial is found with them.
+        source = _record.bookkeeping(storage_of(study).get_trial(trial_id_of(trial)), _record.RESUME_POINT)
+        if not source:
+            first = {_record.RESUME_POINT: plan.folder(reporter.label)}
+    beat = Heartbeat(study, trial, worker.heartbeat, first)
     beat.__enter__()
     claimed[trial.number] = (trial, beat)
     config = start_trial(study, trial, opts, worker)
@@ -260,13 +269,13 @@ def _start(
         beat.__exit__(None, None, None)
         bar.update("failed", number=trial.number)
         return None
-    reporter = OptunaReporter(trial, opts.metrics[0], len(opts.metrics), budget)
     bar.running(trial.number, 0, opts.max_epochs)
     reporter.watch = lambda epoch, value: bar.running(trial.number, epoch, opts.max_epochs, value)
     slot = Slot(trial, config, reporter, beat)
     if plan is not None:
-        slot.resume = resume_from(study, trial, reporter, config, plan)
+        slot.resume = resume_from(study, trial, reporter, config, plan, source)
         reporter.writer = plan.writer(reporter.label, config)
+        reporter.resumed_from = source or None  # its point is recorded on the trial until its own replaces it
         reporter.kept_checkpoint = None  # type: ignore[attr-defined]  # kept weights are written at once, so that a resume point carries them
     return slot
 

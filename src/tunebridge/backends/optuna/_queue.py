@@ -27,7 +27,7 @@ from tunebridge import _record
 from tunebridge._search import check_object, object_kind
 from tunebridge._vocab import BACKENDS
 from tunebridge.backends._options import StudyOptions
-from tunebridge.backends._resume import discard_point
+from tunebridge.backends._resume import discard_point, has_point
 from tunebridge.backends.optuna._attrs import enqueue, enqueue_many, waiting_ids, write_attrs
 from tunebridge.backends.optuna._compile import check_convertible, encode
 from tunebridge.backends.optuna._factories import make_storage, study_pruner, study_sampler
@@ -285,9 +285,10 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int
     keep: dict[str, Any] = {
         k: v for k in (_record.GRID_INDEX, _record.SLOT) if (v := _record.bookkeeping(trial, k)) is not None
     }
-    # Its latest resume point goes with it: the trial that re-runs the config goes on from there.
+    # Its latest resume point goes with it: the trial that re-runs the config goes on from there. A trial
+    # names its folder from its start: one that died before its first point has none to give.
     point = _record.bookkeeping(trial, _record.RESUME_POINT)
-    if point:
+    if point and has_point(str(point)):
         keep[_record.RESUME_POINT] = point
     enqueue(study, dict(trial.params), {**keep, _record.RETRY_OF: trial.number, _record.RETRIES: retries + 1})
     return True

@@ -32,11 +32,17 @@ _MARKER_ATTR = "tb_resume_marker:"
 
 
 def resume_from(
-    study: optuna.Study, trial: optuna.Trial, reporter: object, config: Mapping[str, object], plan: ResumePlan
+    study: optuna.Study,
+    trial: optuna.Trial,
+    reporter: object,
+    config: Mapping[str, object],
+    plan: ResumePlan,
+    source: str | None,
 ) -> Resume | None:
-    """Where a claimed trial goes on from (None: epoch 0), with its reporter told the epochs before it."""
-    frozen = storage_of(study).get_trial(trial_id_of(trial))
-    source = _record.bookkeeping(frozen, _record.RESUME_POINT)
+    """Where a claimed trial goes on from (None: epoch 0), with its reporter told the epochs before it.
+
+    ``source``: the resume point the trial names (``tb_resume_point``, carried by :func:`requeue`).
+    """
     if not source:
         return None
     point, reason = plan.read(str(source), config)

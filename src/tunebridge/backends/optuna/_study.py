@@ -64,8 +64,10 @@ class OptunaReporter:
         self.last_epoch = 0
         # Every epoch's metrics (those before a resume included): what a resume point records.
         self.history: dict[int, dict[str, float]] = {}
-        # Writes the trial's resume points (None: none); the study names the latest on the trial.
+        # Writes the trial's resume points (None: none) into the folder its first heartbeat named on the trial.
         self.writer: ResumeWriter | None = None
+        # The point this trial went on from: the trial names it until its own first point replaces it.
+        self.resumed_from: str | None = None
         # Told every epoch and value (the progress display names the running trial with it).
         self.watch: Callable[[int, float | None], None] | None = None
 
@@ -99,14 +101,13 @@ class OptunaReporter:
             and checkpoint is not None
             and (going or self.writer.prepared is not None or self.writer.due(epoch))
         ):
-            first = not self.writer.written
             self.writer.write(epoch, self.history, checkpoint, kept=getattr(self, "kept_checkpoint", None))
-            if first:  # the trial's own point replaces the one it resumed from
+            if self.resumed_from is not None:  # the trial's own point replaces the one it went on from
                 storage, trial_id = storage_of(self.trial.study), trial_id_of(self.trial)
-                resumed_from = _record.bookkeeping(storage.get_trial(trial_id), _record.RESUME_POINT)
                 write_attrs(storage, trial_id, {_record.RESUME_POINT: self.writer.folder})
-                if resumed_from and resumed_from != self.writer.folder:
-                    discard_point(resumed_from)
+                if self.resumed_from != self.writer.folder:
+                    discard_point(self.resumed_from)
+                self.resumed_from = None
         if going:
             raise Preempted(f"preempted after epoch {epoch}: the trial goes on from its resume point")
 
