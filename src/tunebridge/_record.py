@@ -59,6 +59,7 @@ __all__ = [
     "FUSED",
     "GRID_INDEX",
     "MODULE_CLASS",
+    "MO_RUNG_PREFIX",
     "REASON_LIMIT",
     "RAY_EXPERIMENT",
     "RAY_NODE",
@@ -113,6 +114,9 @@ RAY_EXPERIMENT = "ray_experiment"
 RESUME_POINT = "resume_point"
 RESUMED_AT = "resumed_at"
 RESUME_REFUSED = "resume_refused"
+# MO-ASHA's rung records (several objectives, Optuna backend): a trial's objective values at a rung, as the
+# system attribute SYSTEM_PREFIX + MO_RUNG_PREFIX + "<bracket>_<epoch>" (backends/optuna/_mo_pruner.py).
+MO_RUNG_PREFIX = "mo_rung_"
 # tunebridge's bookkeeping: stored as the system attribute SYSTEM_PREFIX + key, out of the user's attributes.
 SYSTEM_PREFIX = "tb_"
 BOOKKEEPING = frozenset(

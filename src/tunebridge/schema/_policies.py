@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -12,10 +12,30 @@ from tunebridge.errors import SchemaError, show
 from tunebridge.schema._codec import check_keys
 from tunebridge.schema._params import _finite_float
 
-__all__ = ["PRUNING_POLICIES", "EarlyStoppingSpec", "PruningSpec"]
+__all__ = [
+    "MULTI_OBJECTIVE_POLICIES",
+    "POLICY_OPTIONS",
+    "PRUNING_POLICIES",
+    "TIE_BREAKS",
+    "EarlyStoppingSpec",
+    "PruningSpec",
+]
 
 PRUNING_POLICIES = ("none", "median", "asha", "hyperband", "patience")
 Policy = Literal["none", "median", "asha", "hyperband", "patience"]
+# The options each policy reads (max_budget is every trial's budget, whatever prunes it).
+POLICY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "none": ("max_budget",),
+    "median": ("grace_period", "max_budget"),
+    "asha": ("grace_period", "reduction_factor", "max_budget", "tie_break"),
+    "hyperband": ("grace_period", "reduction_factor", "max_budget", "tie_break"),
+    "patience": ("grace_period", "patience", "min_delta", "max_budget"),
+}
+# The policies that prune a study with several objectives (MO-ASHA: by Pareto rank at each rung).
+MULTI_OBJECTIVE_POLICIES = ("asha", "hyperband")
+# How MO-ASHA orders the trials within one Pareto front (Schmucker et al., 2021): an epsilon-net (the
+# paper's default) or NSGA-II's crowding distance.
+TIE_BREAKS = ("epsilon_net", "crowding")
 
 
 def _positive_int(where: str, name: str, value: object, minimum: int) -> None:
@@ -33,6 +53,20 @@ def _min_delta(where: str, value: object) -> None:
         )
 
 
+def _refuse_ignored(policy: str, given: Mapping[str, Any]) -> None:
+    """Refuse the first option in ``given`` (name -> value) that ``policy`` does not read."""
+    for name, value in given.items():
+        if name != "policy" and name not in POLICY_OPTIONS[policy]:
+            users = [p for p, names in POLICY_OPTIONS.items() if name in names]
+            raise SchemaError(
+                f"`{name}` is not read by `policy: {policy}` (it is an option of {', '.join(users)})",
+                path=f"pruner.{name}",
+                value=show(value),
+                fix=f"Remove {name}, or choose a policy that reads it. `policy: {policy}` reads: "
+                f"{', '.join(POLICY_OPTIONS[policy])}.",
+            )
+
+
 @dataclass(frozen=True)
 class PruningSpec:
     """Pruning across trials, the same for every backend.
@@ -44,6 +78,11 @@ class PruningSpec:
         max_budget: The most epochs a trial can run (defaults to the run's ``max_epochs``).
         patience: For ``patience``: epochs without improvement before a trial is pruned.
         min_delta: For ``patience``: the smallest change that counts as improvement.
+        tie_break: For ``asha``/``hyperband`` with several objectives: ``epsilon_net`` (the default) or
+            ``crowding``, the order within a Pareto front at a rung.
+
+    An option the policy does not read is refused (:data:`POLICY_OPTIONS`): when given in a mapping at
+    all, and when it differs from its default in a constructed spec.
     """
 
     policy: Policy = "none"
@@ -52,6 +91,7 @@ class PruningSpec:
     max_budget: int | None = None
     patience: int = 3
     min_delta: float = 0.0
+    tie_break: str | None = None
 
     def __post_init__(self) -> None:
         where = "pruner"
@@ -76,6 +116,17 @@ class PruningSpec:
                     fix="Lower grace_period or raise max_budget.",
                 )
         _min_delta(where, self.min_delta)
+        if self.tie_break is not None and self.tie_break not in TIE_BREAKS:
+            raise SchemaError(
+                "`tie_break` must be one of " + ", ".join(TIE_BREAKS),
+                path=f"{where}.tie_break",
+                value=show(self.tie_break),
+                fix=did_you_mean(self.tie_break, TIE_BREAKS) or "Use tie_break: epsilon_net (the default) or crowding.",
+            )
+        defaults = PruningSpec.__dataclass_fields__
+        _refuse_ignored(
+            self.policy, {k: getattr(self, k) for k, f in defaults.items() if getattr(self, k) != f.default}
+        )
 
     @classmethod
     def from_dict(cls, data: Any) -> PruningSpec:
@@ -91,10 +142,39 @@ class PruningSpec:
                 fix="Write e.g. pruner: {policy: asha, grace_period: 2}.",
             )
         check_keys("pruner", data, [f for f in cls.__dataclass_fields__])
+        policy = data.get("policy", "none")
+        if isinstance(policy, str) and policy in PRUNING_POLICIES:
+            _refuse_ignored(policy, data)  # given at all, even at its default value
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.tie_break is None:  # left out, so that specs written before it keep their hash
+            del out["tie_break"]
+        return out
+
+    def check_objectives(self, metrics: Sequence[str]) -> None:
+        """Refuse a policy that cannot prune this many objectives, or a tie-break with one objective.
+
+        Raises:
+            SchemaError: ``median`` or ``patience`` with several metrics (they compare one), or
+                ``tie_break`` with one metric (there is no front to break ties in).
+        """
+        if len(metrics) > 1 and self.policy not in ("none", *MULTI_OBJECTIVE_POLICIES):
+            raise SchemaError(
+                f"`policy: {self.policy}` compares one metric and cannot prune several objectives",
+                path="pruner.policy",
+                value=f"{self.policy} with metric: [{', '.join(metrics)}]",
+                fix="Use pruner: asha or pruner: hyperband (MO-ASHA: trials are compared by Pareto rank at each "
+                "rung), or pruner: none.",
+            )
+        if len(metrics) == 1 and self.tie_break is not None:
+            raise SchemaError(
+                "`tie_break` orders the trials of a Pareto front and needs several objectives",
+                path="pruner.tie_break",
+                value=f"{self.tie_break} with metric: {metrics[0]}",
+                fix="Leave tie_break out, or give several metrics (metric: [val_acc, n_params]).",
+            )
 
     def budget(self, max_epochs: int) -> int:
         """The most epochs a trial may run."""

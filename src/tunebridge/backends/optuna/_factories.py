@@ -9,7 +9,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,9 @@ from tunebridge._rules import check_choice
 from tunebridge._search import check_object, object_kind, parse_search
 from tunebridge._storage_url import journal_path, storage_kind
 from tunebridge._vocab import SEARCH_ALGORITHMS
+from tunebridge.backends._mo_asha import MoAsha
 from tunebridge.backends._options import StudyOptions
+from tunebridge.backends.optuna._mo_pruner import MoAshaPruner
 from tunebridge.backends.optuna._ordered import with_order
 from tunebridge.errors import ConversionError, SchemaError
 from tunebridge.schema import PruningSpec, Space
@@ -165,18 +167,35 @@ def study_sampler(opts: StudyOptions, *, seed: int | None) -> optuna.samplers.Ba
     )
 
 
-def make_pruner(spec: PruningSpec, *, max_epochs: int, n_objectives: int = 1) -> optuna.pruners.BasePruner:
-    """Optuna's pruner for the backend-neutral spec; steps are epochs counted from 1."""
-    if spec.policy != "none" and n_objectives > 1:
-        raise ConversionError(
-            backend=BACKEND,
-            param="pruner",
-            option=f"policy={spec.policy} with several objectives",
-            fix="Optuna cannot prune multi-objective trials: set `pruner: none`.",
-        )
+def make_pruner(
+    spec: PruningSpec,
+    *,
+    max_epochs: int,
+    n_objectives: int = 1,
+    metrics: Sequence[str] = (),
+    modes: Sequence[str] = (),
+) -> optuna.pruners.BasePruner:
+    """Optuna's pruner for the backend-neutral spec; steps are epochs counted from 1.
+
+    With several objectives, ``asha`` and ``hyperband`` are MO-ASHA (:class:`MoAshaPruner`, the rule of
+    ``backends/_mo_asha.py``, the Ray backend's too), which needs the objectives' ``metrics`` and ``modes``.
+
+    Raises:
+        SchemaError: A policy that cannot prune several objectives (``median``, ``patience``), or a
+            tie-break with one objective.
+    """
+    n_objectives = max(n_objectives, len(metrics))
+    spec.check_objectives(list(metrics) if metrics else [f"objective {i + 1}" for i in range(n_objectives)])
     budget = spec.budget(max_epochs)
     if spec.policy == "none":
         return optuna.pruners.NopPruner()
+    if n_objectives > 1:  # asha or hyperband: check_objectives refused the others
+        if len(metrics) != n_objectives or len(modes) != n_objectives:
+            raise ValueError(
+                f"make_pruner: several objectives need one metric and one mode each, but got "
+                f"metrics={list(metrics)!r}, modes={list(modes)!r}."
+            )
+        return MoAshaPruner(MoAsha.of(spec, modes=modes, max_epochs=max_epochs), metrics)
     if spec.policy == "median":
         # A trial can be pruned from the end of epoch `grace_period` on (n_warmup_steps is exclusive).
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=spec.grace_period - 1)
@@ -196,11 +215,12 @@ def study_pruner(opts: StudyOptions) -> optuna.pruners.BasePruner:
 
     Raises:
         ConversionError: ``opts.scheduler`` is not an optuna pruner (e.g. a Ray Tune scheduler), or a
-            pruner for several objectives.
+            pruner for several objectives other than a :class:`MoAshaPruner`.
+        SchemaError: A pruning spec that cannot prune the study's objectives (see :func:`make_pruner`).
     """
     n_objectives = len(opts.metrics)
     if opts.scheduler is None:
-        return make_pruner(opts.pruning, max_epochs=opts.max_epochs, n_objectives=n_objectives)
+        return make_pruner(opts.pruning, max_epochs=opts.max_epochs, metrics=list(opts.metrics), modes=list(opts.modes))
     check_object("pruner", opts.scheduler, BACKEND)
     if object_kind(opts.scheduler) is None:
         raise SchemaError(
@@ -209,12 +229,13 @@ def study_pruner(opts: StudyOptions) -> optuna.pruners.BasePruner:
             value=type(opts.scheduler).__name__,
             fix="Pass e.g. optuna.pruners.MedianPruner(), or pruner={'policy': 'median'}.",
         )
-    if n_objectives > 1 and not isinstance(opts.scheduler, optuna.pruners.NopPruner):
+    if n_objectives > 1 and not isinstance(opts.scheduler, (optuna.pruners.NopPruner, MoAshaPruner)):
         raise ConversionError(
             backend=BACKEND,
             param="pruner",
             option=f"{type(opts.scheduler).__name__} with several objectives",
-            fix="Optuna cannot prune multi-objective trials: drop the pruner.",
+            fix="Optuna's pruners compare one value: pass pruner={'policy': 'asha'} or {'policy': 'hyperband'} "
+            "(MO-ASHA, by Pareto rank at each rung), or drop the pruner.",
         )
     return opts.scheduler  # type: ignore[no-any-return]
 

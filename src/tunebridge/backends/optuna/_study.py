@@ -30,6 +30,7 @@ from tunebridge.backends.optuna._attrs import tell, write_attrs
 from tunebridge.backends.optuna._checkpoints import discard_checkpoint
 from tunebridge.backends.optuna._compile import decode, suggest
 from tunebridge.backends.optuna._internals import storage_of, trial_id_of
+from tunebridge.backends.optuna._mo_pruner import report_several
 from tunebridge.backends.optuna._queue import requeue
 from tunebridge.schema import Scalar, Space
 
@@ -77,11 +78,13 @@ class OptunaReporter:
             self.watch(epoch, float(value) if value is not None else None)
         self.history[epoch] = dict(metrics)
         self._resume_point(epoch, checkpoint)
-        if self.n_objectives > 1 or epoch <= self.last_epoch:
-            # Optuna cannot report multi-objective values, and one value per step: a second
-            # validation within the same epoch (val_check_interval < 1) is not reported again.
+        if epoch <= self.last_epoch:
+            # One value per step: a second validation within the same epoch (val_check_interval < 1) is not
+            # reported again.
             return False
         self.last_epoch = epoch
+        if self.n_objectives > 1:  # Optuna cannot report several values: MO-ASHA keeps its own rungs
+            return may_prune(epoch, self.budget) and report_several(self.trial, epoch, metrics)
         self.trial.report(float(metrics[self.metric]), step=epoch)
         return may_prune(epoch, self.budget) and bool(self.trial.should_prune())
 

@@ -129,6 +129,8 @@ def plan_run(
             pbt_every=interval,
             pbt_synch=options.pbt_synch,
             seed=opts.seed,
+            metrics=opts.metrics,
+            modes=opts.modes,
         )
     policy = options.policy(pruning_policy)
     seed = None if opts.seed is None else opts.seed + offset

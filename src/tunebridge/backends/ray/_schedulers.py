@@ -122,25 +122,44 @@ def make_scheduler(
     pbt_every: int | None = None,
     pbt_synch: bool = False,
     seed: int | None = None,
+    metrics: Sequence[str] = (),
+    modes: Sequence[str] = (),
 ) -> Any:
     """Ray's scheduler for the pruning spec (or ``scheduler="pbt"``); None means FIFO.
 
+    With several objectives, ``asha`` and ``hyperband`` are MO-ASHA (``MoAshaScheduler``, the rule of
+    ``backends/_mo_asha.py``, the Optuna backend's too), which needs the objectives' ``metrics`` and ``modes``.
+
     Raises:
-        ConversionError: Pruning several objectives, or a PBT spec that would mutate the architecture.
+        ConversionError: PBT with several objectives, or a PBT spec that would mutate the architecture.
+        SchemaError: A policy that cannot prune several objectives (``median``, ``patience``), or a
+            tie-break with one objective.
     """
     from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler, MedianStoppingRule
 
     policy = scheduler or spec.policy
-    if policy != "none" and n_objectives > 1:
+    n_objectives = max(n_objectives, len(metrics))
+    if policy == "pbt" and n_objectives > 1:
         raise ConversionError(
             backend=BACKEND,
             param="pruner",
-            option=f"policy={policy} with several objectives",
-            fix="Ray's schedulers compare one metric: set `pruner: none` for multi-objective runs.",
+            option="scheduler=pbt with several objectives",
+            fix="PBT exploits the best trials by one metric: use pruner: asha or hyperband (MO-ASHA) instead.",
         )
+    spec.check_objectives(list(metrics) if metrics else [f"objective {i + 1}" for i in range(n_objectives)])
     budget = spec.budget(max_epochs)
     if policy == "none":
         return None
+    if n_objectives > 1:  # asha or hyperband: check_objectives refused the others
+        from tunebridge.backends._mo_asha import MoAsha
+        from tunebridge.backends.ray._mo_scheduler import MoAshaScheduler
+
+        if len(metrics) != n_objectives or len(modes) != n_objectives:
+            raise ValueError(
+                f"make_scheduler: several objectives need one metric and one mode each, but got "
+                f"metrics={list(metrics)!r}, modes={list(modes)!r}."
+            )
+        return MoAshaScheduler(MoAsha.of(spec, modes=modes, max_epochs=max_epochs), metrics)
     if policy == "asha":
         return ASHAScheduler(
             time_attr=TIME_ATTR,
@@ -209,13 +228,16 @@ def user_scheduler(obj: Any, *, n_objectives: int, ray_scheduler: str | None) ->
     """
     from ray.tune.schedulers import HyperBandScheduler, PopulationBasedTraining
 
+    from tunebridge.backends.ray._mo_scheduler import MoAshaScheduler
+
     name = f"a {type(obj).__name__} object"
-    if n_objectives > 1:
+    if n_objectives > 1 and not isinstance(obj, MoAshaScheduler):
         raise ConversionError(
             backend=BACKEND,
             param="pruner",
             option=f"{name} with several objectives",
-            fix="Ray's schedulers compare one metric: drop the scheduler for multi-objective runs.",
+            fix="Ray's schedulers compare one metric: pass pruner={'policy': 'asha'} or {'policy': 'hyperband'} "
+            "(MO-ASHA, by Pareto rank at each rung), or drop the scheduler.",
         )
     if ray_scheduler is not None:
         raise ConversionError(
