@@ -5,6 +5,8 @@ trusted."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,11 @@ import pytest
 from tunebridge import _record
 from tunebridge.backends import CHECKPOINT_FILE, Resume, ResumeOptions, ResumePlan, ResumeWriter, TrialOutcome
 from tunebridge.backends.optuna import StudyOptions, WorkerOptions, open_study, run_trials
+from tunebridge.backends.optuna._attrs import write_attrs
+from tunebridge.backends.optuna._internals import storage_of, trial_id_of
+from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, PID_NAMESPACE, PROCESS_ATTR
+from tunebridge.backends.optuna._queue import claim
+from tunebridge.backends.optuna._study import start_trial
 from tunebridge.schema import Float, Space
 
 SPACE = Space(lr=Float(0.01, 0.1, log=True))
@@ -25,8 +32,8 @@ EPOCHS = 4
 class Objective:
     """Trains ``EPOCHS`` epochs of a curve from its config; its state is the epoch it reached."""
 
-    def __init__(self, interrupt_at: int | None = None, fail: bool = False) -> None:
-        self.interrupt_at, self.fail = interrupt_at, fail
+    def __init__(self, interrupt_at: int | None = None, fail: bool = False, sleep: float = 0.0) -> None:
+        self.interrupt_at, self.fail, self.sleep = interrupt_at, fail, sleep
         self.started: list[int] = []  # the first epoch each call trained
 
     def __call__(self, config: dict[str, Any], reporter: Any, *, resume: Resume | None = None) -> TrialOutcome:
@@ -41,6 +48,7 @@ class Objective:
             def save(folder: str, epoch: int = epoch) -> None:
                 Path(folder, CHECKPOINT_FILE).write_text(str(epoch))
 
+            time.sleep(self.sleep)
             reporter.report(epoch, {"score": value}, save)
             if epoch == self.interrupt_at:
                 raise KeyboardInterrupt
@@ -49,11 +57,15 @@ class Objective:
         return TrialOutcome(metrics={"score": value}, best={"score": value}, epochs=EPOCHS, best_epoch=EPOCHS)
 
 
-def _run(tmp_path: Path, objective: Callable[..., Any], n_trials: int = 1, **plan: Any) -> optuna.Study:
-    opts = StudyOptions(
+def _opts(tmp_path: Path) -> StudyOptions:
+    return StudyOptions(
         space=SPACE, metrics=["score"], modes=["max"], search="random", seed=0,
         storage=f"sqlite:///{tmp_path}/s.db", study="loop", spec_hash="h",
     )  # fmt: skip
+
+
+def _run(tmp_path: Path, objective: Callable[..., Any], n_trials: int = 1, **plan: Any) -> optuna.Study:
+    opts = _opts(tmp_path)
     study = open_study(opts, n_trials=n_trials)
     resume = ResumePlan(str(tmp_path / "resume"), meta={"spec_hash": "h"}, **plan)
     run_trials(study, opts, objective, n_trials=n_trials, worker=WorkerOptions(heartbeat=None), resume=resume)
@@ -107,3 +119,34 @@ def test_every_epochs_and_every_minutes_decide_when_a_point_is_written(tmp_path:
     time.sleep(0.07)
     assert by_time.due(1)
     assert not os.path.exists(tmp_path / "t")
+
+
+def test_a_dead_workers_trial_comes_back_while_the_queue_still_holds_others_and_resumes(tmp_path: Path) -> None:
+    opts, plan = _opts(tmp_path), ResumePlan(str(tmp_path / "resume"), meta={"spec_hash": "h"})
+    study = open_study(opts, n_trials=4)
+    # A worker of this host claimed trial 0, wrote its point at epoch 2 and was SIGKILLed.
+    trial = claim(study)
+    assert trial is not None
+    config = start_trial(study, trial, opts, WorkerOptions())
+    assert config is not None
+    writer = plan.writer("trial_0", config)
+    writer.write(
+        2, {e: {"score": config["lr"] * e} for e in (1, 2)}, lambda f: Path(f, CHECKPOINT_FILE).write_text("2")
+    )
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    system = {PROCESS_ATTR: [PID_NAMESPACE, gone.pid], HEARTBEAT_ATTR: time.time()}
+    write_attrs(storage_of(study), trial_id_of(trial), {_record.RESUME_POINT: writer.folder}, system=system)
+
+    objective = Objective(sleep=0.05)
+    run_trials(study, opts, objective, n_trials=4, worker=WorkerOptions(heartbeat=0.1), resume=plan)
+
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE", "COMPLETE"]
+    assert sorted(objective.started) == [1, 1, 1, 3]  # the dead worker's trial went on after its epoch 2
+    resumed = trials[4]
+    assert resumed.params == trials[0].params and list(resumed.intermediate_values) == [1, 2, 3, 4]
+    # Found between this worker's trials, not once the queue was empty: before the last fresh trial began.
+    assert trials[0].datetime_complete is not None and trials[3].datetime_start is not None
+    assert trials[0].datetime_complete < trials[3].datetime_start
+    assert _points(tmp_path) == []

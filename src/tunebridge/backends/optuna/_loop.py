@@ -186,7 +186,7 @@ def run_loop(
             if state is None:
                 return  # re-queued: its resume point stays for the trial that re-runs its config
             writer = done.slot.reporter.writer
-            end_resume(writer.folder if writer else None, done.slot.resume.folder if done.slot.resume else None)
+            end_resume(writer.folder if writer else None, done.slot.reporter.resumed_from)
             # Only a complete trial that kept weights can change which are the best (pruned and failed
             # trials keep none): the bookkeeping reads the whole study, so it runs only then.
             if keep_checkpoints > 0 and state == "complete" and kept:
@@ -195,7 +195,13 @@ def run_loop(
 
         try:
             queue_empty = False
+            # Dead workers' trials come back while the queue still holds others, not only once it is empty:
+            # a look at the running trials between this worker's trials, at most once a heartbeat interval.
+            sweep_every, next_sweep = worker.heartbeat or 10.0, started + (worker.heartbeat or 10.0)
             while True:
+                if time.monotonic() >= next_sweep:
+                    fail_stale(study, worker.dead_after, worker.max_retry)
+                    next_sweep = time.monotonic() + sweep_every
                 # The queue is the budget (see _queue.py), so the loop never has to count trials.
                 reason = limit_reached(study, limits, started=started, mode=mode)
                 if reason is not None and study.user_attrs.get(_record.STOPPED_BY) != reason:
