@@ -271,8 +271,8 @@ def test_storage_and_study_name_persist(tmp_path: Path) -> None:
         ),
         (
             {"metric": ["val_loss", "n_params"], "pruner": "median"},
-            ConversionError,
-            r"'pruner' with policy=median with several objectives",
+            SchemaError,
+            r"pruner\.policy: `policy: median` compares one metric and cannot prune several objectives",
         ),
     ],
 )

@@ -161,7 +161,7 @@ MALFORMED = [
         "unknown-key-typo",
         "spec",
         SPEC + "space: mlp\nmax_epoch: 3\n",
-        "spec: unknown key, but got 'max_epoch'. Did you mean 'max_epochs'? Known keys: study, model, data, builder, lightning_cli, space, metric, mode, max_epochs, early_stopping, pruner, search, trials, seed, storage, backend, accelerator, threads, ray, description, trainer, callbacks, logger, objective, keep_checkpoints, timeout, stop, enqueue, warm_start, fuse, resume.",
+        "spec: unknown key, but got 'max_epoch'. Did you mean 'max_epochs'? Known keys: study, model, data, builder, lightning_cli, hydra, space, metric, mode, max_epochs, early_stopping, pruner, search, trials, seed, storage, backend, accelerator, threads, ray, description, trainer, callbacks, logger, objective, keep_checkpoints, timeout, stop, enqueue, warm_start, fuse, resume.",
     ),
     (
         "no-space",
@@ -307,7 +307,7 @@ MALFORMED = [
         "pruner-unknown-key",
         "spec",
         SPEC + "space: mlp\npruner: {policy: asha, grace: 2}\n",
-        "pruner: unknown key, but got 'grace'. Known keys: policy, grace_period, reduction_factor, max_budget, patience, min_delta.",
+        "pruner: unknown key, but got 'grace'. Known keys: policy, grace_period, reduction_factor, max_budget, patience, min_delta, tie_break.",
     ),
     (
         "pruner-grace-beyond-budget",

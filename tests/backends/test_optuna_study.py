@@ -207,13 +207,27 @@ def test_pruning_spec_maps_to_optuna_pruner(spec: PruningSpec, cls: type, attrs:
         assert getattr(pruner, key) == value, key
 
 
-@pytest.mark.parametrize("policy", ["median", "asha", "hyperband", "patience"])
-def test_multi_objective_with_pruner_raises_conversion_error(policy: str) -> None:
-    with pytest.raises(ConversionError, match=rf"'pruner' with policy={policy} with several objectives"):
-        make_pruner(PruningSpec(policy=policy), max_epochs=5, n_objectives=2)
-    with pytest.raises(ConversionError, match=r"Optuna cannot prune multi-objective trials"):
+@pytest.mark.parametrize("policy", ["median", "patience"])
+def test_a_single_metric_policy_with_several_objectives_is_refused_naming_those_that_can(policy: str) -> None:
+    with pytest.raises(
+        SchemaError, match=rf"`policy: {policy}` compares one metric.*Use pruner: asha or pruner: hyperband"
+    ):
+        make_pruner(PruningSpec(policy=policy), max_epochs=5, metrics=["a", "b"], modes=["min", "min"])
+    with pytest.raises(SchemaError, match=r"cannot prune several objectives, but got .* \[val_loss, n_params\]"):
         open_study(opts(metrics=["val_loss", "n_params"], modes=["min", "min"], pruning=PruningSpec(policy=policy)))
     assert isinstance(make_pruner(PruningSpec(), max_epochs=5, n_objectives=2), optuna.pruners.NopPruner)
+
+
+@pytest.mark.parametrize("policy", ["asha", "hyperband"])
+def test_asha_and_hyperband_with_several_objectives_are_mo_asha(policy: str) -> None:
+    from tunebridge.backends.optuna._mo_pruner import MoAshaPruner
+
+    study = open_study(
+        opts(metrics=["val_loss", "n_params"], modes=["min", "min"], pruning=PruningSpec(policy=policy), max_epochs=9)
+    )
+    assert isinstance(study.pruner, MoAshaPruner) and study.pruner.metrics == ("val_loss", "n_params")
+    # grace 1, eta 3, budget 9: Hyperband's brackets start at epochs 1, 3 and 9 (the last one never stops a trial)
+    assert study.pruner.rule.brackets == (1 if policy == "asha" else 3)
 
 
 # --- storages --------------------------------------------------------------------------------------------------

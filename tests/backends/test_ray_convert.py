@@ -207,7 +207,8 @@ def test_an_nsga2_searcher_survives_rays_pickling_and_save_restore(tmp_path: Pat
     ],
 )
 def test_pruning_spec_maps_to_ray_schedulers(policy: str, cls: type, attrs: dict[str, object]) -> None:
-    spec = PruningSpec(policy=policy, grace_period=2, reduction_factor=2, max_budget=6)  # type: ignore[arg-type]
+    halving = {"reduction_factor": 2} if policy in ("asha", "hyperband") else {}  # the others refuse it
+    spec = PruningSpec(policy=policy, grace_period=2, max_budget=6, **halving)  # type: ignore[arg-type]
     plan = plan_run(_opts(pruning=spec), RayOptions(), n_trials=4)
     assert isinstance(plan.scheduler, cls)
     for name, value in attrs.items():
@@ -223,10 +224,17 @@ def test_asha_grace_period_and_rungs() -> None:
     assert plan.scheduler._max_t == 9 and plan.metric == "loss" and plan.mode == "min"
 
 
-def test_no_pruning_is_fifo_and_several_objectives_cannot_be_pruned() -> None:
+def test_no_pruning_is_fifo_and_several_objectives_are_pruned_by_mo_asha_only() -> None:
+    from tunebridge.backends.ray._mo_scheduler import MoAshaScheduler
+
     assert plan_run(_opts(), RayOptions(), n_trials=2).scheduler is None
     opts = _opts(metrics=["loss", "n_params"], modes=["min", "min"], pruning=PruningSpec(policy="asha"))
-    with pytest.raises(ConversionError, match="several objectives"):
+    plan = plan_run(opts, RayOptions(), n_trials=2)
+    assert isinstance(plan.scheduler, MoAshaScheduler) and plan.metric is None
+    opts = _opts(metrics=["loss", "n_params"], modes=["min", "min"], pruning=PruningSpec(policy="median"))
+    with pytest.raises(
+        SchemaError, match=r"`policy: median` compares one metric.*Use pruner: asha or pruner: hyperband"
+    ):
         plan_run(opts, RayOptions(), n_trials=2)
 
 
