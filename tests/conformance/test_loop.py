@@ -3,7 +3,9 @@
 Each test runs ``tune()`` on a user's own LightningModule twice, unfused (``fuse=None``: one Trainer per
 trial) and fused (``fuse=2``: cohorts of two): a trial that raises fails alone with its reason and
 traceback while the others finish and none stays open; Ctrl-C re-queues every claimed trial's config;
-``timeout:``/``stop:`` stop both before the budget.
+``timeout:``/``stop:`` stop both before the budget; an interrupted trial goes on from its last epoch's
+resume point with the curve it would have had (DDP: ``tests/lightning/test_ddp_resume.py``; Ray:
+``tests/backends/test_ray_run.py``).
 """
 
 from __future__ import annotations
@@ -192,3 +194,63 @@ def test_both_executors_seed_everything_before_build(tmp_path: Any) -> None:
         )
     assert drawn["None"] == drawn["2"]
     assert len(set(drawn["None"].values())) == 3  # each config its own seed
+
+
+class Preempted(Flaky):
+    """A user's module whose first instance with ``lr`` == ``STOP_LR`` is interrupted (Ctrl-C) in the first
+    training step of its second epoch, after its first epoch's resume point."""
+
+    armed = True
+
+    def fused_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
+        self.calls += 1
+        # In epoch 2 on both executors (a fused cohort first runs the hook once, to check that vmap takes it).
+        if Preempted.armed and self.hparams["lr"] == STOP_LR and self.calls > STEPS_PER_EPOCH + 1:
+            Preempted.armed = False
+            raise KeyboardInterrupt
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+
+STOP_LR = 0.05
+STEPS_PER_EPOCH = 12  # digits' 1437 training images in batches of 128
+
+
+def build_preempted(config: dict[str, Any]) -> tuple[Preempted, DigitsDataModule]:
+    return Preempted(**config), DigitsDataModule(batch_size=128, seed=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fuse", EXECUTORS)
+def test_an_interrupted_trial_resumes_from_its_last_epoch_with_the_curve_of_an_uninterrupted_one(
+    fuse: int | None, tmp_path: Any
+) -> None:
+    configs = [{"lr": STOP_LR}, {"lr": 0.02}]
+
+    def tune(folder: Any) -> optuna.Study:
+        folder.mkdir(exist_ok=True)
+        storage = f"sqlite:///{folder}/loop.db"
+        tunebridge.tune(
+            build_preempted, SPACE, metric="val_loss", mode="min", trials=len(configs), max_epochs=3,
+            search="random", seed=0, storage=storage, study="loop", trainer={"accelerator": "cpu"},
+            run={"progress": False, "checkpoints": {"dir": str(folder / "ckpt")}, "enqueue": configs, "fuse": fuse},
+        )  # fmt: skip
+        return optuna.load_study(study_name="loop", storage=storage)
+
+    Preempted.armed = False
+    whole = {t.params["lr"]: t.intermediate_values for t in tune(tmp_path / "whole").trials}
+    Preempted.armed = True
+    with pytest.raises(KeyboardInterrupt):
+        tune(tmp_path / "cut")
+    assert not Preempted.armed, "the trial was interrupted where the test meant it to be"
+    study = tune(tmp_path / "cut")
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.params["lr"] for t in complete) == sorted(c["lr"] for c in configs)  # one trial per config
+    (resumed,) = [t for t in complete if t.params["lr"] == STOP_LR]
+    assert _record.bookkeeping(resumed, _record.RESUMED_AT) == 1  # it went on after epoch 1, not from epoch 0
+    for t in complete:
+        assert list(t.intermediate_values) == [1, 2, 3]
+        assert [t.intermediate_values[e] for e in (1, 2, 3)] == pytest.approx(
+            [whole[t.params["lr"]][e] for e in (1, 2, 3)], abs=1e-6
+        )
+    assert not list((tmp_path / "cut").rglob("resume.json")), "resume points left behind"
