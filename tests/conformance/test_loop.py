@@ -231,14 +231,20 @@ def test_an_interrupted_trial_resumes_from_its_last_epoch_with_the_curve_of_an_u
         folder.mkdir(exist_ok=True)
         storage = f"sqlite:///{folder}/loop.db"
         tunebridge.tune(
-            build_preempted, SPACE, metric="val_loss", mode="min", trials=len(configs), max_epochs=3,
+            # val_acc rises epoch by epoch here: with mode "min" the kept epoch is the first, before the
+            # interruption, so the kept weights must cross it (carried by the resume point).
+            build_preempted, SPACE, metric="val_acc", mode="min", trials=len(configs), max_epochs=3,
             search="random", seed=0, storage=storage, study="loop", trainer={"accelerator": "cpu"},
-            run={"progress": False, "checkpoints": {"dir": str(folder / "ckpt")}, "enqueue": configs, "fuse": fuse},
+            run={"progress": False, "checkpoints": {"dir": str(folder / "ckpt"), "keep": 2}, "enqueue": configs,
+                 "fuse": fuse},
         )  # fmt: skip
         return optuna.load_study(study_name="loop", storage=storage)
 
     Preempted.armed = False
-    whole = {t.params["lr"]: t.intermediate_values for t in tune(tmp_path / "whole").trials}
+    whole_trials = tune(tmp_path / "whole").trials
+    whole = {t.params["lr"]: t.intermediate_values for t in whole_trials}
+    kept = {t.params["lr"]: _weights(t) for t in whole_trials}
+    values = {t.params["lr"]: (t.value, t.user_attrs[_record.BEST_EPOCH]) for t in whole_trials}
     Preempted.armed = True
     with pytest.raises(KeyboardInterrupt):
         tune(tmp_path / "cut")
@@ -248,9 +254,18 @@ def test_an_interrupted_trial_resumes_from_its_last_epoch_with_the_curve_of_an_u
     assert sorted(t.params["lr"] for t in complete) == sorted(c["lr"] for c in configs)  # one trial per config
     (resumed,) = [t for t in complete if t.params["lr"] == STOP_LR]
     assert _record.bookkeeping(resumed, _record.RESUMED_AT) == 1  # it went on after epoch 1, not from epoch 0
+    assert resumed.user_attrs[_record.BEST_EPOCH] == 1
     for t in complete:
         assert list(t.intermediate_values) == [1, 2, 3]
+        assert (t.value, t.user_attrs[_record.BEST_EPOCH]) == pytest.approx(values[t.params["lr"]], abs=1e-6)
         assert [t.intermediate_values[e] for e in (1, 2, 3)] == pytest.approx(
             [whole[t.params["lr"]][e] for e in (1, 2, 3)], abs=1e-6
         )
+        for name, value in _weights(t).items():  # the kept (best epoch's) weights too, across the interruption
+            torch.testing.assert_close(value, kept[t.params["lr"]][name], rtol=0, atol=1e-6)
     assert not list((tmp_path / "cut").rglob("resume.json")), "resume points left behind"
+
+
+def _weights(trial: optuna.trial.FrozenTrial) -> dict[str, Tensor]:
+    state = torch.load(trial.user_attrs[_record.CHECKPOINT], map_location="cpu", weights_only=False)
+    return {k: v for k, v in state["state_dict"].items() if isinstance(v, Tensor)}

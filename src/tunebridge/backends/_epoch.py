@@ -163,6 +163,7 @@ class TrialEpochs:
         self.budget = budget
         self.early_stopping = early_stopping
         self.history: dict[int, dict[str, float]] = {}
+        self.earlier: dict[int, dict[str, float]] = {}  # epochs trained before a resume (its point's record)
         self.best = early_stopping.worst if early_stopping is not None else math.nan
         self.wait = 0
         self.early_stopped = False
@@ -186,12 +187,18 @@ class TrialEpochs:
         """
         check_epoch_metrics(epoch, metrics, self.metric)
         self.history[epoch] = dict(metrics)
-        seen = self.history if not earlier else {**earlier, **self.history}
-        keep = objective_epoch(seen, self.metric, self.mode, self.rule) == epoch
+        if earlier:
+            self.earlier = {e: dict(m) for e, m in earlier.items() if e < min(self.history)}
+        keep = objective_epoch(self.seen, self.metric, self.mode, self.rule) == epoch
         stop, reason = self._early_stop(metrics)
         if stop:
             self.early_stopped, self.reason = True, reason
         return EpochDecision(epoch, keep, stop, reason)
+
+    @property
+    def seen(self) -> dict[int, dict[str, float]]:
+        """Every epoch of the trial: those before a resume, then its own (which win)."""
+        return {**self.earlier, **self.history} if self.earlier else self.history
 
     def reported(self, epoch: int, asked: bool) -> bool:
         """Whether the trial is pruned now: its backend ``asked`` to stop, and ``epoch`` is not the budget's last."""
@@ -205,14 +212,15 @@ class TrialEpochs:
         Raises:
             MetricNotFoundError: No epoch was validated.
         """
-        chosen = objective_epoch(self.history, self.metric, self.mode, self.rule)
-        if chosen is None:
+        seen = self.seen
+        chosen = objective_epoch(seen, self.metric, self.mode, self.rule)
+        if chosen is None or not self.history:
             raise MetricNotFoundError(self.metric, [])
         last = max(self.history)
         more = dict(extra or {})
         return TrialOutcome(
             metrics={**self.history[last], **more},
-            best={**self.history[chosen], **more},
+            best={**seen[chosen], **more},
             epochs=last,
             best_epoch=chosen,
             pruned=self.pruned,

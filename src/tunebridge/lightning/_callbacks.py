@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any, cast
 
 from tunebridge._atomic import write_atomically
-from tunebridge.backends import CHECKPOINT_FILE, EarlyStopRule, FollowsTrialEpochs, Reporter, TrialEpochs
+from tunebridge.backends import CHECKPOINT_FILE, KEPT_FILE, EarlyStopRule, FollowsTrialEpochs, Reporter, TrialEpochs
 from tunebridge.lightning._seed import random_states, restore_random_states
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
@@ -68,6 +68,10 @@ def report_callback(
                 # Early stopping is Lightning's own callback here (its state travels in the checkpoint).
                 self.trial_epochs = TrialEpochs(metric, mode, rule=rule)
                 self.pending: dict[str, Any] | None = None  # a checkpoint taken in memory, not yet written
+                # The kept weights as a file of the latest resume point (or the kept file a resumed trial
+                # was given), and whether the checkpoint taken in memory is in a point yet.
+                self.kept_file: str | None = None
+                self.pending_in_point = True
                 self.restored_states: dict[str, Any] | None = None  # random states from a checkpoint
 
             # The random states travel in every checkpoint this trial writes: a trial resumed from one
@@ -79,6 +83,8 @@ def report_callback(
                 self.restored_states = state_dict.get("random_states")
 
             def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+                if self.keep is not None and os.path.exists(self.keep):
+                    self.kept_file = self.keep  # a resumed trial's kept weights, from its resume point
                 if self.restored_states is not None:
                     restore_random_states(self.restored_states)
                     self.restored_states = None
@@ -88,6 +94,21 @@ def report_callback(
                 if self.pending is not None and self.keep is not None:
                     _write_atomically(trainer, self.pending, self.keep)
                 self.pending = None
+
+            def kept_into_point(self, trainer: Any, folder: str, *, this_epoch: bool) -> None:
+                """Put the kept weights into the resume point being written in ``folder`` (:data:`KEPT_FILE`):
+                its checkpoint when this epoch is the kept one, else the checkpoint taken in memory if no
+                point holds it yet, else a link to the previous point's file (no write)."""
+                path = os.path.join(folder, KEPT_FILE)
+                if this_epoch:
+                    done = _link(os.path.join(folder, CHECKPOINT_FILE), path)
+                elif self.pending is not None and not self.pending_in_point:
+                    trainer.strategy.save_checkpoint(self.pending, path)
+                    done = True
+                else:
+                    done = self.kept_file is not None and os.path.exists(self.kept_file) and _link(self.kept_file, path)
+                if done:
+                    self.kept_file, self.pending_in_point = path, True
 
             def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
                 if trainer.sanity_checking:
@@ -99,32 +120,30 @@ def report_callback(
                 earlier = getattr(self.reporter, "history", None)
                 decision = self.trial_epochs.validated(epoch, metrics, earlier=earlier)
                 several = int(getattr(trainer, "world_size", 1)) > 1
-                wrote_keep = False
+                wrote_keep = best_now = defer = False
                 if self.keep is not None:
                     best_now = decision.keep
                     if several:  # rank 0 decides; saving is collective, so every rank takes part
                         best_now = bool(trainer.strategy.broadcast(best_now, src=0))
                     defer = not several and not hasattr(self.reporter, "kept_checkpoint")
                     if best_now and defer and (taken := _checkpoint_in_memory(trainer)) is not None:
-                        self.pending = taken
+                        self.pending, self.pending_in_point = taken, False
                     elif best_now:
                         _save_atomically(trainer, self.keep)
                         wrote_keep = True
-                        if hasattr(self.reporter, "kept_checkpoint"):  # e.g. Ray's: stopped trials' files go too
+                        # Ray's reporter deletes a stopped trial's file; a DDP trial's point links it.
+                        if self.reporter is not None and (several or hasattr(self.reporter, "kept_checkpoint")):
                             setattr(self.reporter, "kept_checkpoint", self.keep)  # noqa: B010
                 written = self.keep if wrote_keep else None  # this epoch's weights, just written
                 kept = written if written is not None and not several and os.path.exists(written) else None
 
                 def save(folder: str) -> None:
                     target = os.path.join(folder, CHECKPOINT_FILE)
-                    if kept is not None:  # this epoch's weights were just written: link them, don't save twice
-                        try:
-                            os.link(kept, target)
-                            return
-                        except OSError:  # another file system, or no hard links: a copy
-                            shutil.copyfile(kept, target)
-                            return
-                    trainer.save_checkpoint(target)
+                    # This epoch's weights were just written: link them, don't save twice.
+                    if kept is None or not _link(kept, target):
+                        trainer.save_checkpoint(target)
+                    if self.keep is not None and defer:
+                        self.kept_into_point(trainer, folder, this_epoch=bool(best_now))
 
                 # Saving is collective under DDP and only rank 0 reports: every rank saves the resume point's
                 # state first (rank 0 writes), then rank 0's report completes the point.

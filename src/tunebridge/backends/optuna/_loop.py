@@ -282,7 +282,6 @@ def _start(
         slot.resume = resume_from(study, trial, reporter, config, plan, source)
         reporter.writer = plan.writer(reporter.label, config)
         reporter.resumed_from = source or None  # its point is recorded on the trial until its own replaces it
-        reporter.kept_checkpoint = None  # type: ignore[attr-defined]  # kept weights are written at once, so that a resume point carries them
     return slot
 
 
