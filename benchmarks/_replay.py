@@ -21,7 +21,6 @@ does, through tunebridge's own objects, not copies of them:
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -35,7 +34,7 @@ from tunebridge.backends.optuna._factories import make_pruner
 from tunebridge.backends.optuna._study import OptunaReporter
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
 
-__all__ = ["Run", "Table", "Variant", "replay", "rows_of"]
+__all__ = ["RowStream", "Run", "Table", "Variant", "replay"]
 
 METRIC, MODE = "val_acc", "max"
 
@@ -154,17 +153,22 @@ def _train(table: Table, row: int, epochs: TrialEpochs, ask: Any) -> TrialEpochs
     return epochs
 
 
-@functools.cache
-def rows_of(n_rows: int, seed: int, n: int) -> list[int]:
-    """The first ``n`` rows of ``n_rows`` Optuna's ``RandomSampler(seed)`` proposes (it does not read the history)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
-    out = []
-    for _ in range(n):
-        trial = study.ask()
-        out.append(trial.suggest_int("row", 0, n_rows - 1))
-        study.tell(trial, 0.0)
-    return out
+class RowStream:
+    """The rows Optuna's ``RandomSampler(seed)`` proposes for a table of ``n_rows``, drawn as they are read (it
+    does not read the study's history, so every variant of a seed gets the same sequence)."""
+
+    def __init__(self, n_rows: int, seed: int) -> None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.n_rows = n_rows
+        self.study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
+        self.rows: list[int] = []
+
+    def __getitem__(self, i: int) -> int:
+        while len(self.rows) <= i:
+            trial = self.study.ask()
+            self.rows.append(trial.suggest_int("row", 0, self.n_rows - 1))
+            self.study.tell(trial, 0.0)
+        return self.rows[i]
 
 
 def replay(
@@ -246,11 +250,10 @@ def _replay_ray(
         fifo = Variant(es_patience=variant.es_patience, es_min_delta=variant.es_min_delta)
         return replay(table, fifo, seed, cap=cap, rows=rows, stop_at=stop_at, horizon=horizon)
     scheduler.set_search_properties(METRIC, MODE)
-    order = rows if rows is not None else rows_of(table.rows, seed, max(1, cap))  # at least one epoch per trial
-    run, spent, best = Run(), 0, -math.inf
-    for i, row in enumerate(order):
-        if spent >= cap or (_done(best, stop_at) and spent >= horizon):
-            break
+    order: list[int] | RowStream = rows if rows is not None else RowStream(table.rows, seed)
+    run, spent, best, i = Run(), 0, -math.inf, 0
+    while spent < cap and (rows is None or i < len(rows)) and not (_done(best, stop_at) and spent >= horizon):
+        row = order[i]
         trial = SimpleNamespace(trial_id=f"t{i}", status="RUNNING")
         scheduler.on_trial_add(None, trial)
         last: dict[str, Any] = {}
@@ -269,4 +272,5 @@ def _replay_ray(
         run.values.append(value)
         spent += outcome.epochs
         best = max(best, value if value is not None else -math.inf)
+        i += 1
     return run

@@ -36,34 +36,40 @@ from _replay import Table, Variant, replay
 
 DATA = Path(__file__).parent / "data"
 TASKS = ("digits_mlp", "digits_cnn", "synth_mlp")
-EPS = (0.0025, 0.005, 0.01, 0.02)
+EPS = (0.005, 0.01, 0.02)
 MAIN_EPS = 0.005  # the issue's measure: within 0.5 % of the best
-HORIZON = 60  # the anytime-regret plot's horizon, in full-budget trials (every study runs at least this far)
-ES = (None, 3)  # early stopping: off, or patience 3 (min_delta 0: the EarlyStoppingSpec default)
+HORIZON = 40  # the anytime-regret plot's horizon, in full-budget trials (every study runs at least this far)
+
+
+# The settings recommended for `pruner: asha`, `pruner: hyperband` and a spec without a pruner (see
+# benchmarks/results/2026-12-07-cpu-replay.md); the last lines printed compare each with no pruning.
+DEFAULTS = {
+    "pruner: asha": Variant("asha", 1, 3),
+    "pruner: hyperband": Variant("hyperband", 1, 3),
+    "no pruner given": Variant("none"),
+}
 
 
 def grid(name: str) -> list[Variant]:
-    """The variants replayed: ``full`` (the search for defaults), ``small`` (the defaults and the recipes')."""
-    out: list[Variant] = []
-    for es in ES:
-        out.append(Variant("none", es_patience=es))
-        if name == "small":
-            out += [Variant("asha", es_patience=es), Variant("hyperband", es_patience=es)]
-            continue
-        out += [Variant("median", grace_period=g, es_patience=es) for g in (1, 3)]
-        out += [Variant("patience", es_patience=es)]
-        for rf in (2, 3, 4, 5):
-            out += [Variant("asha", grace_period=g, reduction_factor=rf, es_patience=es) for g in (1, 2, 3)]
-            out += [Variant("hyperband", grace_period=g, reduction_factor=rf, es_patience=es) for g in (1, 2)]
-        out += [Variant("asha", backend="ray", es_patience=es), Variant("asha", 3, 3, backend="ray", es_patience=es)]
+    """The variants replayed: ``full`` (the search for defaults), ``small`` (the current defaults and the recipe's)."""
+    out = [Variant("none"), Variant("none", es_patience=3), Variant("asha"), Variant("hyperband")]
     out.append(Variant("asha", 3, 3, es_patience=4, es_min_delta=0.001))  # the digits_mlp recipe's settings
+    out += [v for v in DEFAULTS.values() if v not in out]
+    if name == "small":
+        return out
+    out += [Variant("none", es_patience=6), Variant("median"), Variant("median", grace_period=3), Variant("patience")]
+    out += [Variant("asha", g, rf) for rf in (2, 3, 4, 5) for g in (1, 3) if (g, rf) != (1, 3)]
+    out += [Variant("hyperband", 1, 2), Variant("hyperband", 1, 4), Variant("hyperband", 2, 3)]
+    out += [Variant("asha", 1, 3, es_patience=es) for es in (3, 6, 8)]
+    out += [Variant("asha", 1, rf, es_patience=6) for rf in (2, 4)] + [Variant("hyperband", 1, 3, es_patience=6)]
+    out += [Variant("asha", backend="ray"), Variant("asha", 3, 3, backend="ray")]
     return out
 
 
-def run_variant(job: tuple[str, Variant, int, int]) -> dict[str, Any]:
+def run_variant(job: tuple[Path, str, Variant, int, int]) -> dict[str, Any]:
     """Every seed of one (task, variant): per seed the epochs to each target, and the best-so-far trace."""
-    task, variant, seeds, cap_trials = job
-    table = Table.load(DATA / f"{task}.npz")
+    data, task, variant, seeds, cap_trials = job
+    table = Table.load(data / f"{task}.npz")
     cap = cap_trials * table.budget
     targets = [table.best * (1 - eps) for eps in EPS]
     started = time.perf_counter()
@@ -135,7 +141,7 @@ def table_md(task: str, summary: dict[str, Any], *, top: int | None = None) -> s
     k = EPS.index(MAIN_EPS)
     items = sorted(summary.items(), key=lambda kv: -kv[1]["ratio"][k][0])
     if top is not None:
-        keep = {"none", "none + ES(p3)", "asha(g1,rf3)", "hyperband(g1,rf3)", "asha(g3,rf3) + ES(p4,d0.001)"}
+        keep = {v.label for v in grid("small")}
         items = [kv for i, kv in enumerate(items) if i < top or kv[0] in keep]
     head = " | ".join(f"within {100 * e:g} %: epochs (reached) / ratio [95 % CI]" for e in EPS)
     lines = [f"| variant | {head} | replay s |", "|---|" + "---|" * len(EPS) + "---|"]
@@ -164,7 +170,9 @@ def regret_bands(result: dict[str, Any], best: float, grid_x: np.ndarray) -> tup
     return mean, mean - half, mean + half
 
 
-def plot(results: list[dict[str, Any]], summary: dict[str, dict[str, Any]], out: Path, show: list[str]) -> None:
+def plot(
+    results: list[dict[str, Any]], summary: dict[str, dict[str, Any]], out: Path, show: list[str], data: Path = DATA
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -173,7 +181,7 @@ def plot(results: list[dict[str, Any]], summary: dict[str, dict[str, Any]], out:
     tasks = list(summary)
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        table = Table.load(DATA / f"{task}.npz")
+        table = Table.load(data / f"{task}.npz")
         grid_x = np.unique(np.geomspace(table.budget, HORIZON * table.budget, 200).astype(int))
         for label in show:
             r = next((r for r in results if r["task"] == task and r["variant"] == label), None)
@@ -197,31 +205,48 @@ def plot(results: list[dict[str, Any]], summary: dict[str, dict[str, Any]], out:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, default=DATA, help="where the tables are")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--grid", choices=("full", "small"), default="full")
-    parser.add_argument("--cap", type=int, default=400, help="most trial-epochs per study, in full-budget trials")
+    parser.add_argument("--cap", type=int, default=200, help="most trial-epochs per study, in full-budget trials")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--png", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
+    parser.add_argument("--load", type=Path, nargs="+", default=None, help="only summarize these --json files")
     args = parser.parse_args()
-    tasks = [t for t in args.tasks if (DATA / f"{t}.npz").exists()]
-    jobs = [(t, v, args.seeds, args.cap) for t in tasks for v in grid(args.grid)]
-    started = time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
-        results = pool.map(run_variant, jobs, chunksize=1)
-    wall = time.perf_counter() - started
+    if args.load:
+        results = [r for path in args.load for r in json.loads(path.read_text())["results"]]
+        tasks = [t for t in args.tasks if any(r["task"] == t for r in results)]
+    else:
+        tasks = [t for t in args.tasks if (args.data / f"{t}.npz").exists()]
+        jobs = [(args.data, t, v, args.seeds, args.cap) for t in tasks for v in grid(args.grid)]
+        started = time.perf_counter()
+        with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
+            results = pool.map(run_variant, jobs, chunksize=1)
+        wall = time.perf_counter() - started
+        print(
+            f"{len(jobs)} variants x {args.seeds} seeds on {len(tasks)} tasks: {wall:.0f} s ({args.jobs} processes)\n"
+        )
     summary = summarize(results)
-    print(
-        f"{len(jobs)} variants x {args.seeds} seeds on {len(tasks)} tasks replayed in {wall:.0f} s ({args.jobs} processes)\n"
-    )
     for task in tasks:
         print(table_md(task, summary[task]) + "\n")
+    k = EPS.index(MAIN_EPS)
+    for name, variant in DEFAULTS.items():
+        for task in tasks:
+            st = summary[task].get(variant.label)
+            if st is None:
+                continue
+            r, lo, hi = st["ratio"][k]
+            print(
+                f"{task}: {name} = {variant.label}: epochs to within {100 * MAIN_EPS:g} % of the best, none / it = "
+                f"{fmt_ratio(r)}x [95 % CI {fmt_ratio(lo)}, {fmt_ratio(hi)}] ({st['seeds']} seeds)"
+            )
     if args.json:
         args.json.write_text(json.dumps({"results": results, "summary": summary}))
     if args.png:
         show = ["none", "none + ES(p3)", "asha(g1,rf3)", "hyperband(g1,rf3)"]
-        plot(results, summary, args.png, show)
+        plot(results, summary, args.png, show, args.data)
 
 
 if __name__ == "__main__":
