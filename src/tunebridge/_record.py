@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BEST_EPOCH",
     "BOOKKEEPING",
+    "BUDGET",
     "CANCELLED",
     "CHECKPOINT",
     "CONFIG",
@@ -60,6 +61,7 @@ __all__ = [
     "GRID_INDEX",
     "MODULE_CLASS",
     "MO_RUNG_PREFIX",
+    "PRUNER",
     "REASON_LIMIT",
     "RAY_EXPERIMENT",
     "RAY_NODE",
@@ -148,6 +150,9 @@ TRACEBACK_LIMIT = 8000
 STOPPED_BY = "stopped_by"
 #: The grid's size (``search: grid``): the budget a grid study cannot exceed.
 GRID_SIZE = "grid_size"
+#: The most epochs one trial may train (the pruners' budget: ``max_epochs``), and the pruning policy.
+BUDGET = "budget"
+PRUNER = "pruner"
 #: Useful work over work paid by the fused cohorts of the last fused run, and its K.
 FUSED_EFFICIENCY = "fused_efficiency"
 FUSED_CAPACITY = "fused_capacity"

@@ -167,3 +167,25 @@ def test_clicking_a_column_header_sorts_the_trials(digits_report: Path, tmp_path
 
 def _storage(report: Path) -> str:
     return f"sqlite:///{report.parents[1] / 'tunebridge.db'}"
+
+
+def test_the_report_shows_what_pruning_saved_and_where_each_trial_stopped(
+    digits_run: Path, digits_report: Path
+) -> None:
+    study = load(digits_run, "digits-mlp")
+    saved = collect(study).savings
+    assert saved.recorded and saved.budget == 20  # the recipe's max_epochs, recorded with the study
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert saved.trials == len(finished)
+    assert saved.trained == sum(t.user_attrs["epochs"] for t in finished) < saved.full == 20 * len(finished)
+    assert sorted(saved.stopped_at["pruned"]) == sorted(
+        t.user_attrs["epochs"] for t in finished if t.state.name == "PRUNED"
+    )
+    assert saved.stopped_at["pruned"] and all(e < 20 for e in saved.stopped_at["pruned"])
+    early = [t.user_attrs["epochs"] for t in finished if t.state.name == "COMPLETE" and t.user_attrs["early_stopped"]]
+    assert sorted(saved.stopped_at["early stopped"]) == sorted(early)
+    page = (digits_report / "report.html").read_text()
+    assert 'id="plot-pruning"' in page and html.escape(saved.text()) in page
+    assert f"{saved.saved:.0%} saved" in (digits_report / "report.md").read_text()
+    fig = figures(collect(study))["pruning"]
+    assert sum(sum(trace.y) for trace in fig.data) == saved.trials  # every finished trial, once, at its epoch

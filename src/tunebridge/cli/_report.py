@@ -37,6 +37,8 @@ def write_report(study: Any, out: Path, *, storage: str = "", record_file: str |
     page.write_text(render(data, figures(data), pngs), encoding="utf-8")
     lines = [f"# Study `{data.name}`", "", "The interactive report: [report.html](report.html).", ""]
     lines += [f"- {k}: {v}" for k, v in data.record.items() if v]
+    if data.savings is not None and data.savings.trials:
+        lines += ["", "## What pruning saved", "", data.savings.text()]
     if data.best is not None:
         lines += ["", f"## Best: trial {data.best.number}", "", "```json", json.dumps(data.best_config, indent=2)]
         lines += ["```", "", f"checkpoint: `{data.best_checkpoint}`"]

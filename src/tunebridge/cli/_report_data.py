@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunebridge import _record
+from tunebridge.cli._report_pruning import savings
 from tunebridge.schema import Space
 
 __all__ = ["ReportData", "collect", "curve_range"]
@@ -41,6 +42,7 @@ class ReportData:
     importance_caveat: str = ""  # too few complete trials to trust them
     top_params: list[str] = field(default_factory=list)
     y_range: tuple[float, float] | None = None
+    savings: Any = None  # _report_pruning.Savings: epochs trained vs the budget, where trials stopped
 
     @property
     def multi(self) -> bool:
@@ -81,6 +83,7 @@ def collect(study: Any, *, storage: str = "", record_file: str | None = None) ->
         data.best_checkpoint = checkpoint if isinstance(checkpoint, str) else None
     _importances(data)
     data.y_range = curve_range(study, maximize=data.maximize)
+    data.savings = savings(study)
     return data
 
 

@@ -18,6 +18,7 @@ __all__ = ["render"]
 TITLES = {
     "history": "Optimization history",
     "curves": "Learning curves",
+    "pruning": "What pruning saved",
     "pareto": "Pareto front",
     "parallel": "Parallel coordinates",
     "slice": "Slice plots (most important parameters)",
@@ -94,6 +95,8 @@ def render(data: ReportData, figures: dict[str, Any], pngs: dict[str, str]) -> s
             parts.append(f"<p class='note'>{NOTES[key]}</p>")
         if key == "importances":
             parts.append(_importance_text(data))
+        if key == "pruning":
+            parts.append(f"<p id='tb-savings'>{e(data.savings.text())}</p>")
         div = fig.to_html(
             full_html=False,
             include_plotlyjs=False,

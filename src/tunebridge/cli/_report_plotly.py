@@ -26,6 +26,8 @@ def figures(data: ReportData) -> dict[str, Any]:
         out["history"] = history(data)
     if any(t.intermediate_values for t in data.study.get_trials(deepcopy=False)):
         out["curves"] = curves(data)
+    if data.savings is not None and data.savings.trials:
+        out["pruning"] = pruning(data)
     if data.multi and len(data.metrics) <= 3 and data.complete:
         out["pareto"] = vis.plot_pareto_front(data.study, target_names=data.metrics)
     target = (lambda t: t.values[0]) if data.multi else None
@@ -194,5 +196,30 @@ def importances(data: ReportData) -> Any:
         title=f"Parameter importances for {data.metrics[0]} ({len(data.complete)} complete trials)",
         xaxis_title=f"importance, {IMPORTANCE_SHORT}",
         height=max(300, 40 * len(names) + 150),
+    )
+    return fig
+
+
+def pruning(data: ReportData) -> Any:
+    """Where each finished trial stopped: trials per epoch, stacked by how they ended."""
+    import plotly.graph_objects as go
+
+    from tunebridge.cli._report_pruning import STOPS
+
+    saved = data.savings
+    epochs = list(range(1, max(saved.budget, 1) + 1))
+    colors = {"pruned": "#d62728", "early stopped": "#ff7f0e", "full budget": "#2ca02c", "other": "#7f7f7f"}
+    fig = go.Figure()
+    for kind in STOPS:
+        stops = saved.stopped_at[kind]
+        if stops:
+            fig.add_bar(x=epochs, y=[stops.count(e) for e in epochs], name=f"{kind} ({len(stops)})",
+                        marker_color=colors[kind])  # fmt: skip
+    fig.update_layout(
+        barmode="stack",
+        title=f"{saved.trained} of {saved.full} epochs trained: {saved.saved:.0%} saved",
+        xaxis_title="epoch the trial stopped at",
+        yaxis_title="trials",
+        legend_title_text="how it ended",
     )
     return fig

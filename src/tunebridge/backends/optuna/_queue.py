@@ -140,6 +140,8 @@ def _write_record(study: optuna.Study, opts: StudyOptions) -> None:
         "search": opts.search,
         "search_options": opts.search_options,
         "seed": opts.seed,
+        _record.BUDGET: opts.max_epochs,
+        _record.PRUNER: opts.pruning.policy if opts.scheduler is None else type(opts.scheduler).__name__,
         **opts.attrs,
     }
     for key, value in record.items():
