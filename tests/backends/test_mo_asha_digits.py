@@ -31,11 +31,11 @@ MAX_EPOCHS = 4
 PRUNER = {"policy": "asha", "grace_period": 1, "reduction_factor": 2}  # rungs at epochs 1 and 2
 
 
-def _study(backend: str, **run: Any) -> optuna.Study:
+def _study(backend: str, metric: tuple[str, str] = ("val_acc", "val_loss"), **run: Any) -> optuna.Study:
     result = tune(
         partial(build_builtin, "mlp", "digits", max_epochs=MAX_EPOCHS, seed=0, namespace="lightning.pytorch"),
         SPACE,
-        metric=["val_acc", "val_loss"],
+        metric=list(metric),
         mode=["max", "min"],
         backend=backend,
         trials=8,
@@ -70,6 +70,14 @@ def test_a_two_metric_digits_study_is_pruned_on_optuna() -> None:
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     rungs = {k for t in pruned for k in t.system_attrs if k.startswith(_record.SYSTEM_PREFIX + _record.MO_RUNG_PREFIX)}
     assert rungs and rungs <= {"tb_mo_rung_0_1", "tb_mo_rung_0_2"}
+
+
+@pytest.mark.slow
+def test_accuracy_against_size_is_pruned_at_every_rung_with_n_params_reported_each_epoch() -> None:
+    study = _study("optuna", metric=("val_acc", "n_params"))
+    _check(_decisions(study))
+    for t in study.trials:  # the size is known from the first epoch, not only when the trial ends
+        assert t.values is None or t.values[1] == t.user_attrs["final_n_params"]
 
 
 @pytest.mark.ray

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import overload
+from typing import Any, overload
 
 from tunebridge._rules import check_mode, is_int_at_least
 from tunebridge._vocab import OBJECTIVE_RULES
@@ -34,7 +34,16 @@ from tunebridge.backends._base import TrialOutcome, check_epoch_metrics, may_pru
 from tunebridge.errors import MetricNotFoundError
 from tunebridge.schema import EarlyStoppingSpec
 
-__all__ = ["EarlyStopRule", "EpochDecision", "FollowsTrialEpochs", "TrialEpochs"]
+__all__ = ["N_PARAMS", "EarlyStopRule", "EpochDecision", "FollowsTrialEpochs", "TrialEpochs", "count_params"]
+
+#: The metric every trial reports with each epoch's metrics: its module's trainable parameters (an objective
+#: a multi-objective pruner can compare at every rung, e.g. ``metric: [val_acc, n_params]``).
+N_PARAMS = "n_params"
+
+
+def count_params(module: Any) -> float:
+    """A module's trainable parameters (``module.parameters()`` with ``requires_grad``)."""
+    return float(sum(p.numel() for p in module.parameters() if p.requires_grad))
 
 
 @dataclass(frozen=True)
@@ -163,6 +172,8 @@ class TrialEpochs:
         self.budget = budget
         self.early_stopping = early_stopping
         self.history: dict[int, dict[str, float]] = {}
+        # Metrics that hold for every epoch (``n_params``): part of each epoch's, unless the module logs its own.
+        self.constants: dict[str, float] = {}
         self.earlier: dict[int, dict[str, float]] = {}  # epochs trained before a resume (its point's record)
         self.best = early_stopping.worst if early_stopping is not None else math.nan
         self.wait = 0
@@ -185,8 +196,12 @@ class TrialEpochs:
             MetricNotFoundError: The run's metric is not logged (lists those that are).
             NonFiniteMetricError: The run's metric or a loss is NaN or infinite.
         """
-        check_epoch_metrics(epoch, metrics, self.metric)
-        self.history[epoch] = dict(metrics)
+        # What the module logged is checked (an error lists those), unless the metric is one of the constants.
+        check_epoch_metrics(
+            epoch, metrics if self.metric not in self.constants else self.epoch_metrics(metrics), self.metric
+        )
+        metrics = self.epoch_metrics(metrics)
+        self.history[epoch] = metrics
         if earlier:
             self.earlier = {e: dict(m) for e, m in earlier.items() if e < min(self.history)}
         keep = objective_epoch(self.seen, self.metric, self.mode, self.rule) == epoch
@@ -194,6 +209,10 @@ class TrialEpochs:
         if stop:
             self.early_stopped, self.reason = True, reason
         return EpochDecision(epoch, keep, stop, reason)
+
+    def epoch_metrics(self, metrics: Mapping[str, float]) -> dict[str, float]:
+        """One epoch's metrics as reported: the logged ones and :attr:`constants`."""
+        return {**self.constants, **metrics}
 
     @property
     def seen(self) -> dict[int, dict[str, float]]:
@@ -220,7 +239,7 @@ class TrialEpochs:
         more = dict(extra or {})
         return TrialOutcome(
             metrics={**self.history[last], **more},
-            best={**seen[chosen], **more},
+            best={**self.epoch_metrics(seen[chosen]), **more},  # an epoch before a resume has them too
             epochs=last,
             best_epoch=chosen,
             pruned=self.pruned,

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from tunebridge.backends import EarlyStopRule, FollowsTrialEpochs, Reporter, TrialEpochs, TrialOutcome
+from tunebridge.backends._epoch import N_PARAMS, count_params
 from tunebridge.fused._epoch import device_data, run_epoch
 from tunebridge.fused._mlp import FusedMLP, MemberShape, member_shape, paid_work, work
 from tunebridge.fused._optim import scheduled_lr
@@ -103,6 +104,7 @@ class Member(FollowsTrialEpochs):
             budget=self.epochs,
             early_stopping=EarlyStopRule.of(self.early_stopping, metric=self.metric, mode=self.mode),
         )
+        self.trial_epochs.constants = {N_PARAMS: count_params(self.module)}
 
     @property
     def done(self) -> bool:
@@ -110,8 +112,7 @@ class Member(FollowsTrialEpochs):
 
     def outcome(self) -> TrialOutcome:
         """The trial's outcome, by the same rules as the Lightning runner's."""
-        n_params = float(sum(p.numel() for p in self.module.parameters() if p.requires_grad))  # as the runner counts
-        return self.trial_epochs.outcome({"n_params": n_params})
+        return self.trial_epochs.outcome()
 
     def load(self, path: str) -> None:
         """Go on from the resume point at ``path`` (before joining a cohort): see :mod:`tunebridge.fused._resume`."""
@@ -132,6 +133,7 @@ class Member(FollowsTrialEpochs):
         except Exception as exc:  # the member fails; the others go on
             self.error = exc
             return
+        metrics = self.trial_epochs.history[self.epoch]  # as reported: with n_params (its constants)
         if self.keep and decision.keep:
             self.kept = snapshot()
         save = functools.partial(save_point, self, point) if point is not None else None

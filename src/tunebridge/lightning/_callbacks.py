@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from tunebridge._atomic import write_atomically
 from tunebridge.backends import CHECKPOINT_FILE, KEPT_FILE, EarlyStopRule, FollowsTrialEpochs, Reporter, TrialEpochs
+from tunebridge.backends._epoch import N_PARAMS, count_params
 from tunebridge.lightning._seed import random_states, restore_random_states
 from tunebridge.schema import EarlyStoppingSpec, Scalar
 
@@ -83,6 +84,7 @@ def report_callback(
                 self.restored_states = state_dict.get("random_states")
 
             def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+                self.trial_epochs.constants = {N_PARAMS: count_params(pl_module)}
                 if self.keep is not None and os.path.exists(self.keep):
                     self.kept_file = self.keep  # a resumed trial's kept weights, from its resume point
                 if self.restored_states is not None:
@@ -119,6 +121,7 @@ def report_callback(
                 # Epochs before a resume count too (the reporter of a resumed trial knows them).
                 earlier = getattr(self.reporter, "history", None)
                 decision = self.trial_epochs.validated(epoch, metrics, earlier=earlier)
+                metrics = self.trial_epochs.history[epoch]  # as reported: with n_params (its constants)
                 several = int(getattr(trainer, "world_size", 1)) > 1
                 wrote_keep = best_now = defer = False
                 if self.keep is not None:
@@ -283,6 +286,7 @@ def reapply_config_callback(ns: ModuleType, config: Mapping[str, Scalar]) -> Any
                 self.config = dict(config)
 
             def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+                self.trial_epochs.constants = {N_PARAMS: count_params(pl_module)}
                 apply_config(trainer, self.config)
 
         _REAPPLY[ns.__name__] = ReapplyConfig

@@ -321,8 +321,7 @@ def _outcome(reporting: Any, stopper: Any, module: Any, trainer: Any) -> TrialOu
         raise MetricNotFoundError(trial.metric, list(scalars(trainer.callback_metrics)))
     # Early stopping is Lightning's own callback here: it says whether it stopped the trial.
     trial.early_stopped = stopper is not None and int(getattr(stopper, "stopped_epoch", 0)) > 0
-    n_params = float(sum(p.numel() for p in module.parameters() if p.requires_grad))
-    return trial.outcome({"n_params": n_params})
+    return trial.outcome()  # n_params is one of its constants (counted when training started)
 
 
 @dataclass(frozen=True)
