@@ -29,9 +29,31 @@ from tunebridge._rules import check_mode, is_int_at_least
 from tunebridge.schema import PruningSpec
 from tunebridge.schema._policies import TIE_BREAKS
 
-__all__ = ["MoAsha", "crowding_order", "epsilon_net_order", "minimizing", "pareto_fronts", "rung_stops"]
+__all__ = [
+    "MoAsha",
+    "check_metrics",
+    "crowding_order",
+    "epsilon_net_order",
+    "minimizing",
+    "pareto_fronts",
+    "rung_stops",
+]
 
 Point = tuple[float, ...]
+
+
+def check_metrics(owner: str, metrics: Sequence[str], modes: Sequence[str]) -> tuple[str, ...]:
+    """The metrics a multi-objective pruner compares: one per mode (the objectives' directions).
+
+    Raises:
+        ValueError: Not one metric per mode.
+    """
+    if len(metrics) != len(modes) or len(modes) < 2:
+        raise ValueError(
+            f"{owner}: several objectives need one metric per mode, but got metrics={list(metrics)!r} "
+            f"and modes={list(modes)!r}."
+        )
+    return tuple(metrics)
 
 
 def minimizing(values: Sequence[float], modes: Sequence[str]) -> Point:

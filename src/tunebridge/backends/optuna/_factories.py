@@ -190,11 +190,6 @@ def make_pruner(
     if spec.policy == "none":
         return optuna.pruners.NopPruner()
     if n_objectives > 1:  # asha or hyperband: check_objectives refused the others
-        if len(metrics) != n_objectives or len(modes) != n_objectives:
-            raise ValueError(
-                f"make_pruner: several objectives need one metric and one mode each, but got "
-                f"metrics={list(metrics)!r}, modes={list(modes)!r}."
-            )
         return MoAshaPruner(MoAsha.of(spec, modes=modes, max_epochs=max_epochs), metrics)
     if spec.policy == "median":
         # A trial can be pruned from the end of epoch `grace_period` on (n_warmup_steps is exclusive).

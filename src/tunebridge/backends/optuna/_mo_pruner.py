@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from tunebridge import _record
-from tunebridge.backends._mo_asha import MoAsha
+from tunebridge.backends._mo_asha import MoAsha, check_metrics
 from tunebridge.backends.optuna._internals import trial_id_of
 from tunebridge.errors import MetricNotFoundError
 
@@ -46,13 +46,8 @@ class MoAshaPruner(optuna.pruners.BasePruner):
     """
 
     def __init__(self, rule: MoAsha, metrics: Sequence[str]) -> None:
-        if len(metrics) != len(rule.modes):
-            raise ValueError(
-                f"MoAshaPruner: one metric per mode must be given, but got metrics={list(metrics)!r} "
-                f"and modes={list(rule.modes)!r}."
-            )
         self.rule = rule
-        self.metrics = tuple(metrics)
+        self.metrics = check_metrics(type(self).__name__, metrics, rule.modes)
 
     def key(self, bracket: int, epoch: int) -> str:
         """The system attribute holding a trial's values at a rung."""

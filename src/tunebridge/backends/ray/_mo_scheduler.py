@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tunebridge.backends._mo_asha import MoAsha
+from tunebridge.backends._mo_asha import MoAsha, check_metrics
 from tunebridge.backends.ray._schedulers import TIME_ATTR
 from tunebridge.errors import MetricNotFoundError
 
@@ -37,13 +37,8 @@ class MoAshaScheduler(_fifo()):  # type: ignore[misc]
 
     def __init__(self, rule: MoAsha, metrics: Sequence[str]) -> None:
         super().__init__()
-        if len(metrics) != len(rule.modes):
-            raise ValueError(
-                f"MoAshaScheduler: one metric per mode must be given, but got metrics={list(metrics)!r} "
-                f"and modes={list(rule.modes)!r}."
-            )
         self.rule = rule
-        self.metrics = tuple(metrics)
+        self.metrics = check_metrics(type(self).__name__, metrics, rule.modes)
         self._index: dict[str, int] = {}  # trial id -> its index (order added)
         # (bracket, epoch) -> trial id -> values recorded there
         self._rungs: dict[tuple[int, int], dict[str, list[float]]] = {}

@@ -154,11 +154,6 @@ def make_scheduler(
         from tunebridge.backends._mo_asha import MoAsha
         from tunebridge.backends.ray._mo_scheduler import MoAshaScheduler
 
-        if len(metrics) != n_objectives or len(modes) != n_objectives:
-            raise ValueError(
-                f"make_scheduler: several objectives need one metric and one mode each, but got "
-                f"metrics={list(metrics)!r}, modes={list(modes)!r}."
-            )
         return MoAshaScheduler(MoAsha.of(spec, modes=modes, max_epochs=max_epochs), metrics)
     if policy == "asha":
         return ASHAScheduler(
