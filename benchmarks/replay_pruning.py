@@ -44,7 +44,7 @@ HORIZON = 40  # the anytime-regret plot's horizon, in full-budget trials (every 
 # The settings recommended for `pruner: asha`, `pruner: hyperband` and a spec without a pruner (see
 # benchmarks/results/2026-12-07-cpu-replay.md); the last lines printed compare each with no pruning.
 DEFAULTS = {
-    "pruner: asha": Variant("asha", 1, 3),
+    "pruner: asha": Variant("asha", 1, 3, es_patience=6),
     "pruner: hyperband": Variant("hyperband", 1, 3),
     "no pruner given": Variant("none"),
 }
@@ -203,6 +203,31 @@ def plot(
     plt.close(fig)
 
 
+def confirm(n: int, eps: float, data: Path, out: Path | None) -> None:
+    """Real studies on digits_mlp (seeds 0..n-1): no pruning vs the recommended ASHA, epochs to within ``eps``."""
+    import torch
+    from _replay_confirm import real_epochs_to
+
+    torch.set_num_threads(1)
+    table = Table.load(data / "digits_mlp.npz")
+    target = table.best * (1 - eps)
+    rows: list[dict[str, Any]] = []
+    for seed in range(n):
+        for variant in (DEFAULTS["no pruner given"], DEFAULTS["pruner: asha"]):
+            rows.append(real_epochs_to(variant, seed, target, cap=100))
+            print(json.dumps(rows[-1]), flush=True)
+            if out:
+                out.write_text(json.dumps(rows))
+    base = np.array([r["epochs"] for r in rows if r["variant"] == DEFAULTS["no pruner given"].label])
+    other = np.array([r["epochs"] for r in rows if r["variant"] == DEFAULTS["pruner: asha"].label])
+    r, lo, hi = ratio_interval(base, other)
+    print(
+        f"real studies, digits_mlp, within {100 * eps:g} % of the table's best ({target:.4f}), {n} seeds: "
+        f"none {np.median(base):.0f} epochs, {DEFAULTS['pruner: asha'].label} {np.median(other):.0f}: "
+        f"{fmt_ratio(r)}x [95 % CI {fmt_ratio(lo)}, {fmt_ratio(hi)}]"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=DATA, help="where the tables are")
@@ -213,14 +238,23 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--png", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
+    parser.add_argument("--only", nargs="+", default=None, help="replay only the grid's variants with these labels")
+    parser.add_argument(
+        "--confirm", type=int, default=0, help="real digits_mlp studies per variant (see _replay_confirm)"
+    )
+    parser.add_argument("--confirm-eps", type=float, default=0.01)
     parser.add_argument("--load", type=Path, nargs="+", default=None, help="only summarize these --json files")
     args = parser.parse_args()
+    if args.confirm:
+        confirm(args.confirm, args.confirm_eps, args.data, args.json)
+        return
     if args.load:
         results = [r for path in args.load for r in json.loads(path.read_text())["results"]]
         tasks = [t for t in args.tasks if any(r["task"] == t for r in results)]
     else:
         tasks = [t for t in args.tasks if (args.data / f"{t}.npz").exists()]
-        jobs = [(args.data, t, v, args.seeds, args.cap) for t in tasks for v in grid(args.grid)]
+        variants = [v for v in grid(args.grid) if args.only is None or v.label in args.only]
+        jobs = [(args.data, t, v, args.seeds, args.cap) for t in tasks for v in variants]
         started = time.perf_counter()
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
             results = pool.map(run_variant, jobs, chunksize=1)
