@@ -36,8 +36,16 @@ from _replay import Table, Variant, replay
 
 DATA = Path(__file__).parent / "data"
 TASKS = ("digits_mlp", "digits_cnn", "synth_mlp")
-EPS = (0.005, 0.01, 0.02)
-MAIN_EPS = 0.005  # the issue's measure: within 0.5 % of the best
+EPS = (0.005, 0.01, 0.02)  # the first is the main measure: the issue's "within 0.5 % of the best"
+# On the generated task one config of 500 is within 0.5 % of the best (two within 2 %): reaching it is a lottery
+# over which rows a seed draws, not a measure of pruning; its targets are 5-10 % (5 to 28 configs of 500).
+TASK_EPS = {"synth_mlp": (0.05, 0.07, 0.1)}
+
+
+def eps_of(task: str) -> tuple[float, ...]:
+    return TASK_EPS.get(task, EPS)
+
+
 HORIZON = 40  # the anytime-regret plot's horizon, in full-budget trials (every study runs at least this far)
 
 
@@ -71,7 +79,7 @@ def run_variant(job: tuple[Path, str, Variant, int, int]) -> dict[str, Any]:
     data, task, variant, seeds, cap_trials = job
     table = Table.load(data / f"{task}.npz")
     cap = cap_trials * table.budget
-    targets = [table.best * (1 - eps) for eps in EPS]
+    targets = [table.best * (1 - eps) for eps in eps_of(task)]
     started = time.perf_counter()
     per_seed = []
     for seed in range(seeds):
@@ -86,6 +94,7 @@ def run_variant(job: tuple[Path, str, Variant, int, int]) -> dict[str, Any]:
             }
         )
     return {
+        "eps": eps_of(task),
         "task": task,
         "variant": variant.label,
         "v": vars(variant),
@@ -126,9 +135,10 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for r in rows:
             o = np.array([s["to"] for s in r["seeds"]])
             out[task][r["variant"]] = {
-                "median": [float(np.median(o[:, k])) for k in range(len(EPS))],
-                "reached": [int(np.isfinite(o[:, k]).sum()) for k in range(len(EPS))],
-                "ratio": [ratio_interval(b[:, k], o[:, k]) for k in range(len(EPS))],
+                "eps": list(r.get("eps", EPS)),
+                "median": [float(np.median(o[:, k])) for k in range(o.shape[1])],
+                "reached": [int(np.isfinite(o[:, k]).sum()) for k in range(o.shape[1])],
+                "ratio": [ratio_interval(b[:, k], o[:, k]) for k in range(o.shape[1])],
                 "seeds": len(o),
                 "trials": float(np.median([s["trials"] for s in r["seeds"]])),
                 "pruned": float(np.median([s["pruned"] for s in r["seeds"]])),
@@ -138,16 +148,16 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def table_md(task: str, summary: dict[str, Any], *, top: int | None = None) -> str:
-    k = EPS.index(MAIN_EPS)
-    items = sorted(summary.items(), key=lambda kv: -kv[1]["ratio"][k][0])
+    items = sorted(summary.items(), key=lambda kv: -kv[1]["ratio"][0][0])
+    eps = next(iter(summary.values()))["eps"]
     if top is not None:
         keep = {v.label for v in grid("small")}
         items = [kv for i, kv in enumerate(items) if i < top or kv[0] in keep]
-    head = " | ".join(f"within {100 * e:g} %: epochs (reached) / ratio [95 % CI]" for e in EPS)
-    lines = [f"| variant | {head} | replay s |", "|---|" + "---|" * len(EPS) + "---|"]
+    head = " | ".join(f"within {100 * e:g} %: epochs (reached) / ratio [95 % CI]" for e in eps)
+    lines = [f"| variant | {head} | replay s |", "|---|" + "---|" * len(eps) + "---|"]
     for label, st in items:
         cells = []
-        for j in range(len(EPS)):
+        for j in range(len(eps)):
             med, reached, (r, lo, hi) = st["median"][j], st["reached"][j], st["ratio"][j]
             medtxt = "n.r." if not math.isfinite(med) else f"{med:.0f}"
             cells.append(f"{medtxt} ({reached}/{st['seeds']}) / **{fmt_ratio(r)}x** [{fmt_ratio(lo)}, {fmt_ratio(hi)}]")
@@ -190,14 +200,14 @@ def plot(
             mean, lo, hi = regret_bands(r, table.best, grid_x)
             (line,) = ax.plot(grid_x, 100 * mean, label=label, lw=1.4)
             ax.fill_between(grid_x, 100 * lo, 100 * hi, color=line.get_color(), alpha=0.2)
-        ax.axhline(100 * MAIN_EPS * table.best, color="black", lw=0.6, ls=":")
+        ax.axhline(100 * eps_of(task)[0] * table.best, color="black", lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("trial-epochs (cumulative)")
         ax.set_ylabel("best val_acc - best so far (points, %)")
         ax.set_title(f"{task} ({table.rows} configs, budget {table.budget})", fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle("Anytime regret, mean over seeds and 95 % band (dotted: within 0.5 %)", fontsize=10)
+    fig.suptitle("Anytime regret, mean over seeds and 95 % band (dotted: the main target)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -214,7 +224,8 @@ def confirm(n: int, eps: float, data: Path, out: Path | None) -> None:
     rows: list[dict[str, Any]] = []
     for seed in range(n):
         for variant in (DEFAULTS["no pruner given"], DEFAULTS["pruner: asha"]):
-            rows.append(real_epochs_to(variant, seed, target, cap=100))
+            # About the same epochs at most for both (100 full-budget trials; ASHA's average 2-3 epochs per trial).
+            rows.append(real_epochs_to(variant, seed, target, cap=100 if variant.policy == "none" else 700))
             print(json.dumps(rows[-1]), flush=True)
             if out:
                 out.write_text(json.dumps(rows))
@@ -226,6 +237,35 @@ def confirm(n: int, eps: float, data: Path, out: Path | None) -> None:
         f"none {np.median(base):.0f} epochs, {DEFAULTS['pruner: asha'].label} {np.median(other):.0f}: "
         f"{fmt_ratio(r)}x [95 % CI {fmt_ratio(lo)}, {fmt_ratio(hi)}]"
     )
+
+
+def mo_section(tasks: list[str], seeds: int, data: Path, cap_trials: int = 20) -> str:
+    """Hypervolume of (val_acc, n_params) vs trial-epochs: none, ASHA on val_acc, MO-ASHA on both (same seeds)."""
+    from _replay_mo import hypervolume_curve, replay_mo
+
+    marks = (5, 10, 20)
+    lines = [
+        f"| task | variant | {' | '.join(f'HV after {m} budgets' for m in marks)} | replay s |",
+        "|---|---|" + "---|" * len(marks) + "---|",
+    ]
+    variants: dict[str, Any] = {
+        "none": lambda t, s: replay(t, Variant("none"), s, cap=cap_trials * t.budget),
+        "asha(g1,rf3) on val_acc": lambda t, s: replay(t, Variant("asha"), s, cap=cap_trials * t.budget),
+        "MO-ASHA(g1,rf3) on val_acc, n_params": lambda t, s: replay_mo(
+            t, Variant("asha"), s, cap=cap_trials * t.budget
+        ),
+    }
+    for task in tasks:
+        table = Table.load(data / f"{task}.npz")
+        xs = np.array(marks) * table.budget
+        acc_ref = float(np.median(np.nanmax(table.acc, axis=1)))  # the median config's value
+        for name, fn in variants.items():
+            started = time.perf_counter()
+            hv = np.array([hypervolume_curve(table, fn(table, seed), xs, acc_ref) for seed in range(seeds)])
+            mean, half = hv.mean(0), 1.96 * hv.std(0, ddof=1) / math.sqrt(len(hv))
+            cells = " | ".join(f"{m:.4f} ± {h:.4f}" for m, h in zip(mean, half))
+            lines.append(f"| {task} | {name} | {cells} | {time.perf_counter() - started:.0f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -243,8 +283,13 @@ def main() -> None:
         "--confirm", type=int, default=0, help="real digits_mlp studies per variant (see _replay_confirm)"
     )
     parser.add_argument("--confirm-eps", type=float, default=0.01)
+    parser.add_argument("--mo", action="store_true", help="only the MO-ASHA hypervolume comparison")
     parser.add_argument("--load", type=Path, nargs="+", default=None, help="only summarize these --json files")
     args = parser.parse_args()
+    if args.mo:
+        tasks = [t for t in args.tasks if (args.data / f"{t}.npz").exists()]
+        print(mo_section(tasks, args.seeds, args.data))
+        return
     if args.confirm:
         confirm(args.confirm, args.confirm_eps, args.data, args.json)
         return
@@ -265,15 +310,14 @@ def main() -> None:
     summary = summarize(results)
     for task in tasks:
         print(table_md(task, summary[task]) + "\n")
-    k = EPS.index(MAIN_EPS)
     for name, variant in DEFAULTS.items():
         for task in tasks:
             st = summary[task].get(variant.label)
             if st is None:
                 continue
-            r, lo, hi = st["ratio"][k]
+            r, lo, hi = st["ratio"][0]
             print(
-                f"{task}: {name} = {variant.label}: epochs to within {100 * MAIN_EPS:g} % of the best, none / it = "
+                f"{task}: {name} = {variant.label}: epochs to within {100 * st['eps'][0]:g} % of the best, none / it = "
                 f"{fmt_ratio(r)}x [95 % CI {fmt_ratio(lo)}, {fmt_ratio(hi)}] ({st['seeds']} seeds)"
             )
     if args.json:
