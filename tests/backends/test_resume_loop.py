@@ -121,6 +121,7 @@ def test_every_epochs_and_every_minutes_decide_when_a_point_is_written(tmp_path:
     assert not os.path.exists(tmp_path / "t")
 
 
+@pytest.mark.slow
 def test_a_dead_workers_trial_comes_back_while_the_queue_still_holds_others_and_resumes(tmp_path: Path) -> None:
     opts, plan = _opts(tmp_path), ResumePlan(str(tmp_path / "resume"), meta={"spec_hash": "h"})
     study = open_study(opts, n_trials=4)
