@@ -62,6 +62,7 @@ def grid(name: str) -> list[Variant]:
     """The variants replayed: ``full`` (the search for defaults), ``small`` (the current defaults and the recipe's)."""
     out = [Variant("none"), Variant("none", es_patience=3), Variant("asha"), Variant("hyperband")]
     out.append(Variant("asha", 3, 3, es_patience=4, es_min_delta=0.001))  # the digits_mlp recipe's settings
+    out.append(Variant("median", 2, es_patience=3))  # the digits_cnn recipe's settings
     out += [v for v in DEFAULTS.values() if v not in out]
     if name == "small":
         return out
@@ -71,7 +72,7 @@ def grid(name: str) -> list[Variant]:
     out += [Variant("asha", 1, 3, es_patience=es) for es in (3, 6, 8)]
     out += [Variant("asha", 1, rf, es_patience=6) for rf in (2, 4)] + [Variant("hyperband", 1, 3, es_patience=6)]
     out += [Variant("asha", backend="ray"), Variant("asha", 3, 3, backend="ray")]
-    return out
+    return list(dict.fromkeys(out))
 
 
 def run_variant(job: tuple[Path, str, Variant, int, int]) -> dict[str, Any]:
@@ -184,6 +185,7 @@ def plot(
     results: list[dict[str, Any]], summary: dict[str, dict[str, Any]], out: Path, show: list[str], data: Path = DATA
 ) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -203,6 +205,10 @@ def plot(
         ax.axhline(100 * eps_of(task)[0] * table.best, color="black", lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("trial-epochs (cumulative)")
         ax.set_ylabel("best val_acc - best so far (points, %)")
         ax.set_title(f"{task} ({table.rows} configs, budget {table.budget})", fontsize=9)
@@ -294,7 +300,8 @@ def main() -> None:
         confirm(args.confirm, args.confirm_eps, args.data, args.json)
         return
     if args.load:
-        results = [r for path in args.load for r in json.loads(path.read_text())["results"]]
+        loaded = [r for path in args.load for r in json.loads(path.read_text())["results"]]
+        results = list({(r["task"], r["variant"]): r for r in reversed(loaded)}.values())[::-1]  # first of each
         tasks = [t for t in args.tasks if any(r["task"] == t for r in results)]
     else:
         tasks = [t for t in args.tasks if (args.data / f"{t}.npz").exists()]
@@ -323,7 +330,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"results": results, "summary": summary}))
     if args.png:
-        show = ["none", "none + ES(p3)", "asha(g1,rf3)", "hyperband(g1,rf3)"]
+        show = ["none", "none + ES(p3)", "asha(g1,rf3)", "asha(g1,rf3) + ES(p6)", "hyperband(g1,rf3)", "median(g1)"]
         plot(results, summary, args.png, show, args.data)
 
 
