@@ -32,6 +32,8 @@ _EXTRAS = {
     "pytorch_lightning": ("pl", "pytorch-lightning"),
     "cmaes": ("cmaes", "cmaes"),
     "jsonargparse": ("cli", "jsonargparse"),
+    "hydra": ("hydra", "hydra-core"),
+    "omegaconf": ("hydra", "omegaconf"),
 }
 
 

@@ -229,7 +229,9 @@ class TuneResult:
         """Write ``best.yaml``, ``record.json`` and ``trials.csv`` into ``out_dir``.
 
         For a LightningCLI config (``lightning_cli:``), also ``best_config.yaml``: the best trial's complete
-        config, which ``python main.py fit --config best_config.yaml`` runs unchanged.
+        config, which ``python main.py fit --config best_config.yaml`` runs unchanged. For a Hydra project
+        (``hydra:``), ``best_overrides.yaml`` (the best trial as overrides, Hydra's own form) and
+        ``best_command.sh`` (``python train.py k=v ...``); the command is also ``record["best_command"]``.
         """
         import yaml
 
@@ -248,6 +250,11 @@ class TuneResult:
             best.update({"module_class": module_class, "import_path": _import_path(module_class)})
         if self.best_trials:
             best["pareto_front"] = self.best_trials
+        best_files = getattr(self.build, "best_files", None)  # a Hydra project's build
+        if callable(best_files) and self.best_config is not None:
+            files = best_files(self.best_config, out, seed=self.record.get("seed"))
+            self.record["best_command"] = files.pop("command")
+            paths.update(files)
         paths["best"].write_text(yaml.safe_dump(best, sort_keys=False))
         paths["record"].write_text(json.dumps(self.record, indent=2, default=str))
         self.trials.to_csv(paths["trials"], index=False)

@@ -117,13 +117,16 @@ def test_recipes_copy_writes_editable_copies_and_never_overwrites_without_force(
 ) -> None:
     result = runner.invoke(app, ["recipes", "--copy", "mine"])
     assert result.exit_code == 0, result.output
-    assert "wrote 6 recipes into mine" in result.stdout and "tunebridge run mine/digits_mlp.yaml" in result.stdout
+    assert "wrote 7 recipes into mine" in result.stdout and "tunebridge run mine/digits_mlp.yaml" in result.stdout
     mine = tmp_path / "mine"
-    assert sorted(p.name for p in mine.iterdir()) == sorted([*NAMES, "lightning_cli"])
+    assert sorted(p.name for p in mine.iterdir()) == sorted([*NAMES, "hydra", "lightning_cli"])
     # A folder recipe is copied whole, and a copy runs by its folder's name (its spec.yaml).
     folder = sorted(p.name for p in (mine / "lightning_cli").iterdir())
     assert folder == ["base.yaml", "digits_cli_model.py", "main.py", "spec.yaml"]
     assert resolve_spec(Path("mine/lightning_cli")) == Path("mine/lightning_cli/spec.yaml")
+    # A Hydra project is copied with its configs/ tree (config groups are subfolders).
+    copied = {str(p.relative_to(mine / "hydra")) for p in (mine / "hydra").rglob("*.yaml")}
+    assert {"spec.yaml", "configs/train.yaml", "configs/hparams_search/digits_optuna.yaml"} <= copied
     for name in NAMES:
         copy = mine / name
         assert copy.read_bytes() == (BUNDLED / name).read_bytes()

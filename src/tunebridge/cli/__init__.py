@@ -239,6 +239,31 @@ def recipes(
         console.print(esc(f"run one with: tunebridge run {copy / 'digits_mlp.yaml'}"), highlight=False)
 
 
+import_app = typer.Typer(
+    help="Write a tunebridge spec from another tool's search config.", no_args_is_help=True, add_completion=False
+)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("hydra-sweeper")
+def import_hydra_sweeper(
+    config: Annotated[
+        Path, typer.Argument(help="The hydra-optuna-sweeper config, e.g. configs/hparams_search/mnist_optuna.yaml.")
+    ],
+    out: Annotated[Path | None, typer.Option(help="The spec to write (default: tunebridge_NAME.yaml here).")] = None,
+    config_dir: Annotated[
+        Path | None, typer.Option(help="The Hydra config folder (default: the folder above the sweeper config's).")
+    ] = None,
+    config_name: Annotated[str, typer.Option(help="The primary config's name (@hydra.main's config_name).")] = "train",
+    force: Annotated[bool, typer.Option(help="Overwrite the spec file.")] = False,
+) -> None:
+    """A hydra-optuna-sweeper config (hparams_search/X.yaml) as a spec: the same search, with pruning."""
+    from tunebridge.cli._import import import_hydra_sweeper as write
+
+    with fail_on_tunebridge_errors():
+        write(config, out=out, config_dir=config_dir, config_name=config_name, force=force)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -146,6 +147,11 @@ def check_command(path: Path, *, sample: int = 0, seed: int | None = None) -> No
         table.add_row(esc(name), esc(p.kind), esc(describe_values(p)), esc(when), esc(per_layer), compiled)
     console.print(table)
     builder = spec.builder or f"built-in {spec.model} on {spec.data}"
+    if spec.hydra is not None:  # checked against the composed config when a run starts (Hydra is not imported here)
+        builder = f"Hydra config {os.path.join(spec.hydra.config_dir, spec.hydra.config_name)}.yaml"
+        builder += f" with {' '.join(spec.hydra.overrides)}" if spec.hydra.overrides else ""
+    elif spec.lightning_cli is not None:
+        builder = f"LightningCLI config {', '.join(spec.lightning_cli.config)}"
     if spec.builder:
         module = spec.builder.split(":")[0]
         if not can_find(module, base_dir=spec.base_dir):

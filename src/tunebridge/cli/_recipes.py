@@ -168,7 +168,7 @@ def copy_recipes(dest: Path, *, force: bool = False) -> list[Path]:
     files = bundled_files()
     folders = bundled_folders()
     existing = [dest / p.name for p in files if (dest / p.name).exists()]
-    existing += [dest / f.name / p.name for f in folders for p in _folder_files(f) if (dest / f.name / p.name).exists()]
+    existing += [dest / f.name / p for f in folders for p in _folder_files(f) if (dest / f.name / p).exists()]
     if existing and not force:
         raise SchemaError(
             "`--copy` never overwrites files",
@@ -185,10 +185,16 @@ def copy_recipes(dest: Path, *, force: bool = False) -> list[Path]:
     for folder in folders:
         (dest / folder.name).mkdir(exist_ok=True)
         for path in _folder_files(folder):
-            shutil.copyfile(path, dest / folder.name / path.name)
+            (dest / folder.name / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / path, dest / folder.name / path)
         written.append(dest / folder.name)
     return written
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (*_SPEC_SUFFIXES, ".py"))
+    """A folder recipe's files, relative to it, subfolders included (a Hydra project's configs/ tree)."""
+    return sorted(
+        p.relative_to(folder)
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix in (*_SPEC_SUFFIXES, ".py") and "__pycache__" not in p.parts
+    )

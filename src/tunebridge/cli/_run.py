@@ -38,6 +38,10 @@ def build_for(spec: RunSpec) -> Any:
         from tunebridge.lightning import cli_builder
 
         return cli_builder(spec.lightning_cli, spec.space, base_dir=spec.base_dir, max_epochs=spec.max_epochs)
+    if spec.hydra is not None:  # each trial is the project's composed config with its values as overrides
+        from tunebridge.lightning import hydra_builder
+
+        return hydra_builder(spec.hydra, spec.space, base_dir=spec.base_dir, max_epochs=spec.max_epochs)
     assert spec.model is not None and spec.data is not None
     return builtin_builder(spec.model, spec.data, max_epochs=spec.max_epochs, seed=spec.seed)
 
@@ -304,6 +308,9 @@ def _summary(result: Any, spec: RunSpec, storage: str, paths: dict[str, Path]) -
     }
     if result.best_checkpoint:
         rows["best checkpoint"] = str(result.best_checkpoint)
+    if "best_command" in paths:  # a Hydra project: the best trial by its own entry point
+        rows["best command"] = str(result.record.get("best_command") or paths["best_command"])
+        rows["best_overrides.yaml"] = str(paths["best_overrides"])
     if "fused_efficiency" in result.record:
         k = result.record.get("fused_capacity")
         rows["fused efficiency"] = f"{result.record['fused_efficiency']:.0%} of the work paid was useful (padding)" + (

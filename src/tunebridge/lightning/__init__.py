@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tunebridge.lightning._builders import builtin_builder, import_builder
 from tunebridge.lightning._cli_config import cli_builder
 from tunebridge.lightning._ddp import follower_trial
+from tunebridge.lightning._hydra_config import hydra_builder
 from tunebridge.lightning._print_metrics import metrics_printer
 from tunebridge.lightning._runner import (
     Builder,
@@ -53,6 +54,7 @@ __all__ = [
     "cli_builder",
     "fit_trial",
     "follower_trial",
+    "hydra_builder",
     "import_builder",
     "metrics_printer",
     "quiet_lightning",

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunebridge._compat import require
-from tunebridge._hints import did_you_mean
 from tunebridge._imports import import_or_refuse, search_first
-from tunebridge._vocab import OWNED_TRAINER_KEYS
 from tunebridge.errors import SchemaError
+from tunebridge.lightning._config_keys import check_names, flatten, refuse_per_layer, split_trainer
 from tunebridge.lightning._runner import trial_seed
 from tunebridge.schema import Scalar, Space
 
@@ -31,6 +30,7 @@ if TYPE_CHECKING:  # the type only: importing the spec package would load preset
 __all__ = ["CliConfigBuild", "cli_builder", "config_keys"]
 
 _SECTIONS = (("model", "model"), ("data", "data"))
+_EXAMPLE = "e.g. model.init_args.lr (`python main.py fit --print_config` lists them)"
 # The latest instantiated parse, so that trainer_options() and build() of one trial parse once.
 _LAST: dict[str, Any] = {}
 
@@ -53,14 +53,6 @@ def _arg_value(value: Scalar) -> str:
         # PyYAML reads 1e-05 as a string: YAML 1.1 floats need a dot before the exponent.
         return text.replace("e", ".0e", 1) if "e" in text and "." not in text else text
     return json.dumps(value)
-
-
-def _flatten(data: Any, prefix: str = "") -> Iterable[str]:
-    if isinstance(data, Mapping):
-        for key, value in data.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            yield name
-            yield from _flatten(value, name)
 
 
 @dataclass(frozen=True)
@@ -154,11 +146,7 @@ class CliConfigBuild:
     def trainer_options(self, config: Mapping[str, Scalar]) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(from the base config, from the trial)``: the Trainer options the config sets, tunebridge's left out."""
         cli = self._instantiated(config)
-        trainer = cli.config_init.get("trainer") or {}
-        section = self._base().get("trainer") or {}
-        base = {k: trainer[k] for k in section if k not in OWNED_TRAINER_KEYS and k in trainer}
-        trial_keys = {k.split(".")[1] for k in config if k.startswith("trainer.")}
-        return base, {k: trainer[k] for k in trial_keys}
+        return split_trainer(self._base().get("trainer") or {}, cli.config_init.get("trainer") or {}, config)
 
     def check_space(self, names: Iterable[str]) -> None:
         """Every parameter must be a key of the parsed config; tunebridge's Trainer keys are refused.
@@ -167,24 +155,7 @@ class CliConfigBuild:
             SchemaError: The first bad name, with the nearest existing key.
         """
         keys = config_keys(self._cli({}, instantiate=False).config)
-        for name in names:
-            head, _, rest = name.partition(".")
-            if head == "trainer" and rest.split(".")[0] in OWNED_TRAINER_KEYS:
-                raise SchemaError(
-                    "tunebridge sets this Trainer option itself",
-                    path=f"space.{name}",
-                    value=repr(name),
-                    fix=OWNED_TRAINER_KEYS[rest.split(".")[0]] + ".",
-                )
-            if name not in keys:
-                hint = did_you_mean(name, keys) or _same_prefix(name, keys)
-                raise SchemaError(
-                    "a space parameter names a key that is not in the LightningCLI config",
-                    path=f"space.{name}",
-                    value=repr(name),
-                    fix=(hint + " " if hint else "") + "Space keys are dotted config keys, e.g. model.init_args.lr "
-                    "(`python main.py fit --print_config` lists them).",
-                )
+        check_names(names, keys, config="LightningCLI config", example=_EXAMPLE)
 
     def write_config(self, config: Mapping[str, Scalar], path: str | Path, *, seed: int | None = None) -> Path:
         """Write the complete config of ``config`` (``main.py fit --config PATH`` runs it unchanged).
@@ -267,17 +238,11 @@ def _read_yaml(path: str) -> Any:
         return yaml.safe_load(f)
 
 
-def _same_prefix(name: str, keys: Iterable[str]) -> str:
-    parent = name.rpartition(".")[0]
-    siblings = sorted(k for k in keys if k.rpartition(".")[0] == parent)[:8]
-    return f"Keys under {parent!r}: {', '.join(siblings)}." if siblings else ""
-
-
 def config_keys(config: Any) -> set[str]:
     """Every dotted key of a parsed config (a jsonargparse Namespace or a mapping), inner ones included."""
     data = config.as_dict() if hasattr(config, "as_dict") else dict(config)
     data.pop("config", None)  # the --config files themselves, not a key of the config
-    return set(_flatten(data))
+    return set(flatten(data))
 
 
 def cli_builder(spec: LightningCliSpec, space: Space, *, base_dir: str, max_epochs: int) -> CliConfigBuild:
@@ -287,15 +252,12 @@ def cli_builder(spec: LightningCliSpec, space: Space, *, base_dir: str, max_epoc
         SchemaError: A parameter that is not a key of the config, one tunebridge owns
             (``trainer.max_epochs``...), or a ``per_layer`` one (its copies ``name/0``... are not config keys).
     """
-    for name in space.names:
-        if space[name].per_layer is not None:
-            raise SchemaError(
-                "a LightningCLI config has no per-layer keys",
-                path=f"space.{name}",
-                value=f"per_layer: {space[name].per_layer}",
-                fix="Name each key instead (e.g. model.init_args.sizes as a choice of lists is not a scalar: "
-                "tune one key per layer, model.init_args.hidden1, model.init_args.hidden2).",
-            )
+    refuse_per_layer(
+        space,
+        config="LightningCLI config",
+        example="e.g. model.init_args.sizes as a choice of lists is not a scalar: tune one key per layer, "
+        "model.init_args.hidden1, model.init_args.hidden2",
+    )
     build = CliConfigBuild(spec, base_dir=base_dir, max_epochs=max_epochs)
     build.check_space(space.names)
     return build

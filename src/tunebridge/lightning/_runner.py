@@ -131,6 +131,7 @@ def fit_trial(
     *,
     resume: Resume | None = None,
     callbacks: Sequence[Any] = (),
+    loggers: Sequence[Any] = (),
 ) -> TrialOutcome:
     """Build, fit and evaluate one config.
 
@@ -142,6 +143,7 @@ def fit_trial(
         settings: How to train.
         resume: Go on from a checkpoint the reporter's ``checkpoint(folder)`` wrote.
         callbacks: More Lightning callbacks (of the module's package) for this trial.
+        loggers: More Lightning loggers for this trial, next to the spec's ``logger`` (a Hydra config's).
 
     Raises:
         MetricNotFoundError: The monitored metric is never logged (lists those that are).
@@ -154,7 +156,7 @@ def fit_trial(
         torch.set_num_threads(settings.threads)
     try:
         with quiet_lightning():
-            return _fit(build, config, reporter, settings, resume=resume, callbacks=callbacks)
+            return _fit(build, config, reporter, settings, resume=resume, callbacks=callbacks, loggers=loggers)
     except Exception as exc:
         if not _is_oom(exc):
             raise
@@ -186,6 +188,7 @@ def _fit(
     *,
     resume: Resume | None,
     callbacks: Sequence[Any],
+    loggers: Sequence[Any] = (),
 ) -> TrialOutcome:
     """One trial, step by step; each step is one small function below."""
     seed_process(settings.seed)  # before build: layers made in the module's __init__ get seeded weights
@@ -206,7 +209,7 @@ def _fit(
         trial_callbacks.append(reapply_config_callback(ns, config))
     trial_callbacks.extend(make_callbacks(ns, settings.callbacks))
     trial_callbacks.extend(callbacks)
-    logger = _logger(ns, settings, label, config)
+    logger = _logger(ns, settings, label, config, loggers)
     trainer = ns.Trainer(
         **_trainer_kwargs(settings, trial_epochs(config, settings.max_epochs), trial_callbacks, logger)
     )
@@ -255,17 +258,23 @@ def _stop_launched_ranks(trainer: Any) -> None:
                 proc.kill()
 
 
-def _logger(ns: ModuleType, settings: TrialSettings, label: str, config: Mapping[str, Scalar]) -> Any:
-    if settings.logger is None:
-        return False
-    return make_logger(
-        ns,
-        settings.logger,
-        save_dir=settings.log_dir or "tunebridge-logs",
-        study=settings.study or "tunebridge",
-        label=label,
-        config=config,
+def _logger(
+    ns: ModuleType, settings: TrialSettings, label: str, config: Mapping[str, Scalar], loggers: Sequence[Any] = ()
+) -> Any:
+    ours = (
+        None
+        if settings.logger is None
+        else make_logger(
+            ns,
+            settings.logger,
+            save_dir=settings.log_dir or "tunebridge-logs",
+            study=settings.study or "tunebridge",
+            label=label,
+            config=config,
+        )
     )
+    made = [x for x in (ours, *loggers) if x is not None]
+    return made if len(made) > 1 else made[0] if made else False
 
 
 def _build(build: Builder, config: dict[str, Scalar]) -> tuple[Any, Any, ModuleType]:
@@ -352,4 +361,6 @@ class LightningObjective:
             seed_process(settings.seed)
             base, trial = options(config)  # the spec's `trainer:` wins over the base config, the trial over both
             settings = replace(settings, trainer_kwargs={**base, **(settings.trainer_kwargs or {}), **trial})
-        return fit_trial(self.build, config, reporter, settings, resume=resume)
+        made = getattr(self.build, "trial_callbacks", None)  # a Hydra config's callbacks and loggers, fresh per trial
+        callbacks, loggers = made(config) if callable(made) else ((), ())
+        return fit_trial(self.build, config, reporter, settings, resume=resume, callbacks=callbacks, loggers=loggers)

@@ -3,13 +3,17 @@
 Standard library (+ PyYAML) only, so ``tunebridge check`` never imports torch. One module per idea:
 :mod:`._parse` (the document, :func:`load_spec`), :mod:`._runspec` (:class:`RunSpec`), :mod:`._objectives`
 (the one metric/mode check), :mod:`._space` (``space:``), :mod:`._run` (the run sections) and
-:mod:`._cli` (``lightning_cli:``).
+:mod:`._cli` (``lightning_cli:``), :mod:`._hydra` (``hydra:``; :mod:`._hydra_search` and :mod:`._hydra_sweep` read a
+hydra-optuna-sweeper config).
 """
 
 from __future__ import annotations
 
 from tunebridge._vocab import BUILTIN_DATA, BUILTIN_MODELS, SEARCH_ALGORITHMS
 from tunebridge.spec._cli import LightningCliSpec as LightningCliSpec  # for lightning/_cli_config (typing only)
+from tunebridge.spec._hydra import HydraSpec as HydraSpec  # for lightning/_hydra_config (typing only)
+from tunebridge.spec._hydra_search import SweeperSearch as SweeperSearch
+from tunebridge.spec._hydra_search import read_sweeper as read_sweeper  # `tunebridge import hydra-sweeper`
 from tunebridge.spec._objectives import objectives
 from tunebridge.spec._parse import load_spec
 from tunebridge.spec._parse import parse_spec as parse_spec  # a parsed document (tests, tools)

@@ -19,6 +19,7 @@ from tunebridge.errors import SchemaError, show
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, is_json_scalar, load_yaml
 from tunebridge.schema._codec import check_keys
 from tunebridge.spec._cli import parse_lightning_cli
+from tunebridge.spec._hydra import parse_hydra
 from tunebridge.spec._objectives import NOTHING, objectives
 from tunebridge.spec._run import RUN_KEYS, parse_run_sections
 from tunebridge.spec._runspec import RunSpec
@@ -33,6 +34,7 @@ _KEYS = (
     "data",
     "builder",
     "lightning_cli",
+    "hydra",
     "space",
     "metric",
     "mode",
@@ -96,6 +98,9 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
             "spec keys must be strings", path="spec", value=show(bad[0]), fix="Quote the key, or remove it."
         )
     check_keys("spec", data, _KEYS)
+    hydra = None
+    if data.get("hydra") is not None:
+        hydra, data = _with_hydra(data, base_dir)
     if "space" not in data:
         raise SchemaError(
             "a spec needs a `space`",
@@ -105,6 +110,13 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
         )
     model, dataset, builder = data.get("model"), data.get("data"), data.get("builder")
     cli = None if data.get("lightning_cli") is None else parse_lightning_cli(data["lightning_cli"], base_dir=base_dir)
+    if hydra is not None and any(x is not None for x in (cli, builder, model, dataset)):
+        raise SchemaError(
+            "give one of `hydra`, `lightning_cli`, `builder` or `model` + `data`",
+            path="hydra",
+            value=show({k: data[k] for k in ("lightning_cli", "builder", "model", "data") if data.get(k) is not None}),
+            fix="The Hydra config names the model and data; remove `lightning_cli`/`builder`/`model`/`data`.",
+        )
     if cli is not None:
         if builder is not None or model is not None:
             raise SchemaError(
@@ -127,7 +139,7 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
             raise SchemaError(
                 "give either `builder` or `model` + `data`", path="model", value=show(model), fix="Remove one of them."
             )
-    else:
+    elif hydra is None:
         if model is None:
             raise SchemaError(
                 "a spec needs `model` (built-in) or `builder` (module:function)",
@@ -195,8 +207,24 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
         ray=ray,
         run=parse_run_sections(data),
         lightning_cli=cli,
+        hydra=hydra,
         base_dir=base_dir,
     )
+
+
+def _with_hydra(data: Mapping[str, Any], base_dir: str) -> tuple[Any, Mapping[str, Any]]:
+    """The ``hydra:`` section, and the document with a sweeper config's search as its defaults."""
+    hydra, search = parse_hydra(data["hydra"], base_dir=base_dir)
+    if search is None:
+        return hydra, data
+    if "space" in data:
+        raise SchemaError(
+            "give the space in the spec or in the sweeper config (`hydra.search`), not both",
+            path="space",
+            value=f"a `space:` and hydra.search: {os.path.basename(hydra.search or '')}",
+            fix="Remove `space:` (the sweeper config's params are the space), or remove `hydra.search`.",
+        )
+    return hydra, {**search.document(), **data}
 
 
 def load_spec(path: str | os.PathLike[str]) -> RunSpec:

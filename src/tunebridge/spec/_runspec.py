@@ -11,6 +11,7 @@ from typing import Any
 from tunebridge._rules import check_study_name
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
 from tunebridge.spec._cli import LightningCliSpec
+from tunebridge.spec._hydra import HydraSpec
 from tunebridge.spec._run import RunSections
 
 __all__ = ["RunSpec"]
@@ -41,6 +42,7 @@ class RunSpec:
     ray: Mapping[str, Any] = field(default_factory=dict)
     run: RunSections = field(default_factory=RunSections)
     lightning_cli: LightningCliSpec | None = None
+    hydra: HydraSpec | None = None
     base_dir: str = "."
 
     @property
@@ -67,6 +69,7 @@ class RunSpec:
             "seed": self.seed,
             **({"search_options": dict(self.search_options)} if self.search_options else {}),
             **({"lightning_cli": self.lightning_cli.meaning()} if self.lightning_cli else {}),
+            **({"hydra": self.hydra.meaning()} if self.hydra else {}),
             # Only when it differs from the defaults, so that specs written before these sections keep their hash.
             **({} if self.run.meaning() == RunSections().meaning() else self.run.meaning()),
         }
