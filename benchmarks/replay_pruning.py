@@ -51,8 +51,10 @@ HORIZON = 40  # the anytime-regret plot's horizon, in full-budget trials (every 
 
 # The settings recommended for `pruner: asha`, `pruner: hyperband` and a spec without a pruner (see
 # benchmarks/results/2026-12-07-cpu-replay.md); the last lines printed compare each with no pruning.
+ASHA_ES = "pruner: asha, early_stopping: {patience: 6}"
 DEFAULTS = {
-    "pruner: asha": Variant("asha", 1, 3, es_patience=6),
+    "pruner: asha": Variant("asha", 1, 3),
+    ASHA_ES: Variant("asha", 1, 3, es_patience=6),
     "pruner: hyperband": Variant("hyperband", 1, 3),
     "no pruner given": Variant("none"),
 }
@@ -229,18 +231,18 @@ def confirm(n: int, eps: float, data: Path, out: Path | None) -> None:
     target = table.best * (1 - eps)
     rows: list[dict[str, Any]] = []
     for seed in range(n):
-        for variant in (DEFAULTS["no pruner given"], DEFAULTS["pruner: asha"]):
+        for variant in (DEFAULTS["no pruner given"], DEFAULTS[ASHA_ES]):
             # About the same epochs at most for both (100 full-budget trials; ASHA's average 2-3 epochs per trial).
             rows.append(real_epochs_to(variant, seed, target, cap=100 if variant.policy == "none" else 700))
             print(json.dumps(rows[-1]), flush=True)
             if out:
                 out.write_text(json.dumps(rows))
     base = np.array([r["epochs"] for r in rows if r["variant"] == DEFAULTS["no pruner given"].label])
-    other = np.array([r["epochs"] for r in rows if r["variant"] == DEFAULTS["pruner: asha"].label])
+    other = np.array([r["epochs"] for r in rows if r["variant"] == DEFAULTS[ASHA_ES].label])
     r, lo, hi = ratio_interval(base, other)
     print(
         f"real studies, digits_mlp, within {100 * eps:g} % of the table's best ({target:.4f}), {n} seeds: "
-        f"none {np.median(base):.0f} epochs, {DEFAULTS['pruner: asha'].label} {np.median(other):.0f}: "
+        f"none {np.median(base):.0f} epochs, {DEFAULTS[ASHA_ES].label} {np.median(other):.0f}: "
         f"{fmt_ratio(r)}x [95 % CI {fmt_ratio(lo)}, {fmt_ratio(hi)}]"
     )
 
