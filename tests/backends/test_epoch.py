@@ -190,7 +190,7 @@ def test_no_outcome_without_an_epoch() -> None:
     ("spec", "expected"),
     [
         (None, None),
-        (EarlyStoppingSpec(), EarlyStopRule("val_acc", "max", 3, 0.0)),  # the run's metric and mode
+        (EarlyStoppingSpec(), EarlyStopRule("val_acc", "max", 6, 0.0)),  # the run's metric and mode
         (
             EarlyStoppingSpec(monitor="val_loss", mode="min", patience=1, min_delta=0.5),
             EarlyStopRule("val_loss", "min", 1, 0.5),

@@ -39,7 +39,7 @@ def test_the_pruner_in_words(pruner: dict[str, object], expected: str) -> None:
     [
         (None, "off"),
         ({"patience": 4, "min_delta": 0.001}, "monitor val_acc (max), patience 4 validations, min_delta 0.001"),
-        ({"monitor": "val_loss", "mode": "min"}, "monitor val_loss (min), patience 3 validations, min_delta 0"),
+        ({"monitor": "val_loss", "mode": "min"}, "monitor val_loss (min), patience 6 validations, min_delta 0"),
     ],
 )
 def test_early_stopping_in_words(spec: dict[str, object] | None, expected: str) -> None:
@@ -50,6 +50,6 @@ def test_check_of_the_bundled_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     result = CliRunner().invoke(app, ["check", "digits_mlp"])
     assert result.exit_code == 0, result.output
-    assert "asha: grace_period 3, reduction_factor 3, budget 20 epochs" in result.stdout
-    assert "monitor val_acc (max), patience 4 validations" in result.stdout
+    assert "asha: grace_period 1, reduction_factor 3, budget 20 epochs" in result.stdout
+    assert "monitor val_acc (max), patience 6 validations" in result.stdout
     assert "None" not in result.stdout and "min_delta': 0.0" not in result.stdout

@@ -18,8 +18,8 @@ from tunebridge.errors import SchemaError
 __all__ = ["import_hydra_sweeper"]
 
 _ADDED = {
-    "pruner": {"policy": "asha", "grace_period": 2},
-    "early_stopping": {"patience": 3},
+    "pruner": {"policy": "asha", "grace_period": 1, "reduction_factor": 3},  # the replay's best default
+    "early_stopping": {"patience": 6},
 }
 
 
