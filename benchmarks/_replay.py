@@ -123,6 +123,21 @@ class Run:
     rows: list[int] = field(default_factory=list)
     epochs: list[int] = field(default_factory=list)
     values: list[float | None] = field(default_factory=list)
+    spent: int = 0  # trial-epochs so far
+    best: float = -math.inf  # the best complete value so far
+
+    def add(self, row: int, epochs: int, value: float | None) -> None:
+        """Record one finished trial."""
+        self.rows.append(row)
+        self.epochs.append(epochs)
+        self.values.append(value)
+        self.spent += epochs
+        self.best = max(self.best, value if value is not None else -math.inf)
+
+    def going(self, *, cap: int, rows: list[int] | None, stop_at: float | None, horizon: int) -> bool:
+        """Whether the replayed study goes on: budget left, rows left, and no early stop (``stop_at``)."""
+        done = stop_at is not None and self.best >= stop_at and self.spent >= horizon
+        return self.spent < cap and (rows is None or len(self.rows) < len(rows)) and not done
 
     def cumulative(self) -> np.ndarray:
         return np.cumsum(self.epochs)
@@ -203,9 +218,9 @@ def replay(
         sampler=sampler or optuna.samplers.RandomSampler(seed=seed),
         pruner=pruner,
     )
-    run, spent, i = Run(), 0, 0
-    best = -math.inf
-    while spent < cap and (rows is None or i < len(rows)) and not (_done(best, stop_at) and spent >= horizon):
+    run = Run()
+    while run.going(cap=cap, rows=rows, stop_at=stop_at, horizon=horizon):
+        i = len(run.rows)
         if rows is not None:
             study.enqueue_trial({"row": rows[i]})
         trial = study.ask()
@@ -219,17 +234,8 @@ def replay(
         else:
             value = float(outcome.best[METRIC])
             study.tell(trial, value)
-        run.rows.append(row)
-        run.epochs.append(outcome.epochs)
-        run.values.append(value)
-        spent += outcome.epochs
-        best = max(best, value if value is not None else -math.inf)
-        i += 1
+        run.add(row, outcome.epochs, value)
     return run
-
-
-def _done(best: float, stop_at: float | None) -> bool:
-    return stop_at is not None and best >= stop_at
 
 
 def _replay_ray(
@@ -251,8 +257,9 @@ def _replay_ray(
         return replay(table, fifo, seed, cap=cap, rows=rows, stop_at=stop_at, horizon=horizon)
     scheduler.set_search_properties(METRIC, MODE)
     order: list[int] | RowStream = rows if rows is not None else RowStream(table.rows, seed)
-    run, spent, best, i = Run(), 0, -math.inf, 0
-    while spent < cap and (rows is None or i < len(rows)) and not (_done(best, stop_at) and spent >= horizon):
+    run = Run()
+    while run.going(cap=cap, rows=rows, stop_at=stop_at, horizon=horizon):
+        i = len(run.rows)
         row = order[i]
         trial = SimpleNamespace(trial_id=f"t{i}", status="RUNNING")
         scheduler.on_trial_add(None, trial)
@@ -267,10 +274,5 @@ def _replay_ray(
         scheduler.on_trial_complete(None, trial, dict(last))  # what Ray's controller does when a trial stops
         outcome = epochs.outcome()
         value = None if outcome.pruned else float(outcome.best[METRIC])
-        run.rows.append(row)
-        run.epochs.append(outcome.epochs)
-        run.values.append(value)
-        spent += outcome.epochs
-        best = max(best, value if value is not None else -math.inf)
-        i += 1
+        run.add(row, outcome.epochs, value)
     return run

@@ -39,8 +39,8 @@ def replay_mo(table: Table, variant: Variant, seed: int, *, cap: int) -> Run:
         sampler=optuna.samplers.RandomSampler(seed=seed),
         pruner=pruner,
     )
-    run, spent = Run(), 0
-    while spent < cap:
+    run = Run()
+    while run.spent < cap:
         trial = study.ask()
         row = trial.suggest_int("row", 0, table.rows - 1)
         reporter = OptunaReporter(trial, METRIC, len(METRICS), budget=table.budget)
@@ -57,10 +57,7 @@ def replay_mo(table: Table, variant: Variant, seed: int, *, cap: int) -> Run:
             values = objective_values(outcome, METRICS)
             study.tell(trial, values)
             value = values[0]
-        run.rows.append(row)
-        run.epochs.append(outcome.epochs)
-        run.values.append(value)
-        spent += outcome.epochs
+        run.add(row, outcome.epochs, value)
     return run
 
 
