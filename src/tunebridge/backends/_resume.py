@@ -137,7 +137,6 @@ class ResumeWriter:
     meta: dict[str, Any] = field(default_factory=dict)
     last_epoch: int = 0
     last_time: float = field(default_factory=time.monotonic)
-    written: bool = False
     prepared: str | None = None  # the slot :meth:`prepare` emptied, not yet committed
     slot: str | None = None  # the slot of the latest point (None: none written yet)
 
@@ -205,7 +204,7 @@ class ResumeWriter:
         }
         write_atomically(os.path.join(self.folder, META_FILE), lambda path: _write_json(path, meta))
         self.prepared, self.slot = None, os.path.basename(slot)
-        self.last_epoch, self.last_time, self.written = epoch, time.monotonic(), True
+        self.last_epoch, self.last_time = epoch, time.monotonic()
 
     def discard(self) -> None:
         discard_point(self.folder)
