@@ -57,8 +57,8 @@ class MoAshaPruner(optuna.pruners.BasePruner):
         """The objective values of one epoch's metrics.
 
         Raises:
-            MetricNotFoundError: An objective is not logged at this epoch (every objective is compared at each
-                rung, so each must be logged every epoch; ``n_params`` is not, unless the module logs it).
+            MetricNotFoundError: An objective is not in this epoch's metrics (every objective is compared at each
+                rung, so each must be logged every epoch; tunebridge adds ``n_params`` to every epoch's).
         """
         missing = [m for m in self.metrics if m not in metrics]
         if missing:
