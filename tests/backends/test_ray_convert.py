@@ -360,7 +360,7 @@ def test_storage_root_default_is_in_home() -> None:
 @pytest.mark.parametrize("rule", ["best_epoch", "last_epoch"])
 def test_a_lightning_objective_tells_ray_the_rule_it_trains_by(rule: str) -> None:
     pytest.importorskip("lightning.pytorch")
-    from tunebridge.backends.ray._run import declared_rule
+    from tunebridge.backends._base import declared_rule
     from tunebridge.lightning import LightningObjective, TrialSettings, builtin_builder
 
     settings = TrialSettings(metric="val_acc", mode="max", max_epochs=2, objective=rule)

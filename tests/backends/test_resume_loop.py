@@ -151,3 +151,36 @@ def test_a_dead_workers_trial_comes_back_while_the_queue_still_holds_others_and_
     assert trials[0].datetime_complete is not None and trials[3].datetime_start is not None
     assert trials[0].datetime_complete < trials[3].datetime_start
     assert _points(tmp_path) == []
+
+
+class Peaked(Objective):
+    """A plain objective whose score peaks at epoch 1 and falls after it; its outcome names the best of the
+    epochs *this call* trained (a plain objective does not know about the epochs before a resume)."""
+
+    def __call__(self, config: dict[str, Any], reporter: Any, *, resume: Resume | None = None) -> TrialOutcome:
+        first = int(Path(resume.checkpoint).read_text()) + 1 if resume is not None else 1
+        self.started.append(first)
+        own: dict[int, float] = {}
+        for epoch in range(first, EPOCHS + 1):
+            own[epoch] = 1.0 / epoch
+
+            def save(folder: str, epoch: int = epoch) -> None:
+                Path(folder, CHECKPOINT_FILE).write_text(str(epoch))
+
+            reporter.report(epoch, {"score": own[epoch]}, save)
+            if epoch == self.interrupt_at:
+                raise KeyboardInterrupt
+        best = max(own, key=own.__getitem__)
+        return TrialOutcome(metrics={"score": own[EPOCHS]}, best={"score": own[best]}, epochs=EPOCHS, best_epoch=best)
+
+
+def test_a_resumed_plain_objectives_value_is_chosen_over_the_epochs_before_the_resume_too(tmp_path: Path) -> None:
+    # The same rule as a Ray trial resumed from a checkpoint (test_ray_run.py's HyperBand test): one home,
+    # backends._base.over_whole_history, called by both loops.
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, Peaked(interrupt_at=2))
+    again = Peaked()
+    study = _run(tmp_path, again)
+    assert again.started == [3]
+    (trial,) = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert trial.value == 1.0 and trial.user_attrs[_record.BEST_EPOCH] == 1  # epoch 1, before the interruption

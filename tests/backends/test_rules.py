@@ -18,6 +18,7 @@ from tunebridge.backends._base import (
     is_better,
     may_prune,
     objective_values,
+    over_whole_history,
 )
 from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError
 
@@ -87,3 +88,13 @@ def test_resume_points_at_the_checkpoint_file_when_there_is_one(tmp_path: Path) 
     assert Resume(str(tmp_path)).checkpoint == str(tmp_path)  # an objective's own folder layout
     (tmp_path / CHECKPOINT_FILE).write_text("{}")
     assert Resume(str(tmp_path), reapply_config=True).checkpoint == str(tmp_path / CHECKPOINT_FILE)
+
+
+def test_over_whole_history_chooses_again_over_the_epochs_before_a_resume() -> None:
+    history = {1: {"acc": 0.9}, 2: {"acc": 0.7}, 3: {"acc": 0.8}, 4: {"acc": 0.6}}
+    own = TrialOutcome(metrics={"acc": 0.8}, best={"acc": 0.8, "n_params": 5.0}, epochs=3, best_epoch=3)
+    chosen = over_whole_history(own, history, "acc", "max", "best_epoch")
+    assert (chosen.best, chosen.best_epoch) == ({"acc": 0.9, "n_params": 5.0}, 1)  # epoch 4 is after the outcome
+    assert over_whole_history(own, history, "acc", "min", "best_epoch").best_epoch == 2
+    assert over_whole_history(own, history, "acc", "max", "last_epoch") is own  # already the last epoch
+    assert over_whole_history(chosen, history, "acc", "max", "best_epoch") is chosen  # already chosen over them

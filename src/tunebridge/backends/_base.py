@@ -4,7 +4,9 @@ Each rule below has one home and every backend (and the Lightning runner) calls 
 
 - :func:`objective_values` / :func:`finite_objective_values`: the value of a trial;
 - :func:`best_epoch` / :func:`objective_epoch`: which epoch is the trial's best, and which one gives
-  the trial its value (``objective: best_epoch | last_epoch``);
+  the trial its value (``objective: best_epoch | last_epoch``); :func:`declared_rule`: the rule an
+  objective trains by; :func:`over_whole_history`: a resumed trial's objective epoch, chosen again over
+  the epochs before the resume too (both loops call it when a trial went on from a checkpoint);
 - :func:`check_epoch_metrics`: the monitored metric must be logged, and it and every loss finite;
 - :func:`may_prune`: the budget's last epoch is never pruned;
 - :func:`is_better` / :func:`best_of`: the best value so far (progress bars, summaries);
@@ -20,7 +22,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from tunebridge.errors import MetricNotFoundError, NonFiniteMetricError
@@ -38,12 +40,14 @@ __all__ = [
     "best_of",
     "checkpoint_path",
     "check_epoch_metrics",
+    "declared_rule",
     "finite_objective_values",
     "is_better",
     "silent",
     "may_prune",
     "objective_epoch",
     "objective_values",
+    "over_whole_history",
     "trial_epochs",
     "trial_label",
 ]
@@ -227,6 +231,31 @@ def objective_epoch(history: Mapping[int, Mapping[str, float]], metric: str, mod
     if rule == "last_epoch":
         return max(history) if history else None
     return best_epoch(history, metric, mode)
+
+
+def declared_rule(objective: object) -> str:
+    """The rule ``objective`` trains by: a ``LightningObjective``'s ``settings.objective``, else ``best_epoch``."""
+    rule = getattr(getattr(objective, "settings", None), "objective", None)
+    return rule if isinstance(rule, str) else "best_epoch"
+
+
+def over_whole_history(
+    outcome: TrialOutcome, history: Mapping[int, Mapping[str, float]], metric: str, mode: str, rule: str
+) -> TrialOutcome:
+    """``outcome`` with its objective epoch chosen by ``rule`` over every epoch of ``history`` it trained up to.
+
+    A trial that went on from a checkpoint (Ray's pause and resume, PBT, a resume point after a preemption)
+    runs an objective that sees only the epochs it trains itself: a plain objective's outcome then names the
+    best of those. Its reporter's ``history`` holds the epochs before the resume as well, and the trial's
+    value is the same rule's choice over all of them. An outcome already chosen over them (a Lightning
+    trial's :class:`~tunebridge.backends._epoch.TrialEpochs`) comes back unchanged.
+    """
+    seen = {e: m for e, m in history.items() if e <= outcome.epochs}
+    chosen = objective_epoch(seen, metric, mode, rule)
+    if chosen is None or chosen == outcome.best_epoch:
+        return outcome
+    extra = {k: v for k, v in outcome.best.items() if k not in seen[chosen]}  # e.g. n_params
+    return replace(outcome, best={**seen[chosen], **extra}, best_epoch=chosen)
 
 
 def trial_label(reporter: object, config: Mapping[str, Any]) -> str:

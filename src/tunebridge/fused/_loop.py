@@ -276,6 +276,7 @@ def run_fused(
             limits=limits,
             keep_checkpoints=keep_checkpoints,
             resume=fused_plan(resume),
+            rule=settings.objective,
         )
     finally:
         executor.close()

@@ -25,7 +25,16 @@ import optuna
 from optuna.trial import TrialState
 
 from tunebridge import _record
-from tunebridge.backends._base import Objective, Progress, Resume, StudyEvents, TrialOutcome, silent
+from tunebridge.backends._base import (
+    Objective,
+    Progress,
+    Resume,
+    StudyEvents,
+    TrialOutcome,
+    declared_rule,
+    over_whole_history,
+    silent,
+)
 from tunebridge.backends._options import StudyLimits, StudyOptions, WorkerOptions
 from tunebridge.backends._preempt import preemptible
 from tunebridge.backends._resume import ResumePlan
@@ -146,6 +155,7 @@ def run_loop(
     keep_checkpoints: int = 1,
     on_start: Callable[[Slot], None] | None = None,
     resume: ResumePlan | None = None,
+    rule: str = "best_epoch",
 ) -> None:
     """Claim and run waiting trials with ``executor`` until ``n_trials`` have finished in the whole study.
 
@@ -161,6 +171,9 @@ def run_loop(
         resume: The study's resume points (None: none): each running trial writes them, a re-queued
             trial goes on from its predecessor's (``_resuming.py``). SIGTERM is a preemption while the
             loop runs (``worker.preempt_grace``, ``backends/_preempt.py``).
+        rule: ``best_epoch`` or ``last_epoch``, the rule the executor's trials train by: a trial that went on
+            from a resume point has its objective epoch chosen by it over the epochs before the resume too
+            (:func:`~tunebridge.backends._base.over_whole_history`, as on Ray).
     """
     worker = worker or WorkerOptions()
     if not worker.join:
@@ -180,7 +193,7 @@ def run_loop(
             trial = done.slot.trial
             claimed.pop(trial.number, None)
             try:
-                state, value, kept = _end(study, opts, done)
+                state, value, kept = _end(study, opts, done, rule)
             finally:
                 done.slot.heartbeat.__exit__(None, None, None)
             if state is None:
@@ -285,7 +298,9 @@ def _start(
     return slot
 
 
-def _end(study: optuna.Study, opts: StudyOptions, done: Finished) -> tuple[str | None, float | None, bool]:
+def _end(
+    study: optuna.Study, opts: StudyOptions, done: Finished, rule: str = "best_epoch"
+) -> tuple[str | None, float | None, bool]:
     """Record how a trial ended: ``(state, value, kept)``; state None for a re-queued trial."""
     trial = done.slot.trial
     if done.requeue is not None:
@@ -298,6 +313,8 @@ def _end(study: optuna.Study, opts: StudyOptions, done: Finished) -> tuple[str |
         error = done.error if done.error is not None else RuntimeError("the executor returned no outcome")
         return (*fail_trial(study, trial, error), False)
     outcome = done.outcome
+    if done.slot.resume is not None:  # its objective saw only the epochs after the resume point
+        outcome = over_whole_history(outcome, done.slot.reporter.history, opts.metrics[0], opts.modes[0], rule)
     outcome.extra.update(done.slot.attrs)
     try:
         return (*settle_trial(study, trial, outcome, opts), _record.CHECKPOINT in outcome.extra)
@@ -354,4 +371,5 @@ def run_trials(
         limits=limits,
         keep_checkpoints=keep_checkpoints,
         resume=resume,
+        rule=declared_rule(objective),
     )

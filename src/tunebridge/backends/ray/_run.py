@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from tunebridge import _record
 from tunebridge._setup import check_choice
 from tunebridge._vocab import OBJECTIVE_RULES
-from tunebridge.backends._base import Objective, Progress, silent
+from tunebridge.backends._base import Objective, Progress, declared_rule, silent
 from tunebridge.backends._options import StudyLimits
 from tunebridge.backends.optuna import (
     StudyOptions,
@@ -32,7 +32,7 @@ from tunebridge.backends.ray._options import RayOptions, storage_root
 from tunebridge.backends.ray._plan import RayPlan, plan_run
 from tunebridge.backends.ray._trainable import train_config
 
-__all__ = ["declared_rule", "ensure_ray", "run_ray", "trial_dirname"]
+__all__ = ["ensure_ray", "run_ray", "trial_dirname"]
 
 _QUIET = ("ray.tune", "ray.train", "ray.air", "ray.data")
 _STRICT = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
@@ -130,16 +130,6 @@ def _saved_trials(path: str) -> list[Any] | None:
         return list(ExperimentAnalysis(path).trials)
     except Exception:  # e.g. a Ray client run whose experiment folder lives on the cluster
         return None
-
-
-def declared_rule(objective: object) -> str:
-    """The rule ``objective`` trains by: a ``LightningObjective``'s ``settings.objective``, else ``best_epoch``.
-
-    The objective picks its value's epoch over the epochs it trained; a trial Ray resumed from a
-    checkpoint had epochs before that, and the same rule picks again over all of them.
-    """
-    rule = getattr(getattr(objective, "settings", None), "objective", None)
-    return rule if isinstance(rule, str) else "best_epoch"
 
 
 def _fit(tuner: Any, mirror: Mirror, path: str) -> None:
@@ -266,7 +256,8 @@ def run_ray(
             result, and the whole experiment stops (running trials end at their next report).
         keep_checkpoints: Keep the weights of this many best trials (those the objective wrote).
         objective_rule: ``best_epoch`` or ``last_epoch``: which epoch gives a trial resumed from a
-            checkpoint its value; None: the rule the objective trains by (:func:`declared_rule`).
+            checkpoint its value; None: the rule the objective trains by
+            (:func:`~tunebridge.backends._base.declared_rule`).
 
     Returns:
         The Optuna study holding every trial of every run of this study.

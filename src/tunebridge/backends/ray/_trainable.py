@@ -27,7 +27,7 @@ from tunebridge.backends._base import (
     TrialOutcome,
     finite_objective_values,
     may_prune,
-    objective_epoch,
+    over_whole_history,
 )
 from tunebridge.backends.ray._convert import ray_config_to_config
 from tunebridge.backends.ray._schedulers import TIME_ATTR
@@ -125,20 +125,11 @@ class RayReporter:
             self.restored = self._send_curve = True
 
     def best(self, outcome: TrialOutcome) -> TrialOutcome:
-        """``outcome`` with its objective epoch chosen over every epoch, including those before a restore.
-
-        A resumed objective only sees the epochs it trained itself; the backends' one rule for the
-        epoch that gives a trial its value (:func:`~tunebridge.backends._base.objective_epoch`, with
-        the run's ``objective:`` rule) is applied to the whole history.
-        """
-        if not self.restored or not self.history:
+        """``outcome`` with its objective epoch chosen over the epochs before a restore too
+        (:func:`~tunebridge.backends._base.over_whole_history`)."""
+        if not self.restored:
             return outcome
-        seen = {e: m for e, m in self.history.items() if e <= outcome.epochs}
-        chosen = objective_epoch(seen, self.plan.metrics[0], self.plan.modes[0], self.plan.rule)
-        if chosen is None:
-            return outcome
-        extra = {k: v for k, v in outcome.best.items() if k not in self.history[chosen]}  # e.g. n_params
-        return replace(outcome, best={**self.history[chosen], **extra}, best_epoch=chosen)
+        return over_whole_history(outcome, self.history, self.plan.metrics[0], self.plan.modes[0], self.plan.rule)
 
     def report(self, epoch: int, metrics: Mapping[str, float], checkpoint: Callable[[str], None] | None = None) -> bool:
         from ray import tune
