@@ -328,6 +328,14 @@ MALFORMED = [
         "early_stopping: unknown key, but got 'patiense'. Did you mean 'patience'? Known keys: monitor, mode, patience, min_delta.",
     ),
     (
+        "early-stopping-monitor-without-mode",
+        "spec",
+        SPEC + "space: mlp\nearly_stopping: {monitor: val_loss}\n",
+        "early_stopping.mode: `mode` must be given when `monitor` (val_loss) is not the run's metric (val_acc, max), "
+        "but got no mode. Write early_stopping: {monitor: val_loss, mode: min} for a loss, or "
+        "mode: max for a score (Lightning's EarlyStopping reads min when no mode is given).",
+    ),
+    (
         "early-stopping-patience-zero",
         "spec",
         SPEC + "space: mlp\nearly_stopping: {patience: 0}\n",

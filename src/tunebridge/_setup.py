@@ -126,8 +126,12 @@ def initial_configs(
     return out
 
 
-def early_stopping_spec(value: EarlyStoppingSpec | Mapping[str, Any] | bool | None) -> EarlyStoppingSpec | None:
-    """``tune(early_stopping=...)`` as a spec (True: the defaults)."""
-    if isinstance(value, EarlyStoppingSpec) or value is None:
-        return value
-    return EarlyStoppingSpec.from_dict(value)
+def early_stopping_spec(
+    value: EarlyStoppingSpec | Mapping[str, Any] | bool | None, *, metric: str, mode: str
+) -> EarlyStoppingSpec | None:
+    """``tune(early_stopping=...)`` as a spec (True: the defaults), checked against the run's metric and mode
+    before any trial (:meth:`EarlyStoppingSpec.check_run`)."""
+    spec = value if isinstance(value, EarlyStoppingSpec) or value is None else EarlyStoppingSpec.from_dict(value)
+    if spec is not None:
+        spec.check_run(metric, mode)
+    return spec

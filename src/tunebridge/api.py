@@ -207,7 +207,7 @@ def tune(
         mode=opts.modes[0],
         # One budget for every backend: Ray's schedulers stop trials at pruning.max_budget too.
         max_epochs=min(max_epochs, opts.pruning.budget(max_epochs)),
-        early_stopping=early_stopping_spec(early_stopping),
+        early_stopping=early_stopping_spec(early_stopping, metric=opts.metrics[0], mode=opts.modes[0]),
         seed=seed,
         accelerator=trial_opts.accelerator,
         threads=trial_opts.threads,

@@ -89,9 +89,14 @@ class EarlyStopRule:
 
     @classmethod
     def of(cls, spec: EarlyStoppingSpec | None, *, metric: str, mode: str) -> EarlyStopRule | None:
-        """The rule of a run's ``early_stopping`` spec (``monitor`` and ``mode`` default to the run's own)."""
+        """The rule of a run's ``early_stopping`` spec (``monitor`` and ``mode`` default to the run's own).
+
+        Raises:
+            SchemaError: ``monitor`` is not the run's metric and has no ``mode`` (:meth:`EarlyStoppingSpec.check_run`).
+        """
         if spec is None:
             return None
+        spec.check_run(metric, mode)
         return cls(spec.monitor or metric, spec.mode or mode, spec.patience, spec.min_delta)
 
     @property

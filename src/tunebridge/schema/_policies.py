@@ -214,6 +214,23 @@ class EarlyStoppingSpec:
         _positive_int(where, "patience", self.patience, 1)
         _min_delta(where, self.min_delta)
 
+    def check_run(self, metric: str, mode: str) -> None:
+        """The rule between early stopping and the run's objective: a ``monitor`` other than the run's metric
+        says its own ``mode``. The run's mode is its metric's direction, not the monitor's: ``monitor:
+        val_loss`` in a run that maximizes val_acc would stop the trials whose loss falls.
+
+        Raises:
+            SchemaError: ``monitor`` differs from ``metric`` and ``mode`` is not given.
+        """
+        if self.monitor is not None and self.monitor != metric and self.mode is None:
+            raise SchemaError(
+                f"`mode` must be given when `monitor` ({self.monitor}) is not the run's metric ({metric}, {mode})",
+                path="early_stopping.mode",
+                value="no mode",
+                fix=f"Write early_stopping: {{monitor: {self.monitor}, mode: min}} for a loss, or mode: max for a "
+                "score (Lightning's EarlyStopping reads min when no mode is given).",
+            )
+
     @classmethod
     def from_dict(cls, data: Any) -> EarlyStoppingSpec | None:
         if data is None or data is False:

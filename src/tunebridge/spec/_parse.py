@@ -178,6 +178,8 @@ def parse_spec(data: Any, *, base_dir: str = ".", default_study: str | None = No
         )
     pruner = PruningSpec.from_dict(data.get("pruner"))
     early = EarlyStoppingSpec.from_dict(data.get("early_stopping"))
+    if early is not None:
+        early.check_run(metrics[0], modes[0])
     search, search_options = parse_search(data.get("search", "tpe"))
     space = space_from_spec(data["space"])
     if search == "grid":
