@@ -48,7 +48,6 @@ from tunebridge.backends.optuna._internals import (
     cached_backend,
     forget_cached_trials,
     new_to_cache,
-    pop_waiting_trial_id,
     rdb_session,
     set_storage,
     storage_of,
@@ -230,23 +229,6 @@ def test_the_trials_a_study_caches_for_its_sampler_can_be_dropped() -> None:
     assert len(study._get_trials(deepcopy=False, use_cache=True)) == 1  # the cached answer
     forget_cached_trials(study)
     assert len(study._get_trials(deepcopy=False, use_cache=True)) == 2
-
-
-@covers(
-    "_pop_waiting_trial_id",
-    internal="Study._pop_waiting_trial_id",
-    user="backends.optuna._queue.claim",
-    why="taking a queued trial without Study.ask's fallback of creating one (the budget workers share)",
-    check="it must turn the first waiting trial RUNNING and return its id, or return None",
-)
-def test_pop_waiting_trial_id_takes_a_waiting_trial_and_never_creates_one(sqlite_url: str, studies: _Studies) -> None:
-    study = studies.create(sqlite_url)
-    study.enqueue_trial({"x": 0.1})
-    study.enqueue_trial({"x": 0.2})
-    ids = [trial_id_of(t) for t in study.get_trials(deepcopy=False)]
-    popped = [pop_waiting_trial_id(study), pop_waiting_trial_id(study), pop_waiting_trial_id(study)]
-    assert popped == [*ids, None], f"it returned {popped} for the waiting trials {ids}"
-    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING] * 2, "it must create no trial"
 
 
 @covers(

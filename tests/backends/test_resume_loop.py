@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tunebridge.backends.optuna._attrs import write_attrs
 from tunebridge.backends.optuna._internals import storage_of, trial_id_of
 from tunebridge.backends.optuna._liveness import HEARTBEAT_ATTR, PID_NAMESPACE, PROCESS_ATTR
 from tunebridge.backends.optuna._queue import claim
-from tunebridge.backends.optuna._study import start_trial
+from tunebridge.backends.optuna._study import abandon_trial, start_trial
 from tunebridge.schema import Float, Space
 
 SPACE = Space(lr=Float(0.01, 0.1, log=True))
@@ -144,7 +145,8 @@ def test_a_dead_workers_trial_comes_back_while_the_queue_still_holds_others_and_
 
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE", "COMPLETE"]
-    assert sorted(objective.started) == [1, 1, 1, 3]  # the dead worker's trial went on after its epoch 2
+    # The dead worker's trial went on after its epoch 2, claimed ahead of the fresh trials still queued.
+    assert objective.started == [1, 3, 1, 1]
     resumed = trials[4]
     assert resumed.params == trials[0].params and list(resumed.intermediate_values) == [1, 2, 3, 4]
     # Found between this worker's trials, not once the queue was empty: before the last fresh trial began.
@@ -184,3 +186,21 @@ def test_a_resumed_plain_objectives_value_is_chosen_over_the_epochs_before_the_r
     assert again.started == [3]
     (trial,) = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert trial.value == 1.0 and trial.user_attrs[_record.BEST_EPOCH] == 1  # epoch 1, before the interruption
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "memory", "postgres", "redis"])
+def test_re_queued_configs_are_claimed_before_the_fresh_ones(kind: str, tmp_path: Path, request: Any) -> None:
+    urls = {"sqlite": f"sqlite:///{tmp_path}/q.db", "journal": str(tmp_path / "q.log"), "memory": None}
+    url = urls[kind] if kind in urls else request.getfixturevalue(f"{kind}_url")
+    opts = StudyOptions(
+        space=SPACE, metrics=["score"], modes=["max"], search="random", seed=0, storage=url,
+        study=f"order-{uuid.uuid4().hex[:8]}", spec_hash="h",
+    )  # fmt: skip
+    study = open_study(opts, n_trials=4)
+    first = claim(study)
+    assert first is not None and start_trial(study, first, opts, WorkerOptions()) is not None
+    abandon_trial(study, first, KeyboardInterrupt())  # re-queued behind the 3 fresh trials still waiting
+    order = []
+    while (trial := claim(study)) is not None:
+        order.append(_record.bookkeeping(storage_of(study).get_trial(trial_id_of(trial)), _record.RETRY_OF))
+    assert order == [first.number, None, None, None]

@@ -22,7 +22,7 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tunebridge import _record
 from tunebridge.backends.optuna._internals import (
@@ -34,7 +34,7 @@ from tunebridge.backends.optuna._internals import (
     trial_id_of,
 )
 
-__all__ = ["enqueue", "enqueue_many", "tell", "waiting_ids", "write_attrs"]
+__all__ = ["claim_order", "enqueue", "enqueue_many", "tell", "waiting_ids", "write_attrs"]
 
 
 def write_attrs(
@@ -125,7 +125,8 @@ def enqueue_many(study: optuna.Study, items: Sequence[tuple[Mapping[str, Any], M
 
 
 def waiting_ids(study: optuna.Study, limit: int = 8) -> list[int] | None:
-    """The ids of the study's first ``limit`` waiting trials, on a database; None elsewhere.
+    """The ids of the study's first ``limit`` waiting trials in claim order (:func:`claim_order`), on a
+    database; None elsewhere.
 
     Optuna's claim reads every waiting trial whole (params, attributes, values) to take the first: with
     the whole budget queued, that read costs more than the trial's writes. Here only the ids are read.
@@ -135,15 +136,28 @@ def waiting_ids(study: optuna.Study, limit: int = 8) -> list[int] | None:
         return None
     from optuna.storages._rdb import models
 
+    trial, attr = models.TrialModel, models.TrialSystemAttributeModel
+    requeued = (attr.trial_id == trial.trial_id) & (attr.key == _record.SYSTEM_PREFIX + _record.RETRY_OF)
     with rdb_session(backend) as session:
         rows = (
-            session.query(models.TrialModel.trial_id)
-            .filter(models.TrialModel.study_id == study_id_of(study), models.TrialModel.state == TrialState.WAITING)
-            .order_by(models.TrialModel.trial_id)
+            session.query(trial.trial_id)
+            .outerjoin(attr, requeued)
+            .filter(trial.study_id == study_id_of(study), trial.state == TrialState.WAITING)
+            .order_by(attr.trial_system_attribute_id.is_(None), trial.trial_id)
             .limit(limit)
             .all()
         )
     return [int(r[0]) for r in rows]
+
+
+def claim_order(waiting: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The order workers claim waiting trials in: re-queued ones (an interrupted, preempted or dead worker's
+    config, which may go on from its resume point) first, then the queue's own, each oldest first.
+
+    A re-queued config is work already paid for: left behind the rest of the budget, its resume point would
+    wait (and its epochs count for nothing) until every fresh trial had been claimed.
+    """
+    return sorted(waiting, key=lambda t: (_record.bookkeeping(t, _record.RETRY_OF) is None, t.number))
 
 
 def _backend(storage: Any) -> tuple[Any, str]:

@@ -26,7 +26,6 @@ __all__ = [
     "cached_backend",
     "forget_cached_trials",
     "new_to_cache",
-    "pop_waiting_trial_id",
     "rdb_session",
     "set_storage",
     "storage_of",
@@ -72,15 +71,6 @@ def forget_cached_trials(study: optuna.Study) -> None:
     """Drop the trials the study caches for its sampler in this thread (``Study._thread_local.cached_all_trials``),
     as ``Study.ask`` does first: a claimed trial's sampler then reads the study afresh. Checked against optuna 5.1.0."""
     study._thread_local.cached_all_trials = None
-
-
-def pop_waiting_trial_id(study: optuna.Study) -> int | None:
-    """Take the first waiting trial (WAITING -> RUNNING, which one process wins), or None (``Study._pop_waiting_trial_id``).
-
-    ``Study.ask`` does this and, with no waiting trial, creates one: workers sharing a budget would overshoot
-    it. Checked against optuna 5.1.0.
-    """
-    return study._pop_waiting_trial_id()
 
 
 def tell_without_copy(

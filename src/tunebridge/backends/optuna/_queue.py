@@ -28,13 +28,12 @@ from tunebridge._search import check_object, object_kind
 from tunebridge._vocab import BACKENDS
 from tunebridge.backends._options import StudyOptions
 from tunebridge.backends._resume import discard_point, has_point
-from tunebridge.backends.optuna._attrs import enqueue, enqueue_many, waiting_ids, write_attrs
+from tunebridge.backends.optuna._attrs import claim_order, enqueue, enqueue_many, waiting_ids, write_attrs
 from tunebridge.backends.optuna._compile import check_convertible, encode
 from tunebridge.backends.optuna._factories import make_storage, study_pruner, study_sampler
 from tunebridge.backends.optuna._internals import (
     forget_cached_trials,
     new_to_cache,
-    pop_waiting_trial_id,
     storage_of,
     study_id_of,
     trial_id_of,
@@ -266,17 +265,28 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
 
 
 def _claim_id(study: optuna.Study) -> int | None:
-    """Optuna's step on a database reads only the ids of the first waiting trials (see ``waiting_ids``)."""
-    while (ids := waiting_ids(study)) is not None:
+    """Optuna's step (``Study._pop_waiting_trial_id``: the first waiting trial turned RUNNING, which one process
+    wins), in :func:`claim_order`: re-queued trials first. On a database only the ids of the first waiting
+    trials are read (see ``waiting_ids``)."""
+    storage = storage_of(study)
+    while True:
+        ids = waiting_ids(study)
+        if ids is None:  # journal, Redis, in memory: the waiting trials, as Optuna's step reads them
+            waiting = storage.get_all_trials(study_id_of(study), deepcopy=False, states=(TrialState.WAITING,))
+            ids = [trial_id_of(t) for t in claim_order(waiting)]
+            again = False
+        else:
+            again = bool(ids)  # more may wait behind the first few that others took
         if not ids:
             return None
         for trial_id in ids:  # the same atomic WAITING -> RUNNING change as Optuna's
             try:
-                if storage_of(study).set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                     return trial_id
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # cancelled meanwhile
-    return pop_waiting_trial_id(study)
+        if not again:
+            return None
 
 
 def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int | None) -> bool:
