@@ -21,7 +21,9 @@ does, through tunebridge's own objects, not copies of them:
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -30,7 +32,8 @@ import numpy as np
 import optuna
 
 from tunebridge.backends import EarlyStopRule, TrialEpochs
-from tunebridge.backends.optuna._factories import make_pruner
+from tunebridge.backends.optuna._compile import suggest
+from tunebridge.backends.optuna._factories import make_pruner, make_sampler
 from tunebridge.backends.optuna._study import OptunaReporter
 from tunebridge.schema import EarlyStoppingSpec, PruningSpec, Space
 
@@ -48,6 +51,7 @@ class Table:
     loss: np.ndarray
     n_params: np.ndarray
     epoch_s: np.ndarray | None = None
+    configs: tuple[str, ...] = ()  # each row's config, JSON
 
     @property
     def budget(self) -> int:
@@ -71,6 +75,7 @@ class Table:
                 loss=z["val_loss"].astype(np.float64),
                 n_params=z["n_params"].astype(np.float64),
                 epoch_s=z["epoch_s"].astype(np.float64),
+                configs=tuple(str(c) for c in z["configs"]),
             )
 
 
@@ -85,6 +90,13 @@ class Variant:
     es_min_delta: float = 0.0
     backend: str = "optuna"
     patience: int = 3
+    # What the pruner is told each epoch: the epoch's val_acc ("value", what tunebridge reports), the best
+    # val_acc so far ("best"), or minus the lowest val_loss so far ("loss"): the second look's variants.
+    signal: str = "value"
+    es_monitor: str | None = None  # early stopping on another metric (val_loss), else on val_acc
+    # The study's sampler: "random" (a row drawn from the table) or "tpe" (tunebridge's TPE over the task's space,
+    # its proposal mapped to the nearest row of the table: :class:`NearestRow`).
+    search: str = "random"
 
     @property
     def label(self) -> str:
@@ -97,9 +109,14 @@ class Variant:
             p += f"(p{self.patience})"
         if self.backend != "optuna":
             p += f"[{self.backend}]"
+        if self.search != "random":
+            p += f"[{self.search}]"
+        if self.signal != "value":
+            p += f" on {self.signal}"
         if self.es_patience is not None:
             p += f" + ES(p{self.es_patience}"
-            p += f",d{self.es_min_delta:g})" if self.es_min_delta else ")"
+            p += f",d{self.es_min_delta:g}" if self.es_min_delta else ""
+            p += f",{self.es_monitor})" if self.es_monitor else ")"
         return p
 
     def pruning(self) -> PruningSpec:
@@ -113,7 +130,10 @@ class Variant:
     def early_stopping(self) -> EarlyStoppingSpec | None:
         if self.es_patience is None:
             return None
-        return EarlyStoppingSpec(patience=self.es_patience, min_delta=self.es_min_delta)
+        mode = None if self.es_monitor is None else "min"  # a loss
+        return EarlyStoppingSpec(
+            patience=self.es_patience, min_delta=self.es_min_delta, monitor=self.es_monitor, mode=mode
+        )
 
 
 @dataclass
@@ -153,17 +173,77 @@ class Run:
         return float(self.cumulative()[hit[0]]) if len(hit) else math.inf
 
 
+class NearestRow:
+    """The table's row nearest to a config of the task's space: how a model-based sampler's proposals are replayed.
+
+    Each config is a vector with one block per parameter (per-layer ones once per possible layer): a number
+    (``Int``, ``Float``, an ordered ``Choice``) as its place in ``[0, 1]`` (log-scaled for ``log=True``), an
+    unordered ``Choice`` one-hot (two different values are 1 apart), a ``Bool`` as 0 or 1; a parameter the
+    config does not have (inactive under its condition, a layer it lacks) is -1, or all zeros for one-hot, so
+    that it is at least as far from any value as two values are from each other. The nearest row by Euclidean
+    distance wins (the first on ties). With 500 rows in a 14-16 parameter space this is coarse: the sampler
+    proposes configs, the study trains the nearest recorded ones (the usual way tabular benchmarks replay
+    model-based search).
+    """
+
+    def __init__(self, table: Table, space: Space) -> None:
+        self.blocks: list[tuple[str, Any]] = []
+        for name, p in space.items():
+            if p.per_layer is not None:
+                layers = dict(space.items())[p.per_layer]
+                self.blocks += [(f"{name}/{i}", p) for i in range(int(layers.high))]
+            else:
+                self.blocks.append((name, p))
+        self.rows = np.array([self.encode(json.loads(c)) for c in table.configs])
+
+    def encode(self, config: dict[str, Any]) -> np.ndarray:
+        out: list[float] = []
+        for key, p in self.blocks:
+            value = config.get(key)
+            kind = type(p).__name__
+            if kind == "Choice" and not p.ordered:
+                out += [(1.0 if value == v else 0.0) / math.sqrt(2) for v in p.values]
+            elif value is None:
+                out.append(-1.0)
+            elif kind == "Choice":
+                out.append(list(p.values).index(value) / max(1, len(p.values) - 1))
+            elif kind == "Bool":
+                out.append(float(bool(value)))
+            else:
+                lo, hi, x = float(p.low), float(p.high), float(value)
+                if getattr(p, "log", False):
+                    lo, hi, x = math.log(lo), math.log(hi), math.log(x)
+                out.append((x - lo) / (hi - lo) if hi > lo else 0.0)
+        return np.array(out)
+
+    def __call__(self, config: dict[str, Any]) -> int:
+        return int(np.argmin(((self.rows - self.encode(config)) ** 2).sum(axis=1)))
+
+
+def task_space(name: str) -> Space:
+    """The space a table's configs were drawn from (``make_curves.py``'s task of that name)."""
+    from make_curves import _task_setup  # benchmarks/ is on the path of the scripts that replay
+
+    return _task_setup(name, 0, None)[1]
+
+
 def _trial_epochs(table: Table, variant: Variant) -> TrialEpochs:
     rule = EarlyStopRule.of(variant.early_stopping(), metric=METRIC, mode=MODE)
     return TrialEpochs(METRIC, MODE, rule="best_epoch", budget=table.budget, early_stopping=rule)
 
 
-def _train(table: Table, row: int, epochs: TrialEpochs, ask: Any) -> TrialEpochs:
-    """Row ``row``'s epochs, one at a time, until the budget, early stopping or a prune (``ask(epoch, metrics)``)."""
+def _train(table: Table, row: int, epochs: TrialEpochs, ask: Any, signal: str = "value") -> TrialEpochs:
+    """Row ``row``'s epochs, one at a time, until the budget, early stopping or a prune (``ask(epoch, metrics)``).
+
+    ``signal``: what the pruner is told as val_acc (see :attr:`Variant.signal`).
+    """
+    best, lowest = -math.inf, math.inf
     for e in range(1, table.budget + 1):
         metrics = {METRIC: float(table.acc[row, e - 1]), "val_loss": float(table.loss[row, e - 1])}
         decision = epochs.validated(e, metrics)
-        if epochs.reported(e, ask(e, metrics)) or decision.early_stop:
+        best, lowest = max(best, metrics[METRIC]), min(lowest, metrics["val_loss"])
+        told = {"value": metrics[METRIC], "best": best, "loss": -lowest}[signal]
+        if epochs.reported(e, ask(e, {**metrics, METRIC: told})) or decision.early_stop:
             break
     return epochs
 
@@ -212,6 +292,13 @@ def replay(
         return _replay_ray(table, variant, seed, cap=cap, rows=rows, stop_at=stop_at, horizon=horizon)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = make_pruner(variant.pruning(), max_epochs=table.budget)
+    nearest: NearestRow | None = None
+    if variant.search != "random" and rows is None:
+        space = nearest_space(table.name)
+        if table.name not in _NEAREST:
+            _NEAREST[table.name] = NearestRow(table, space)
+        nearest = _NEAREST[table.name]
+        sampler = make_sampler(variant.search, seed=seed, space=space, n_objectives=1)
     study = optuna.create_study(
         study_name=study_name or f"replay-{seed}",
         direction="maximize",
@@ -224,9 +311,14 @@ def replay(
         if rows is not None:
             study.enqueue_trial({"row": rows[i]})
         trial = study.ask()
-        row = trial.suggest_int("row", 0, table.rows - 1)
+        if nearest is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                row = nearest(suggest(trial, nearest_space(table.name)))
+        else:
+            row = trial.suggest_int("row", 0, table.rows - 1)
         reporter = OptunaReporter(trial, METRIC, 1, budget=table.budget)
-        epochs = _train(table, row, _trial_epochs(table, variant), reporter.report)
+        epochs = _train(table, row, _trial_epochs(table, variant), reporter.report, variant.signal)
         outcome = epochs.outcome()
         if outcome.pruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -236,6 +328,16 @@ def replay(
             study.tell(trial, value)
         run.add(row, outcome.epochs, value)
     return run
+
+
+_NEAREST: dict[str, NearestRow] = {}
+_SPACES: dict[str, Space] = {}
+
+
+def nearest_space(name: str) -> Space:
+    if name not in _SPACES:
+        _SPACES[name] = task_space(name)
+    return _SPACES[name]
 
 
 def _replay_ray(
@@ -253,7 +355,9 @@ def _replay_ray(
 
     scheduler = make_scheduler(variant.pruning(), max_epochs=table.budget, n_objectives=1, mode=MODE, space=Space({}))
     if scheduler is None:  # policy none: FIFO
-        fifo = Variant(es_patience=variant.es_patience, es_min_delta=variant.es_min_delta)
+        fifo = Variant(
+            es_patience=variant.es_patience, es_min_delta=variant.es_min_delta, es_monitor=variant.es_monitor
+        )
         return replay(table, fifo, seed, cap=cap, rows=rows, stop_at=stop_at, horizon=horizon)
     scheduler.set_search_properties(METRIC, MODE)
     order: list[int] | RowStream = rows if rows is not None else RowStream(table.rows, seed)
@@ -270,7 +374,7 @@ def _replay_ray(
             last.update({TIME_ATTR: e, **m})
             return str(scheduler.on_trial_result(None, trial, dict(last))) == str(scheduler.STOP)
 
-        epochs = _train(table, row, _trial_epochs(table, variant), ask)
+        epochs = _train(table, row, _trial_epochs(table, variant), ask, variant.signal)
         scheduler.on_trial_complete(None, trial, dict(last))  # what Ray's controller does when a trial stops
         outcome = epochs.outcome()
         value = None if outcome.pruned else float(outcome.best[METRIC])

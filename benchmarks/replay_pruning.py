@@ -61,7 +61,27 @@ DEFAULTS = {
 
 
 def grid(name: str) -> list[Variant]:
-    """The variants replayed: ``full`` (the search for defaults), ``small`` (the current defaults and the recipe's)."""
+    """The variants replayed: ``full`` (the search for defaults), ``small`` (the current defaults and the recipe's),
+    ``second`` (the second look for 4x on digits_mlp: what the pruner is told, early stopping's patience,
+    min_delta and monitor around the default)."""
+    if name == "tpe":  # tunebridge's default search (TPE), its proposals mapped to the nearest row
+        return [
+            Variant(policy, g, rf, es_patience=es, search="tpe")
+            for policy, g, rf, es in (
+                ("none", 1, 3, None),
+                ("asha", 1, 3, None),
+                ("asha", 1, 3, 6),
+                ("hyperband", 1, 3, None),
+            )
+        ]
+    if name == "second":
+        out = [Variant("none"), Variant("asha", es_patience=6), Variant("asha")]
+        out += [Variant("asha", signal=sig, es_patience=es) for sig in ("best", "loss") for es in (None, 6)]
+        out += [Variant("asha", 1, rf, es_patience=p) for rf in (3, 4) for p in (4, 5, 7)]
+        out += [Variant("asha", es_patience=p, es_min_delta=0.003) for p in (5, 6)]
+        out += [Variant("asha", es_patience=p, es_monitor="val_loss") for p in (2, 3, 4, 6)]
+        out += [Variant("none", es_patience=p, es_monitor="val_loss") for p in (2, 3)]
+        return out
     out = [Variant("none"), Variant("none", es_patience=3), Variant("asha"), Variant("hyperband")]
     out.append(Variant("asha", 3, 3, es_patience=4, es_min_delta=0.001))  # the digits_mlp recipe's settings
     out.append(Variant("median", 2, es_patience=3))  # the digits_cnn recipe's settings
@@ -128,14 +148,16 @@ def fmt_ratio(x: float) -> str:
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per task and variant, per eps: median epochs, reached count, ratio vs none (with interval)."""
+    """Per task and variant, per eps: median epochs, reached count, ratio vs none with the same search (interval)."""
     out: dict[str, dict[str, Any]] = {}
     for task in dict.fromkeys(r["task"] for r in results):
         rows = [r for r in results if r["task"] == task]
-        base = next(r for r in rows if r["variant"] == "none")
-        b = np.array([s["to"] for s in base["seeds"]])
         out[task] = {}
         for r in rows:
+            # The baseline is no pruning with the same search (random search, or TPE: a variant's [tpe]).
+            search = r.get("v", {}).get("search", "random")
+            base = next(x for x in rows if x["variant"] == ("none" if search == "random" else f"none[{search}]"))
+            b = np.array([s["to"] for s in base["seeds"]])
             o = np.array([s["to"] for s in r["seeds"]])
             out[task][r["variant"]] = {
                 "eps": list(r.get("eps", EPS)),
@@ -281,7 +303,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="where the tables are")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--seeds", type=int, default=100)
-    parser.add_argument("--grid", choices=("full", "small"), default="full")
+    parser.add_argument("--grid", choices=("full", "small", "second", "tpe"), default="full")
     parser.add_argument("--cap", type=int, default=200, help="most trial-epochs per study, in full-budget trials")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--png", type=Path, default=None)
