@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -100,11 +101,8 @@ def test_nearest_row_maps_every_recorded_config_to_its_row_and_tpe_replays_deter
 
     table = Table.load(Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "digits_mlp.npz")
     nearest = NearestRow(table, nearest_space("digits_mlp"))
-    import json
-
     assert [nearest(json.loads(c)) for c in table.configs] == list(range(table.rows))
-    # A config between rows goes to one of them; a parameter the config lacks is far from any value.
-    config = json.loads(table.configs[0])
+    config = json.loads(table.configs[0])  # a config next to a row goes to that row
     assert nearest({**config, "dropout": config["dropout"] + 1e-6}) == 0
     tpe = Variant("asha", es_patience=6, search="tpe")
     a, b = (replay(table, tpe, 3, cap=10 * table.budget) for _ in range(2))
