@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
 
-from tunebridge.backends._mo_asha import MoAsha, crowding_order, epsilon_net_order, pareto_fronts, rung_stops
+from tunebridge.backends._mo_asha import (
+    MoAsha,
+    crowding_order,
+    epsilon_net_order,
+    pareto_fronts,
+    peeled_fronts,
+    rung_stops,
+    rung_stops_by_definition,
+)
 from tunebridge.backends.optuna import make_pruner
 from tunebridge.backends.optuna._mo_pruner import MoAshaPruner
 from tunebridge.backends.optuna._study import OptunaReporter
@@ -28,6 +36,29 @@ METRICS, MODES = ("val_acc", "n_params"), ("max", "min")
 def test_non_dominated_sorting() -> None:
     points = [(1.0, 3.0), (2.0, 2.0), (3.0, 3.0), (3.0, 1.0), (4.0, 4.0), (1.0, 3.0)]
     assert pareto_fronts(points) == [[0, 1, 3, 5], [2], [4]]
+
+
+COST = st.sampled_from([0.0, 1.0, 2.0, 3.0, 4.5, float("inf"), -1.0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(points=st.lists(st.tuples(COST, COST), max_size=30), extra=st.lists(st.tuples(COST, COST, COST), max_size=12))
+def test_the_two_objective_sweep_gives_the_fronts_of_the_definition(
+    points: list[tuple[float, float]], extra: list[tuple[float, float, float]]
+) -> None:
+    assert pareto_fronts(points) == peeled_fronts(points)  # ties, duplicates and infinite costs included
+    assert pareto_fronts(extra) == peeled_fronts(extra)  # three objectives: the definition itself
+
+
+@settings(max_examples=300, deadline=None)
+@given(candidate=st.lists(COST, min_size=2, max_size=2), others=st.lists(st.lists(COST, min_size=2, max_size=2),
+       max_size=25), eta=st.integers(2, 4), crowding=st.booleans())  # fmt: skip
+def test_a_rungs_decision_is_that_of_the_whole_order(
+    candidate: list[float], others: list[list[float]], eta: int, crowding: bool
+) -> None:
+    tie_break = "crowding" if crowding else "epsilon_net"
+    expected = rung_stops_by_definition(candidate, others, modes=MODES, reduction_factor=eta, tie_break=tie_break)
+    assert rung_stops(candidate, others, modes=MODES, reduction_factor=eta, tie_break=tie_break) is expected
 
 
 def test_epsilon_net_starts_at_the_best_first_objective_and_goes_farthest_first() -> None:

@@ -20,6 +20,7 @@ they decide the same. Standard library only.
 
 from __future__ import annotations
 
+import bisect
 import math
 import zlib
 from collections.abc import Sequence
@@ -36,7 +37,9 @@ __all__ = [
     "epsilon_net_order",
     "minimizing",
     "pareto_fronts",
+    "peeled_fronts",
     "rung_stops",
+    "rung_stops_by_definition",
 ]
 
 Point = tuple[float, ...]
@@ -71,12 +74,48 @@ def dominates(a: Point, b: Point) -> bool:
 
 
 def pareto_fronts(points: Sequence[Point]) -> list[list[int]]:
-    """Non-dominated sorting: the indices of ``points`` (costs) front by front, first front first.
+    """Non-dominated sorting: the indices of ``points`` (costs) front by front, first front first, each
+    front's indices in ascending order.
+
+    Two objectives (the usual pair, a score and a size) take an O(n log n) sweep; more peel the fronts one
+    by one (:func:`peeled_fronts`, the definition). Both give the same fronts (a property test holds them
+    equal).
 
     Example:
         >>> pareto_fronts([(1.0, 3.0), (2.0, 2.0), (3.0, 3.0), (3.0, 1.0)])
         [[0, 1, 3], [2]]
     """
+    if points and len(points[0]) == 2:
+        return _swept_fronts(points)
+    return peeled_fronts(points)
+
+
+def _swept_fronts(points: Sequence[Point]) -> list[list[int]]:
+    """Non-dominated sorting of two-objective costs in O(n log n) (Jensen's sweep).
+
+    Equal points share a front (neither dominates the other), so the sweep runs over distinct points sorted by
+    (first, second) cost: every point before ``p`` has a first cost no larger, and dominates ``p`` exactly when
+    its second cost is no larger. ``least[k]``, the least second cost in front ``k``, grows with ``k``; ``p``
+    joins the first front whose least second cost is above its own (a new front when none is).
+    """
+    distinct = sorted(set(points))
+    least: list[float] = []
+    front_of: dict[Point, int] = {}
+    for p in distinct:
+        k = bisect.bisect_right(least, p[1])
+        if k == len(least):
+            least.append(p[1])
+        else:
+            least[k] = p[1]
+        front_of[p] = k
+    fronts: list[list[int]] = [[] for _ in least]
+    for i, p in enumerate(points):
+        fronts[front_of[p]].append(i)
+    return fronts
+
+
+def peeled_fronts(points: Sequence[Point]) -> list[list[int]]:
+    """Non-dominated sorting by its definition: the points no other remaining point dominates, front by front."""
     left = list(range(len(points)))
     fronts: list[list[int]] = []
     while left:
@@ -163,6 +202,31 @@ def rung_stops(
     """
     points, me = _canonical(minimizing(candidate, modes), [minimizing(o, modes) for o in others])
     fronts = pareto_fronts(points)
+    if me in fronts[0]:
+        return False
+    # The rung's order is front after front, each in its tie-break order: only the trial's own front is ordered.
+    keep, before = max(1, len(points) // reduction_factor), 0
+    for front in fronts:
+        if me in front:
+            within = crowding_order if tie_break == "crowding" else epsilon_net_order
+            return before + within(front, points).index(me) >= keep
+        before += len(front)
+    raise AssertionError("unreachable: every point is on a front")
+
+
+def rung_stops_by_definition(
+    candidate: Sequence[float],
+    others: Sequence[Sequence[float]],
+    *,
+    modes: Sequence[str],
+    reduction_factor: int,
+    tie_break: str = "epsilon_net",
+) -> bool:
+    """:func:`rung_stops` as the rule is written, with none of its shortcuts: the fronts peeled one by one, the
+    whole rung ordered front after front. The reference ``tests/backends/test_mo_asha.py`` holds
+    :func:`rung_stops` to and ``benchmarks/bench_mo_asha.py`` times it against."""
+    points, me = _canonical(minimizing(candidate, modes), [minimizing(o, modes) for o in others])
+    fronts = peeled_fronts(points)
     if me in fronts[0]:
         return False
     within = crowding_order if tie_break == "crowding" else epsilon_net_order
