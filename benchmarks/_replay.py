@@ -184,6 +184,11 @@ class NearestRow:
     distance wins (the first on ties). With 500 rows in a 14-16 parameter space this is coarse: the sampler
     proposes configs, the study trains the nearest recorded ones (the usual way tabular benchmarks replay
     model-based search).
+
+    A study takes the nearest row *it has not trained yet* (while any is left): a real proposal next to a config
+    already tried is a new config with a curve of its own, not the same curve again. Without that, TPE settles on
+    a region, is handed the same few rows over and over, and never learns anything new (most seeds then never
+    reach the target, with or without pruning).
     """
 
     def __init__(self, table: Table, space: Space) -> None:
@@ -216,8 +221,12 @@ class NearestRow:
                 out.append((x - lo) / (hi - lo) if hi > lo else 0.0)
         return np.array(out)
 
-    def __call__(self, config: dict[str, Any]) -> int:
-        return int(np.argmin(((self.rows - self.encode(config)) ** 2).sum(axis=1)))
+    def __call__(self, config: dict[str, Any], used: set[int] | None = None) -> int:
+        """The nearest row; with ``used``, the nearest not in it (while any is left)."""
+        distance = ((self.rows - self.encode(config)) ** 2).sum(axis=1)
+        if used and len(used) < len(distance):
+            distance[list(used)] = np.inf
+        return int(np.argmin(distance))
 
 
 def task_space(name: str) -> Space:
@@ -314,7 +323,7 @@ def replay(
         if nearest is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                row = nearest(suggest(trial, nearest_space(table.name)))
+                row = nearest(suggest(trial, nearest_space(table.name)), used=set(run.rows))
         else:
             row = trial.suggest_int("row", 0, table.rows - 1)
         reporter = OptunaReporter(trial, METRIC, 1, budget=table.budget)

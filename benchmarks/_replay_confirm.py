@@ -1,7 +1,7 @@
 """Real studies to hold the replay to: the same measure (epochs to within eps of a table's best), trained for real.
 
-Each study is what the replay simulates: ``tunebridge.tune`` on the digits_mlp recipe's space and budget, random
-search seeded ``seed``, one trial after another (``fuse: 1``), the variant's pruner and early stopping, until a
+Each study is what the replay simulates: ``tunebridge.tune`` on the digits_mlp recipe's space and budget, the
+variant's search (random, or TPE) seeded ``seed``, one trial after another (``fuse: 1``), the variant's pruner and early stopping, until a
 complete trial reaches the target (``stop: {target}``) or ``cap`` trials. Its configs are new draws from the
 space, not the table's rows, so what is compared is the ratio's distribution over seeds, not seed by seed.
 """
@@ -39,7 +39,7 @@ def real_epochs_to(variant: Variant, seed: int, target: float, *, cap: int) -> d
             mode="max",
             trials=cap,
             max_epochs=budget,
-            search="random",
+            search=variant.search,
             pruner=pruner,
             early_stopping=es,
             seed=seed,

@@ -26,6 +26,7 @@ import math
 import multiprocessing
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -243,8 +244,9 @@ def plot(
     plt.close(fig)
 
 
-def confirm(n: int, eps: float, data: Path, out: Path | None) -> None:
-    """Real studies on digits_mlp (seeds 0..n-1): no pruning vs the recommended ASHA, epochs to within ``eps``."""
+def confirm(n: int, eps: float, data: Path, out: Path | None, search: str = "random") -> None:
+    """Real studies on digits_mlp (seeds 0..n-1): no pruning vs the recommended ASHA, epochs to within ``eps``,
+    with random search or TPE (``search``)."""
     import torch
     from _replay_confirm import real_epochs_to
 
@@ -253,18 +255,19 @@ def confirm(n: int, eps: float, data: Path, out: Path | None) -> None:
     target = table.best * (1 - eps)
     rows: list[dict[str, Any]] = []
     for seed in range(n):
-        for variant in (DEFAULTS["no pruner given"], DEFAULTS[ASHA_ES]):
+        for variant in (replace(DEFAULTS["no pruner given"], search=search), replace(DEFAULTS[ASHA_ES], search=search)):
             # About the same epochs at most for both (100 full-budget trials; ASHA's average 2-3 epochs per trial).
             rows.append(real_epochs_to(variant, seed, target, cap=100 if variant.policy == "none" else 700))
             print(json.dumps(rows[-1]), flush=True)
             if out:
                 out.write_text(json.dumps(rows))
-    base = np.array([r["epochs"] for r in rows if r["variant"] == DEFAULTS["no pruner given"].label])
-    other = np.array([r["epochs"] for r in rows if r["variant"] == DEFAULTS[ASHA_ES].label])
+    none, asha = replace(DEFAULTS["no pruner given"], search=search), replace(DEFAULTS[ASHA_ES], search=search)
+    base = np.array([r["epochs"] for r in rows if r["variant"] == none.label])
+    other = np.array([r["epochs"] for r in rows if r["variant"] == asha.label])
     r, lo, hi = ratio_interval(base, other)
     print(
         f"real studies, digits_mlp, within {100 * eps:g} % of the table's best ({target:.4f}), {n} seeds: "
-        f"none {np.median(base):.0f} epochs, {DEFAULTS[ASHA_ES].label} {np.median(other):.0f}: "
+        f"{none.label} {np.median(base):.0f} epochs, {asha.label} {np.median(other):.0f}: "
         f"{fmt_ratio(r)}x [95 % CI {fmt_ratio(lo)}, {fmt_ratio(hi)}]"
     )
 
@@ -299,12 +302,16 @@ def mo_section(tasks: list[str], seeds: int, data: Path, cap_trials: int = 20) -
 
 
 def main() -> None:
+    global HORIZON
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=DATA, help="where the tables are")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--grid", choices=("full", "small", "second", "tpe"), default="full")
     parser.add_argument("--cap", type=int, default=200, help="most trial-epochs per study, in full-budget trials")
+    parser.add_argument(
+        "--horizon", type=int, default=HORIZON, help="least trial-epochs per study, in budgets (0: stop at the target)"
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--png", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the per-seed results here")
@@ -313,15 +320,17 @@ def main() -> None:
         "--confirm", type=int, default=0, help="real digits_mlp studies per variant (see _replay_confirm)"
     )
     parser.add_argument("--confirm-eps", type=float, default=0.01)
+    parser.add_argument("--confirm-search", choices=("random", "tpe"), default="random")
     parser.add_argument("--mo", action="store_true", help="only the MO-ASHA hypervolume comparison")
     parser.add_argument("--load", type=Path, nargs="+", default=None, help="only summarize these --json files")
     args = parser.parse_args()
+    HORIZON = args.horizon  # read by run_variant in the forked workers
     if args.mo:
         tasks = [t for t in args.tasks if (args.data / f"{t}.npz").exists()]
         print(mo_section(tasks, args.seeds, args.data))
         return
     if args.confirm:
-        confirm(args.confirm, args.confirm_eps, args.data, args.json)
+        confirm(args.confirm, args.confirm_eps, args.data, args.json, args.confirm_search)
         return
     if args.load:
         loaded = [r for path in args.load for r in json.loads(path.read_text())["results"]]

@@ -107,3 +107,4 @@ def test_nearest_row_maps_every_recorded_config_to_its_row_and_tpe_replays_deter
     tpe = Variant("asha", es_patience=6, search="tpe")
     a, b = (replay(table, tpe, 3, cap=10 * table.budget) for _ in range(2))
     assert a.rows == b.rows and a.values == b.values and len(a.rows) > 10  # TPE's seed fixes the study
+    assert len(set(a.rows)) == len(a.rows)  # each proposal trains a row the study has not trained yet
