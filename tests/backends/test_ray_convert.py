@@ -208,12 +208,21 @@ def test_an_nsga2_searcher_survives_rays_pickling_and_save_restore(tmp_path: Pat
 )
 def test_pruning_spec_maps_to_ray_schedulers(policy: str, cls: type, attrs: dict[str, object]) -> None:
     halving = {"reduction_factor": 2} if policy in ("asha", "hyperband") else {}  # the others refuse it
-    spec = PruningSpec(policy=policy, grace_period=2, max_budget=6, **halving)  # type: ignore[arg-type]
+    grace = 1 if policy == "hyperband" else 2  # Ray's HyperBand has no grace period (refused below)
+    spec = PruningSpec(policy=policy, grace_period=grace, max_budget=6, **halving)  # type: ignore[arg-type]
     plan = plan_run(_opts(pruning=spec), RayOptions(), n_trials=4)
     assert isinstance(plan.scheduler, cls)
     for name, value in attrs.items():
         assert getattr(plan.scheduler, name) == value
     assert plan.trial.budget == 6 and plan.trial.checkpoint_frequency == (1 if policy in ("asha", "hyperband") else 0)
+
+
+def test_a_grace_period_ray_hyperband_would_ignore_is_refused() -> None:
+    spec = PruningSpec(policy="hyperband", grace_period=2, reduction_factor=3)
+    with pytest.raises(
+        ConversionError, match=r"pruner.grace_period.*grace_period=2 with policy hyperband.*policy: asha"
+    ):
+        plan_run(_opts(pruning=spec), RayOptions(), n_trials=4)
 
 
 def test_asha_grace_period_and_rungs() -> None:

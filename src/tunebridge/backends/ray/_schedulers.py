@@ -131,7 +131,8 @@ def make_scheduler(
     ``backends/_mo_asha.py``, the Optuna backend's too), which needs the objectives' ``metrics`` and ``modes``.
 
     Raises:
-        ConversionError: PBT with several objectives, or a PBT spec that would mutate the architecture.
+        ConversionError: PBT with several objectives, a PBT spec that would mutate the architecture, or
+            ``hyperband`` with a grace period (Ray's HyperBand has none).
         SchemaError: A policy that cannot prune several objectives (``median``, ``patience``), or a
             tie-break with one objective.
     """
@@ -164,6 +165,15 @@ def make_scheduler(
             brackets=1,
         )
     if policy == "hyperband":
+        if spec.grace_period != 1:  # the Optuna backend's first rung would be at grace_period, Ray's elsewhere
+            raise ConversionError(
+                backend=BACKEND,
+                param="pruner.grace_period",
+                option=f"grace_period={spec.grace_period} with policy hyperband",
+                fix="Ray's HyperBandScheduler has no grace period (its brackets follow from max_t and "
+                "reduction_factor alone), so the spec would prune differently here: drop grace_period, use "
+                "policy: asha (the same rungs on both backends), or run it on the optuna backend.",
+            )
         return HyperBandScheduler(time_attr=TIME_ATTR, max_t=budget, reduction_factor=spec.reduction_factor)
     if policy == "median":
         # min_samples_required mirrors the Optuna backend's MedianPruner(n_startup_trials=5).
