@@ -60,6 +60,8 @@ def load_best(best_yaml: str | Path, *, map_location: str = "cpu") -> Any:
     ``best.yaml`` names the checkpoint, the module's class (``module_class``) and the folder its module is
     imported from (``import_path``: a user's project, a LightningCLI recipe; none for tunebridge's built-in
     models); the class's ``load_from_checkpoint`` rebuilds it from the hyperparameters the checkpoint holds.
+    A Hydra project's ``best.yaml`` holds its ``hydra:`` build instead: the project's config, composed with the
+    best trial's values, builds the module (as its ``train.py`` would), and the kept weights are loaded into it.
 
     Example:
         ``model = tunebridge.results.load_best("tunebridge-runs/digits-mlp/best.yaml")``
@@ -77,6 +79,11 @@ def load_best(best_yaml: str | Path, *, map_location: str = "cpu") -> Any:
     checkpoint, module_class = best.get("checkpoint"), best.get("module_class")
     if not checkpoint:
         raise FileNotFoundError(f"{best_yaml} names no kept checkpoint: keep_checkpoints: 0, or no trial completed")
+    if isinstance(best.get("hydra"), dict):  # a Hydra project: its config builds the module, the weights go in
+        from tunebridge.lightning._hydra_config import HydraBuild
+
+        build = HydraBuild.from_record(best["hydra"])
+        return load_checkpoint(checkpoint, build=build, config=best.get("config") or {}, map_location=map_location)
     if not module_class or str(module_class).startswith("__main__:"):
         raise ImportError(
             f"{best_yaml}: the module's class ({module_class or 'not recorded'}) cannot be imported in another "
@@ -250,6 +257,9 @@ class TuneResult:
             best.update({"module_class": module_class, "import_path": _import_path(module_class)})
         if self.best_trials:
             best["pareto_front"] = self.best_trials
+        rebuild = getattr(self.build, "rebuild_record", None)  # a Hydra project's build: load_best rebuilds with it
+        if callable(rebuild) and self.best_checkpoint is not None:
+            best["hydra"] = rebuild()
         best_files = getattr(self.build, "best_files", None)  # a Hydra project's build
         if callable(best_files) and self.best_config is not None:
             files = best_files(self.best_config, out, seed=self.record.get("seed"))

@@ -75,6 +75,25 @@ def test_the_recipe_tunes_with_pruning_and_its_best_command_trains_with_train_py
     config = yaml.safe_load((written.parent / "config.yaml").read_text())
     assert config["model"]["net"]["lin1_size"] == best["config"]["model.net.lin1_size"]
 
+    # load_best in another process and folder: the template module leaves its net out of save_hyperparameters,
+    # so the project's config (composed with the best values) builds it, and the kept weights go in.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    check = (
+        "import sys, torch, tunebridge.results as r\n"
+        "m = r.load_best(sys.argv[1])\n"
+        "kept = torch.load(sys.argv[2], weights_only=False)['state_dict']\n"
+        "assert kept.keys() == m.state_dict().keys()\n"
+        "assert all(torch.equal(v, m.state_dict()[k]) for k, v in kept.items())\n"
+        "print(type(m).__name__, m.net.model[0].out_features)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", check, str(run / "best.yaml"), best["checkpoint"]],
+        capture_output=True, text=True, timeout=300, cwd=elsewhere, env=_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.split() == ["DigitsLitModule", str(best["config"]["model.net.lin1_size"])]
+
 
 def json_record(run: Path) -> dict[str, object]:
     import json
