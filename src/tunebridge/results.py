@@ -80,10 +80,9 @@ def load_best(best_yaml: str | Path, *, map_location: str = "cpu") -> Any:
     if not checkpoint:
         raise FileNotFoundError(f"{best_yaml} names no kept checkpoint: keep_checkpoints: 0, or no trial completed")
     if isinstance(best.get("hydra"), dict):  # a Hydra project: its config builds the module, the weights go in
-        from tunebridge.lightning._hydra_config import HydraBuild
-
-        build = HydraBuild.from_record(best["hydra"])
-        return load_checkpoint(checkpoint, build=build, config=best.get("config") or {}, map_location=map_location)
+        return load_checkpoint(
+            checkpoint, build=_hydra_build(best["hydra"]), config=best.get("config") or {}, map_location=map_location
+        )
     if not module_class or str(module_class).startswith("__main__:"):
         raise ImportError(
             f"{best_yaml}: the module's class ({module_class or 'not recorded'}) cannot be imported in another "
@@ -91,6 +90,21 @@ def load_best(best_yaml: str | Path, *, map_location: str = "cpu") -> Any:
         )
     cls: Any = import_ref(str(module_class), base_dir=best.get("import_path"))
     return cls.load_from_checkpoint(checkpoint, map_location=map_location)
+
+
+def _hydra_build(record: dict[str, Any]) -> Any:
+    """The Hydra project's build that ``best.yaml`` records (``HydraBuild.rebuild_record``)."""
+    from tunebridge.lightning._hydra_config import HydraBuild
+    from tunebridge.spec._hydra import HydraSpec
+
+    spec = HydraSpec(**{**record["spec"], "overrides": tuple(record["spec"].get("overrides", ()))})
+    return HydraBuild(
+        spec,
+        base_dir=str(record.get("base_dir", ".")),
+        max_epochs=int(record.get("max_epochs", 20)),
+        cwd=str(record.get("cwd", ".")),
+        sweep_dir=str(record.get("sweep_dir", "")),
+    )
 
 
 def _import_path(module_class: str | None) -> str | None:

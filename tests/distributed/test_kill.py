@@ -122,7 +122,8 @@ def test_sigkilled_worker_trial_is_retried_and_budget_is_exact(
     retries = [t for t in trials if bookkeeping(t, "retry_of") == killed_number]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == killed.params
-    assert states[TrialState.FAIL] == 1
+    failed = [(t.number, t.user_attrs.get("fail_reason")) for t in trials if t.state == TrialState.FAIL]
+    assert states[TrialState.FAIL] == 1, f"only the killed trial {killed_number} should fail: {failed}"
 
 
 @pytest.mark.parametrize("backend", ["postgres", "redis"])

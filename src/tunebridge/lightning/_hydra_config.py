@@ -243,27 +243,13 @@ class HydraBuild:
             check_trainer_options(section)
 
     def rebuild_record(self) -> dict[str, Any]:
-        """What ``best.yaml`` records (its ``hydra:`` entry) so that :meth:`from_record` builds the best trial's
-        module again in another process: ``tunebridge.results.load_best`` composes the config with the best
-        trial's values and loads the kept weights into it. A module whose ``save_hyperparameters`` leaves out
+        """What ``best.yaml`` records (its ``hydra:`` entry) so that ``tunebridge.results.load_best`` builds the
+        best trial's module again in another process: the config composed with the best trial's values, the kept
+        weights loaded into it. A module whose ``save_hyperparameters`` leaves out
         its network (lightning-hydra-template's ``ignore=["net"]``) cannot rebuild itself from the checkpoint."""
         spec = {**asdict(self.spec), "overrides": list(self.spec.overrides)}
         return {"spec": spec, "base_dir": self.base_dir, "max_epochs": self.max_epochs, "cwd": self.cwd,
                 "sweep_dir": self.sweep_dir}  # fmt: skip
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> HydraBuild:
-        """The build :meth:`rebuild_record` describes."""
-        from tunebridge.spec._hydra import HydraSpec
-
-        spec = HydraSpec(**{**record["spec"], "overrides": tuple(record["spec"].get("overrides", ()))})
-        return cls(
-            spec,
-            base_dir=str(record.get("base_dir", ".")),
-            max_epochs=int(record.get("max_epochs", 20)),
-            cwd=str(record.get("cwd", ".")),
-            sweep_dir=str(record.get("sweep_dir", "")),
-        )
 
     def best_files(self, config: Mapping[str, Scalar], out: str, *, seed: int | None) -> dict[str, Any]:
         """``best_overrides.yaml`` and ``best_command.sh``: the best trial by the project's own entry point."""
