@@ -1,7 +1,7 @@
 """MO-ASHA's decision at a rung of n trials: :func:`rung_stops` against the rule as written.
 
 ``tunebridge.backends._mo_asha.rung_stops`` sorts two objectives into fronts with an O(n log n) sweep and
-orders only the trial's own front; ``rung_stops_by_definition`` peels the fronts one by one (O(n^2) per front)
+orders only the trial's own front; ``rung_stops(..., by_definition=True)`` peels the fronts one by one (O(n^2) per front)
 and orders the whole rung. Both give the same decision (``tests/backends/test_mo_asha.py``). The rungs are
 real: (val_acc after epoch 1, n_params) of the first n configs of the digits_mlp table
 (``benchmarks/data/digits_mlp.npz``), tiled with small offsets past its 500 rows; each decision is asked for
@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from tunebridge.backends._mo_asha import rung_stops, rung_stops_by_definition
+from tunebridge.backends._mo_asha import rung_stops
 
 MODES = ("max", "min")
 
@@ -50,7 +51,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for n in args.sizes:
         points = rung(n)
-        slow, expected = timed(rung_stops_by_definition, points, 1 if n > 700 else args.repeats)
+        slow, expected = timed(partial(rung_stops, by_definition=True), points, 1 if n > 700 else args.repeats)
         fast, got = timed(rung_stops, points, args.repeats)
         assert got == expected, "the decisions differ"
         print(f"| {n} | {1e3 * slow:.1f} | {1e3 * fast:.2f} | {slow / fast:.0f}x |")

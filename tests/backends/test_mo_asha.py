@@ -18,7 +18,6 @@ from tunebridge.backends._mo_asha import (
     pareto_fronts,
     peeled_fronts,
     rung_stops,
-    rung_stops_by_definition,
 )
 from tunebridge.backends.optuna import make_pruner
 from tunebridge.backends.optuna._mo_pruner import MoAshaPruner
@@ -57,8 +56,9 @@ def test_a_rungs_decision_is_that_of_the_whole_order(
     candidate: list[float], others: list[list[float]], eta: int, crowding: bool
 ) -> None:
     tie_break = "crowding" if crowding else "epsilon_net"
-    expected = rung_stops_by_definition(candidate, others, modes=MODES, reduction_factor=eta, tie_break=tie_break)
-    assert rung_stops(candidate, others, modes=MODES, reduction_factor=eta, tie_break=tie_break) is expected
+    kw: dict[str, Any] = {"modes": MODES, "reduction_factor": eta, "tie_break": tie_break}
+    expected = rung_stops(candidate, others, **kw, by_definition=True)
+    assert rung_stops(candidate, others, **kw) is expected
 
 
 def test_epsilon_net_starts_at_the_best_first_objective_and_goes_farthest_first() -> None:

@@ -39,7 +39,6 @@ __all__ = [
     "pareto_fronts",
     "peeled_fronts",
     "rung_stops",
-    "rung_stops_by_definition",
 ]
 
 Point = tuple[float, ...]
@@ -184,6 +183,7 @@ def rung_stops(
     modes: Sequence[str],
     reduction_factor: int,
     tie_break: str = "epsilon_net",
+    by_definition: bool = False,
 ) -> bool:
     """Whether the trial with ``candidate`` values stops at a rung the ``others`` reached before it.
 
@@ -193,6 +193,10 @@ def rung_stops(
         modes: ``min`` or ``max`` per objective.
         reduction_factor: Keep the first ``max(1, n // reduction_factor)`` of ``n`` values.
         tie_break: ``epsilon_net`` or ``crowding``: the order within a front.
+        by_definition: Decide as the rule is written, without shortcuts: the fronts peeled one by one and the
+            whole rung ordered (the reference ``tests/backends/test_mo_asha.py`` holds the shortcuts to, and
+            ``benchmarks/bench_mo_asha.py`` times them against). Otherwise two objectives are sorted by a sweep
+            and only the trial's own front is ordered: the same decision.
 
     Example:
         >>> rung_stops([0.5, 10], [[0.9, 5], [0.8, 8]], modes=["max", "min"], reduction_factor=2)
@@ -201,37 +205,20 @@ def rung_stops(
         False
     """
     points, me = _canonical(minimizing(candidate, modes), [minimizing(o, modes) for o in others])
-    fronts = pareto_fronts(points)
-    if me in fronts[0]:
-        return False
-    # The rung's order is front after front, each in its tie-break order: only the trial's own front is ordered.
-    keep, before = max(1, len(points) // reduction_factor), 0
-    for front in fronts:
-        if me in front:
-            within = crowding_order if tie_break == "crowding" else epsilon_net_order
-            return before + within(front, points).index(me) >= keep
-        before += len(front)
-    raise AssertionError("unreachable: every point is on a front")
-
-
-def rung_stops_by_definition(
-    candidate: Sequence[float],
-    others: Sequence[Sequence[float]],
-    *,
-    modes: Sequence[str],
-    reduction_factor: int,
-    tie_break: str = "epsilon_net",
-) -> bool:
-    """:func:`rung_stops` as the rule is written, with none of its shortcuts: the fronts peeled one by one, the
-    whole rung ordered front after front. The reference ``tests/backends/test_mo_asha.py`` holds
-    :func:`rung_stops` to and ``benchmarks/bench_mo_asha.py`` times it against."""
-    points, me = _canonical(minimizing(candidate, modes), [minimizing(o, modes) for o in others])
-    fronts = peeled_fronts(points)
+    fronts = peeled_fronts(points) if by_definition else pareto_fronts(points)
     if me in fronts[0]:
         return False
     within = crowding_order if tie_break == "crowding" else epsilon_net_order
-    order = [i for front in fronts for i in within(front, points)]
-    return order.index(me) >= max(1, len(points) // reduction_factor)
+    keep = max(1, len(points) // reduction_factor)
+    if by_definition:
+        return [i for front in fronts for i in within(front, points)].index(me) >= keep
+    # The rung's order is front after front, each in its tie-break order: only the trial's own front is ordered.
+    before = 0
+    for front in fronts:
+        if me in front:
+            return before + within(front, points).index(me) >= keep
+        before += len(front)
+    raise AssertionError("unreachable: every point is on a front")
 
 
 @dataclass(frozen=True)
