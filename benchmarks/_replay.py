@@ -21,6 +21,7 @@ does, through tunebridge's own objects, not copies of them:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -229,6 +230,7 @@ class NearestRow:
         return int(np.argmin(distance))
 
 
+@functools.cache
 def task_space(name: str) -> Space:
     """The space a table's configs were drawn from (``make_curves.py``'s task of that name)."""
     from make_curves import _task_setup  # benchmarks/ is on the path of the scripts that replay
@@ -302,8 +304,8 @@ def replay(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = make_pruner(variant.pruning(), max_epochs=table.budget)
     nearest: NearestRow | None = None
-    if variant.search != "random" and rows is None:
-        space = nearest_space(table.name)
+    space = task_space(table.name) if variant.search != "random" and rows is None else None
+    if space is not None:
         if table.name not in _NEAREST:
             _NEAREST[table.name] = NearestRow(table, space)
         nearest = _NEAREST[table.name]
@@ -320,10 +322,10 @@ def replay(
         if rows is not None:
             study.enqueue_trial({"row": rows[i]})
         trial = study.ask()
-        if nearest is not None:
+        if nearest is not None and space is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                row = nearest(suggest(trial, nearest_space(table.name)), used=set(run.rows))
+                row = nearest(suggest(trial, space), used=set(run.rows))
         else:
             row = trial.suggest_int("row", 0, table.rows - 1)
         reporter = OptunaReporter(trial, METRIC, 1, budget=table.budget)
@@ -339,14 +341,7 @@ def replay(
     return run
 
 
-_NEAREST: dict[str, NearestRow] = {}
-_SPACES: dict[str, Space] = {}
-
-
-def nearest_space(name: str) -> Space:
-    if name not in _SPACES:
-        _SPACES[name] = task_space(name)
-    return _SPACES[name]
+_NEAREST: dict[str, NearestRow] = {}  # per table name: the rows encoded once per process
 
 
 def _replay_ray(

@@ -98,16 +98,16 @@ def grid(name: str) -> list[Variant]:
     return list(dict.fromkeys(out))
 
 
-def run_variant(job: tuple[Path, str, Variant, int, int]) -> dict[str, Any]:
+def run_variant(job: tuple[Path, str, Variant, int, int, int]) -> dict[str, Any]:
     """Every seed of one (task, variant): per seed the epochs to each target, and the best-so-far trace."""
-    data, task, variant, seeds, cap_trials = job
+    data, task, variant, seeds, cap_trials, horizon = job
     table = Table.load(data / f"{task}.npz")
     cap = cap_trials * table.budget
     targets = [table.best * (1 - eps) for eps in eps_of(task)]
     started = time.perf_counter()
     per_seed = []
     for seed in range(seeds):
-        run = replay(table, variant, seed, cap=cap, stop_at=max(targets), horizon=HORIZON * table.budget)
+        run = replay(table, variant, seed, cap=cap, stop_at=max(targets), horizon=horizon * table.budget)
         per_seed.append(
             {
                 "to": [run.epochs_to(t) for t in targets],
@@ -302,7 +302,6 @@ def mo_section(tasks: list[str], seeds: int, data: Path, cap_trials: int = 20) -
 
 
 def main() -> None:
-    global HORIZON
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=DATA, help="where the tables are")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
@@ -324,7 +323,6 @@ def main() -> None:
     parser.add_argument("--mo", action="store_true", help="only the MO-ASHA hypervolume comparison")
     parser.add_argument("--load", type=Path, nargs="+", default=None, help="only summarize these --json files")
     args = parser.parse_args()
-    HORIZON = args.horizon  # read by run_variant in the forked workers
     if args.mo:
         tasks = [t for t in args.tasks if (args.data / f"{t}.npz").exists()]
         print(mo_section(tasks, args.seeds, args.data))
@@ -339,7 +337,7 @@ def main() -> None:
     else:
         tasks = [t for t in args.tasks if (args.data / f"{t}.npz").exists()]
         variants = [v for v in grid(args.grid) if args.only is None or v.label in args.only]
-        jobs = [(args.data, t, v, args.seeds, args.cap) for t in tasks for v in variants]
+        jobs = [(args.data, t, v, args.seeds, args.cap, args.horizon) for t in tasks for v in variants]
         started = time.perf_counter()
         with multiprocessing.get_context("fork").Pool(args.jobs) as pool:
             results = pool.map(run_variant, jobs, chunksize=1)

@@ -97,10 +97,10 @@ def test_ray_asha_replay_proposes_the_same_rows_and_prunes() -> None:
 
 
 def test_nearest_row_maps_every_recorded_config_to_its_row_and_tpe_replays_deterministically() -> None:
-    from _replay import NearestRow, nearest_space
+    from _replay import NearestRow, task_space
 
     table = Table.load(Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "digits_mlp.npz")
-    nearest = NearestRow(table, nearest_space("digits_mlp"))
+    nearest = NearestRow(table, task_space("digits_mlp"))
     assert [nearest(json.loads(c)) for c in table.configs] == list(range(table.rows))
     config = json.loads(table.configs[0])  # a config next to a row goes to that row
     assert nearest({**config, "dropout": config["dropout"] + 1e-6}) == 0
